@@ -1,0 +1,3 @@
+"""prfaas: Prefill-as-a-Service for hybrid-attention LLMs (arXiv 2604.15039), reference implementation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Allow `python -m prfaas`."""
+
+from prfaas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Stdlib-only building blocks shared by every capability: lifecycle, views, clock, metrics."""
