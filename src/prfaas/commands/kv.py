@@ -28,7 +28,11 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--model", help="preset name (see --list)")
     p.add_argument("--list", action="store_true", help="list the model presets")
     p.add_argument("--lengths", default=DEFAULT_LENGTHS, help="comma list, e.g. 1K,8K,32K,128K")
-    p.add_argument("--compare", metavar="NAME", help="baseline preset for the reduction ratio")
+    p.add_argument(
+        "--compare",
+        metavar="NAME",
+        help="baseline preset for the reduction ratio (default: the preset's dense_baseline)",
+    )
     p.add_argument(
         "--state-bytes",
         type=int,
@@ -79,8 +83,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("kv: give --model NAME (or --list to see the presets)")
     lengths = parse_lengths(args.lengths)
     report = _report(args.model, lengths, args.state_bytes)
-    if args.compare:
-        base = _report(args.compare, lengths, args.state_bytes)
+    compare = args.compare or _dense_baseline(args.model)
+    if compare:
+        base = _report(compare, lengths, args.state_bytes)
         report["compare"] = {
             "model": base["model"],
             "bytes_per_token": base["bytes_per_token"],
@@ -95,6 +100,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         _print_report(report)
     return 0
+
+
+def _dense_baseline(slug: str) -> str | None:
+    from prfaas.model.presets import get_model
+
+    return get_model(slug).dense_baseline
 
 
 def _list(as_json: bool) -> int:

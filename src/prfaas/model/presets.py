@@ -58,6 +58,7 @@ class ModelPreset:
     params_active: float
     sources: tuple[str, ...]
     path: Path
+    dense_baseline: str | None = None  # preset `prfaas kv` compares against by default
 
 
 def _int(block: dict[str, Any], key: str, where: str) -> int:
@@ -197,6 +198,7 @@ def load_preset(path: Path) -> ModelPreset:
         params_active=_num(doc, "params_active", path.name),
         sources=tuple(str(s) for s in doc.get("sources") or ()),
         path=path,
+        dense_baseline=str(doc["dense_baseline"]) if doc.get("dense_baseline") else None,
     )
 
 
