@@ -1,0 +1,190 @@
+"""One direction of an inter-cluster link as a fluid model.
+
+Concurrent transfers share the current capacity max-min fairly. A KV transfer is layer-wise
+pipelined: it joins the link when the first layer is ready and its bytes become available at the
+prefill's production rate, so an uncongested transfer ends when the prefill ends. A transfer that
+has sent everything produced so far is capped at the production rate; one that fell behind (the
+link was congested) may burst to catch up. Capacity follows a schedule (factor over time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from prfaas.sim.kernel import Kernel
+
+
+def _tolerance(size: float) -> float:
+    """Bytes of floating-point slack when comparing cumulative sent bytes with a target."""
+    return 1e-7 * size + 64.0
+
+
+class Flow:
+    """A transfer of `size` bytes whose bytes are produced linearly over [p0, p1]."""
+
+    __slots__ = ("arg", "capped", "on_done", "p0", "p1", "prod", "rate", "sent", "size")
+
+    def __init__(
+        self, size: float, p0: float, p1: float, on_done: Callable[[Any], None], arg: Any
+    ) -> None:
+        self.size = size
+        self.sent = 0.0
+        self.p0 = p0
+        self.p1 = p1
+        self.prod = size / (p1 - p0) if p1 > p0 else math.inf
+        self.rate = 0.0
+        self.capped = False
+        self.on_done = on_done
+        self.arg = arg
+
+    def available(self, now: float) -> float:
+        if now >= self.p1:
+            return self.size
+        return self.size * (now - self.p0) / (self.p1 - self.p0)
+
+
+class FluidLink:
+    """Fair-shared, time-varying capacity; completions arrive one-way delay after the last byte."""
+
+    __slots__ = (
+        "_gen",
+        "_last",
+        "base_bytes_per_s",
+        "capacity_bytes_per_s",
+        "dst",
+        "ewma_bytes_per_s",
+        "flows",
+        "kernel",
+        "name",
+        "one_way_s",
+        "rtt_ms",
+        "sampled_bytes",
+        "sent_bytes",
+        "src",
+        "transfers",
+    )
+
+    def __init__(self, kernel: Kernel, src: str, dst: str, gbps: float, rtt_ms: float) -> None:
+        self.kernel = kernel
+        self.src = src
+        self.dst = dst
+        self.name = f"{src}->{dst}"
+        self.base_bytes_per_s = gbps * 1e9 / 8
+        self.capacity_bytes_per_s = self.base_bytes_per_s
+        self.rtt_ms = rtt_ms
+        self.one_way_s = rtt_ms / 2000.0
+        self.flows: list[Flow] = []
+        self._last = 0.0
+        self._gen = 0
+        self.sent_bytes = 0.0  # cumulative
+        self.sampled_bytes = 0.0  # cumulative at the last sample
+        self.ewma_bytes_per_s = 0.0
+        self.transfers = 0
+
+    # -- public ---------------------------------------------------------------------------
+    def start(
+        self, size: float, p0: float, p1: float, on_done: Callable[[Any], None], arg: Any
+    ) -> None:
+        """Begin a transfer now (now == p0 for a pipelined KV transfer, p1 <= p0 for a bulk one)."""
+        now = self.kernel.now
+        self.transfers += 1
+        if size <= 0:
+            self.kernel.at(now + self.one_way_s, on_done, arg)
+            return
+        self._advance(now)
+        self.flows.append(Flow(size, p0, p1, on_done, arg))
+        self._reallocate(now)
+
+    def set_factor(self, factor: float) -> None:
+        """Scale the capacity to factor x nominal (a bandwidth-schedule change point)."""
+        now = self.kernel.now
+        self._advance(now)
+        self.capacity_bytes_per_s = self.base_bytes_per_s * factor
+        self._reallocate(now)
+
+    def sample(self, interval_s: float, alpha: float) -> float:
+        """Bytes sent since the last sample; also folds the rate into the EWMA."""
+        self._advance(self.kernel.now)
+        sent = self.sent_bytes - self.sampled_bytes
+        self.sampled_bytes = self.sent_bytes
+        self.ewma_bytes_per_s += alpha * (sent / interval_s - self.ewma_bytes_per_s)
+        return sent
+
+    def backlog_bytes(self) -> float:
+        """Produced but not yet sent (what a sender's queue would hold)."""
+        now = self.kernel.now
+        self._advance(now)
+        total = 0.0
+        for f in self.flows:
+            total += max(0.0, f.available(now) - f.sent)
+        return total
+
+    @property
+    def capacity_gbps(self) -> float:
+        return self.capacity_bytes_per_s * 8 / 1e9
+
+    # -- fluid model ----------------------------------------------------------------------
+    def _advance(self, now: float) -> None:
+        dt = now - self._last
+        if dt > 0:
+            moved = 0.0
+            for f in self.flows:
+                step = f.rate * dt
+                f.sent += step
+                moved += step
+            self.sent_bytes += moved
+            self._last = now
+
+    def _reallocate(self, now: float) -> None:
+        flows = self.flows
+        if not flows:
+            return
+        n = len(flows)
+        for f in flows:
+            f.capped = now < f.p1 and f.sent >= f.available(now) - _tolerance(f.size)
+        remaining = self.capacity_bytes_per_s
+        capped = sorted((f for f in flows if f.capped), key=lambda f: f.prod)
+        left = n
+        satisfied = 0
+        for f in capped:
+            if f.prod > remaining / left:
+                break
+            f.rate = f.prod
+            remaining -= f.prod
+            left -= 1
+            satisfied += 1
+        share = remaining / left if left else 0.0
+        done = {id(f) for f in capped[:satisfied]}
+        for f in flows:
+            if id(f) not in done:
+                f.rate = share
+        self._schedule_next(now)
+
+    def _schedule_next(self, now: float) -> None:
+        nxt = math.inf
+        for f in self.flows:
+            if f.rate > 0:
+                nxt = min(nxt, now + (f.size - f.sent) / f.rate)
+                if not f.capped and now < f.p1 and f.rate > f.prod:
+                    catch = now + (f.available(now) - f.sent) / (f.rate - f.prod)
+                    if catch < f.p1:
+                        nxt = min(nxt, catch)
+        self._gen += 1
+        if nxt < math.inf:
+            self.kernel.at(nxt, self._on_timer, self._gen)
+
+    def _on_timer(self, gen: int) -> None:
+        if gen != self._gen:
+            return  # superseded by a later reallocation
+        now = self.kernel.now
+        self._advance(now)
+        keep: list[Flow] = []
+        for f in self.flows:
+            if f.sent >= f.size - _tolerance(f.size):
+                self.kernel.at(now + self.one_way_s, f.on_done, f.arg)
+            else:
+                keep.append(f)
+        self.flows = keep
+        self._reallocate(now)

@@ -1,0 +1,290 @@
+"""Simulated instances: a prefill node (FIFO queue, optional chunked batching) and a decode node
+(continuous batching up to BS_max at a fixed step time, KV memory that blocks admission)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from prfaas.core.lifecycle import RequestRecord
+from prfaas.core.request import RequestSpec
+from prfaas.core.view import NodeView
+from prfaas.policy.placement import Placement
+from prfaas.sim.kernel import Kernel
+
+if TYPE_CHECKING:
+    from prfaas.sim.engine import Simulation
+
+
+class Job:
+    """Simulator-side state of one request on its way through the nodes."""
+
+    __slots__ = (
+        "cluster",
+        "decode",
+        "hashes",
+        "inc",
+        "kv_bytes",
+        "kv_ready",
+        "p1",
+        "placement",
+        "prefill",
+        "record",
+        "spec",
+        "xfer_bytes",
+    )
+
+    def __init__(
+        self,
+        record: RequestRecord,
+        placement: Placement,
+        prefill: PrefillNode,
+        decode: DecodeNode,
+        hashes: tuple[int, ...],
+        kv_bytes: int,
+    ) -> None:
+        self.record = record
+        self.spec: RequestSpec = record.spec
+        self.placement = placement
+        self.prefill = prefill
+        self.decode = decode
+        self.cluster = prefill.cluster
+        self.hashes = hashes  # full blocks only: a trailing partial block is never reusable
+        self.inc = record.spec.input_tokens - placement.prefix_tokens  # estimate until start
+        self.kv_bytes = kv_bytes  # decode-side reservation: S_kv(input + output)
+        self.kv_ready = False
+        self.xfer_bytes = 0.0  # bytes that cross the inter-cluster link after prefill
+        self.p1 = 0.0  # when the prefill producing them ends
+
+
+class PrefillNode:
+    """One prefill instance: FIFO; a batch of jobs runs for T(l) of their incremental lengths."""
+
+    __slots__ = (
+        "_view",
+        "busy",
+        "busy_s",
+        "chunk_tokens",
+        "cluster",
+        "draining",
+        "node_id",
+        "owner",
+        "pending",
+        "queue",
+        "queued_tokens",
+        "running",
+        "sim",
+        "t0",
+        "time_fn",
+    )
+    role = "prefill"
+
+    def __init__(
+        self,
+        sim: Simulation,
+        node_id: str,
+        cluster: str,
+        time_fn: Callable[[float], float],
+        chunk_tokens: int = 0,
+    ) -> None:
+        self.sim = sim
+        self.node_id = node_id
+        self.cluster = cluster
+        self.time_fn = time_fn
+        self.t0 = time_fn(0.0)  # fixed per-forward overhead, paid once per batch
+        self.chunk_tokens = chunk_tokens
+        self.queue: deque[Job] = deque()
+        self.busy = False
+        self.running = 0
+        self.pending = 0  # routed here, waiting for a cache pull
+        self.queued_tokens = 0
+        self.draining = False
+        self.busy_s = 0.0
+        self._view: NodeView | None = None
+        self.owner: Any = None  # the SimCluster, whose cached view this node invalidates
+
+    def touch(self) -> None:
+        """State changed: drop the cached views (this node's and its cluster's)."""
+        self._view = None
+        if self.owner is not None:
+            self.owner.state = None
+
+    def view(self) -> NodeView:
+        v = self._view
+        if v is None:
+            v = self._view = NodeView(
+                self.node_id,
+                "prefill",
+                len(self.queue) + self.pending,
+                self.queued_tokens,
+                self.running,
+                1,
+                0,
+                self.draining,
+            )
+        return v
+
+    def reserve(self, job: Job) -> None:
+        """Count a job whose cache pull is still in flight as queued work here."""
+        self.pending += 1
+        self.queued_tokens += job.inc
+        self.touch()
+
+    def submit(self, job: Job, reserved: bool = False) -> None:
+        if reserved:
+            self.pending -= 1
+        else:
+            self.queued_tokens += job.inc
+        self.queue.append(job)
+        self.touch()
+        if not self.busy:
+            self._start()
+
+    def idle(self) -> bool:
+        return not self.busy and not self.queue and not self.pending
+
+    def _start(self) -> None:
+        queue = self.queue
+        batch = [queue.popleft()]
+        budget = self.chunk_tokens - batch[0].inc
+        while budget > 0 and queue and queue[0].inc <= budget:
+            budget -= queue[0].inc
+            batch.append(queue.popleft())
+        start = self.sim.kernel.now
+        service = self.t0
+        for job in batch:
+            service += self.sim.prefill_started(job, start) - self.t0
+        self.busy = True
+        self.running = len(batch)
+        self.busy_s += service
+        self.touch()
+        self.sim.kernel.at(start + service, self._finish, batch)
+        for job in batch:
+            self.sim.prefill_pipelined(job, start, service)
+
+    def _finish(self, batch: list[Job]) -> None:
+        for job in batch:
+            self.queued_tokens -= job.inc
+            self.sim.prefill_finished(job)
+        self.busy = False
+        self.running = 0
+        self.touch()
+        if self.queue:
+            self._start()
+        elif self.draining and not self.pending:
+            self.sim.node_drained(self)
+
+
+class DecodeNode:
+    """One decode instance: admits FIFO at step boundaries while slots and KV memory allow."""
+
+    __slots__ = (
+        "_view",
+        "bs_max",
+        "cluster",
+        "draining",
+        "epoch",
+        "kernel",
+        "kv_capacity",
+        "kv_used",
+        "node_id",
+        "owner",
+        "pending",
+        "running",
+        "sim",
+        "step_s",
+        "waiting",
+    )
+    role = "decode"
+
+    def __init__(
+        self,
+        sim: Simulation,
+        node_id: str,
+        cluster: str,
+        bs_max: int,
+        step_s: float,
+        kv_capacity: int,
+    ) -> None:
+        self.sim = sim
+        self.kernel: Kernel = sim.kernel
+        self.node_id = node_id
+        self.cluster = cluster
+        self.bs_max = bs_max
+        self.step_s = step_s
+        self.kv_capacity = kv_capacity
+        self.kv_used = 0
+        self.running = 0
+        self.pending = 0  # routed here, KV not yet arrived
+        self.waiting: deque[Job] = deque()
+        self.epoch = 0.0  # start of the current busy period: steps run on its grid
+        self.draining = False
+        self._view: NodeView | None = None
+        self.owner: Any = None
+
+    def touch(self) -> None:
+        """State changed: drop the cached views (this node's and its cluster's)."""
+        self._view = None
+        if self.owner is not None:
+            self.owner.state = None
+
+    def view(self) -> NodeView:
+        v = self._view
+        if v is None:
+            v = self._view = NodeView(
+                self.node_id,
+                "decode",
+                len(self.waiting) + self.pending,
+                0,
+                self.running,
+                self.bs_max,
+                self.kv_capacity - self.kv_used,
+                self.draining,
+            )
+        return v
+
+    def assign(self) -> None:
+        self.pending += 1
+        self.touch()
+
+    def submit(self, job: Job) -> None:
+        self.pending -= 1
+        self.waiting.append(job)
+        self._admit()
+        self.touch()
+
+    def idle(self) -> bool:
+        return not self.running and not self.waiting and not self.pending
+
+    def _admit(self) -> None:
+        now = self.kernel.now
+        waiting = self.waiting
+        while waiting and self.running < self.bs_max:
+            job = waiting[0]
+            if self.kv_used + job.kv_bytes > self.kv_capacity:
+                break  # head-of-line waits for memory (FCFS, like vLLM's scheduler)
+            waiting.popleft()
+            if self.running == 0:
+                self.epoch = now
+                t_admit = now
+            else:
+                steps = math.ceil((now - self.epoch) / self.step_s - 1e-9)
+                t_admit = self.epoch + steps * self.step_s
+            self.running += 1
+            self.kv_used += job.kv_bytes
+            self.sim.decode_admitted(job, t_admit)
+            finish = t_admit + (job.spec.output_tokens - 1) * self.step_s
+            self.kernel.at(finish, self._finish, job)
+        self.touch()
+
+    def _finish(self, job: Job) -> None:
+        self.running -= 1
+        self.kv_used -= job.kv_bytes
+        self.sim.decode_finished(job)
+        self.touch()
+        if self.waiting:
+            self._admit()
+        if self.draining and self.idle():
+            self.sim.node_drained(self)

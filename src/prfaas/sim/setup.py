@@ -1,0 +1,67 @@
+"""What to simulate: clusters and their node counts, profiles, link, policy and knobs (frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prfaas.core.metrics import SloSpec
+from prfaas.core.view import ClusterRole
+from prfaas.policy.params import PolicyParams
+from prfaas.profiles import DecodeProfile, KvSizeProfile, PrefillProfile
+from prfaas.sim.bandwidth import BandwidthSchedule
+
+GIB = 2**30
+DEFAULT_SLO = SloSpec(ttft_s=30.0, tpot_s=0.025)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSpec:
+    """One cluster: role, prefill / decode instance counts, prefill profile, cache pool size."""
+
+    name: str
+    role: ClusterRole
+    prefill_nodes: int
+    decode_nodes: int
+    prefill: PrefillProfile
+    cache_bytes: int  # hybrid prefix-cache pool for the whole cluster (0 disables caching)
+
+
+@dataclass(frozen=True, slots=True)
+class RebalanceSetup:
+    """Long-timescale rebalancing: period and the planner model it re-optimises with."""
+
+    period_s: float
+    hysteresis: float = 0.10
+    max_moves: int = 1
+    min_samples: int = 1000
+    window_periods: int = 4  # statistics cover the last this many periods
+
+
+@dataclass(frozen=True, slots=True)
+class SimSetup:
+    """Everything one run needs besides the request list.
+
+    Defaults that the paper does not give are assumptions, documented in docs/results.md:
+    rtt_ms 10 (same-region VPC), 60 layers for layer-wise pipelining granularity, 800 Gbps
+    intra-cluster RDMA (paper §4.1), 64 GiB decode KV memory per instance, 512-token blocks
+    (Mooncake's trace block size).
+    """
+
+    policy: str
+    params: PolicyParams
+    clusters: tuple[ClusterSpec, ...]
+    kv: KvSizeProfile
+    decode: DecodeProfile
+    link_gbps: float
+    rtt_ms: float = 10.0
+    bandwidth: BandwidthSchedule = field(default_factory=BandwidthSchedule)
+    decode_kv_bytes: int = 64 * GIB
+    num_layers: int = 60
+    rdma_gbps: float = 800.0
+    chunk_tokens: int = 0
+    block_tokens: int = 512
+    sample_s: float = 1.0
+    ewma_tau_s: float = 2.0
+    slo: SloSpec = DEFAULT_SLO
+    rebalance: RebalanceSetup | None = None
+    scenario: object = None  # the planner Scenario, for rebalancing and threshold tables
