@@ -1,0 +1,196 @@
+"""The open-loop sender: each planned request goes out at its time, whatever came before."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import msgspec
+
+from prfaas.bench.http import ConnectError, Pool, ProtocolError
+from prfaas.bench.workload import PlannedRequest
+from prfaas.errors import UsageError
+
+ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestResult:
+    """What the client saw of one request (times in seconds; gaps between text chunks in itl_s)."""
+
+    index: int
+    send_s: float  # actual send time, relative to the start of the run
+    input_tokens: int
+    ok: bool
+    error: str | None = None  # http_<status>, connect, timeout, disconnected, stream_error, ...
+    detail: str | None = None
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    output_tokens: int = 0
+    itl_s: tuple[float, ...] = ()
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Mean time per output token after the first: (last - first token) / (n - 1)."""
+        if self.ttft_s is None or self.e2e_s is None or self.output_tokens < 2 or not self.itl_s:
+            return None
+        return sum(self.itl_s) / (self.output_tokens - 1)
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Parser state of one SSE response."""
+
+    start_s: float
+    first_s: float | None = None
+    last_s: float | None = None
+    chunks: int = 0
+    usage_tokens: int | None = None
+    done: bool = False
+    error: str | None = None
+    gaps: list[float] = field(default_factory=list)
+
+    def feed(self, line: bytes) -> None:
+        if not line.startswith(b"data:"):
+            return
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            self.done = True
+            return
+        obj = msgspec.json.decode(data)
+        if "error" in obj:
+            self.error = str((obj["error"] or {}).get("message", obj["error"]))
+            return
+        if obj.get("usage"):
+            self.usage_tokens = int(obj["usage"].get("completion_tokens", 0))
+        if any(_choice_text(c) for c in obj.get("choices") or ()):
+            now = time.perf_counter()
+            if self.last_s is not None:
+                self.gaps.append(now - self.last_s)
+            self.first_s = self.first_s or now
+            self.last_s = now
+            self.chunks += 1
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    if "delta" in choice:
+        return (choice.get("delta") or {}).get("content") or ""
+    return choice.get("text") or ""
+
+
+def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {"model": model, "max_tokens": req.max_tokens, "temperature": 0.0,
+                            "stream": True, "stream_options": {"include_usage": True}}
+    if ignore_eos:
+        body["ignore_eos"] = True
+    if endpoint == "chat":
+        body["messages"] = [{"role": "user", "content": req.prompt()}]
+    else:
+        body["prompt"] = req.prompt()
+    return body
+
+
+async def _stream_into(pool: Pool, path: str, body: bytes, st: _Stream) -> tuple[int, str]:
+    """POST and feed the SSE lines to `st`; (status, error body) when the status is not 200."""
+    resp = await pool.post(path, body)
+    try:
+        if resp.status != 200:
+            return resp.status, (await resp.read()).decode(errors="replace")[:300]
+        rest = b""
+        async for piece in resp.iter_bytes():
+            *lines, rest = (rest + piece).split(b"\n")
+            for line in lines:
+                st.feed(line)
+        return 200, ""  # an unterminated last line is a cut stream: `done` stays False
+    finally:
+        resp.release()
+
+
+async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpoint: str,
+                   ignore_eos: bool, timeout_s: float) -> RequestResult:
+    body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos))
+    start = time.perf_counter()
+
+    def fail(kind: str, detail: str | None) -> RequestResult:
+        return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail)
+
+    st = _Stream(start)
+    try:
+        async with asyncio.timeout(timeout_s):
+            status, text = await _stream_into(pool, ENDPOINTS[endpoint], body, st)
+    except TimeoutError:
+        return fail("timeout", f"no complete reply within {timeout_s} s")
+    except ConnectError as exc:
+        return fail("connect", str(exc))
+    except (asyncio.IncompleteReadError, OSError) as exc:
+        return fail("disconnected", repr(exc))
+    except (ProtocolError, msgspec.DecodeError, AttributeError, TypeError, ValueError) as exc:
+        return fail("bad_response", repr(exc))
+    if status != 200:
+        return fail(f"http_{status}", text)
+    end = time.perf_counter()
+    if st.error is not None or not st.done:
+        return fail("stream_error" if st.error is not None else "incomplete", st.error)
+    n_out = st.usage_tokens if st.usage_tokens is not None else st.chunks
+    return RequestResult(req.index, start - t0, req.input_tokens, True,
+                         ttft_s=(st.first_s or end) - start, e2e_s=end - start,
+                         output_tokens=n_out, itl_s=tuple(st.gaps))
+
+
+def normalize_url(url: str) -> str:
+    """`http://host:port` from what a user types (a trailing /v1 or / is dropped)."""
+    url = url.strip().rstrip("/")
+    if url.endswith("/v1"):
+        url = url[:-3]
+    if not url.startswith("http://"):
+        raise UsageError(f"--url must be a plain http:// URL (no TLS), got {url!r}")
+    return url
+
+
+async def discover_model(url: str, timeout_s: float = 5.0) -> str:
+    """The first model the server lists; a clear UsageError when the URL is not a live server."""
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as client:
+            resp = await client.get("/v1/models")
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise UsageError(f"invalid --url {url!r}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise UsageError(f"cannot reach {url} ({type(exc).__name__}: {exc or 'no reply'})") from exc
+    if resp.status_code != 200:
+        raise UsageError(f"{url} is not an OpenAI-compatible server (GET /v1/models -> "
+                         f"HTTP {resp.status_code})")
+    try:
+        return str(resp.json()["data"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise UsageError(f"{url}: GET /v1/models returned no model list") from exc
+
+
+async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endpoint: str,
+                   timeout_s: float, ignore_eos: bool = True,
+                   on_done: Callable[[RequestResult], None] | None = None,
+                   ) -> tuple[list[RequestResult], float]:
+    """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s)."""
+    pool = Pool(url)
+    t0 = time.perf_counter()
+
+    async def one(req: PlannedRequest) -> RequestResult:
+        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s)
+        if on_done is not None:
+            on_done(result)
+        return result
+
+    try:
+        tasks = []
+        for req in plan:
+            delay = t0 + req.send_at_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(req)))
+        results = await asyncio.gather(*tasks)
+    finally:
+        pool.close()
+    return list(results), time.perf_counter() - t0

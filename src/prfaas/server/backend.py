@@ -1,0 +1,182 @@
+"""The Backend protocol the HTTP edge calls: request/chunk types, typed errors, a FakeBackend.
+
+Conventions every backend follows:
+- `generate(req)` is an async iterator of `TokenChunk`s, one per generated token. The last chunk
+  carries `finish_reason` ("stop" or "length") and `usage`; a chunk may have empty `text`.
+- Client-caused problems raise `prfaas.errors.UsageError` subclasses (e.g. `ContextLengthExceeded`):
+  the server answers 400. Backend trouble raises `BackendUnavailable` (503) or `BackendError` (502);
+  any other exception also becomes 502. Both may be raised before the first chunk or mid-stream.
+- Closing the iterator early (`aclose()`) means the client went away or a stop string matched: the
+  backend should abort the request and free its resources.
+- `count_tokens(text)` is the backend's tokenizer length; the server counts chat prompts on
+  `render_chat(messages)`; a backend with its own chat template raises ContextLengthExceeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from prfaas.errors import UsageError
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRequest:
+    """One validated request, endpoint-independent; exactly one of prompt / messages is set."""
+
+    request_id: str
+    model: str
+    prompt: str | None
+    messages: tuple[ChatMessage, ...] | None
+    max_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    ignore_eos: bool = False
+    prompt_tokens: int = 0  # the server's count_tokens of the (rendered) prompt
+    arrival_s: float = 0.0  # time.monotonic() when the server received the request
+
+    @property
+    def prompt_text(self) -> str:
+        """The text the model continues: the prompt, or the chat rendered by `render_chat`."""
+        if self.prompt is not None:
+            return self.prompt
+        return render_chat(self.messages or ())
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class TokenChunk:
+    text: str
+    token_id: int | None = None
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+class BackendError(Exception):
+    """The backend failed while serving a valid request (HTTP 502)."""
+
+
+class BackendUnavailable(BackendError):
+    """No capacity or no healthy worker right now; the client may retry (HTTP 503)."""
+
+
+class ContextLengthExceeded(UsageError):
+    """The prompt (plus max_tokens) does not fit the model's context window (HTTP 400)."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
+        """Stream the completion of `req`, one chunk per token (an async generator)."""
+        ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def health(self) -> dict[str, Any]:
+        """A JSON-able status; a key "ok": False makes /health answer 503."""
+        ...
+
+
+def render_chat(messages: Sequence[ChatMessage]) -> str:
+    """Default plain-text chat template: a `role: content` line per message, then `assistant:`."""
+    lines = [f"{m.role}: {m.content}" for m in messages]
+    lines.append("assistant:")
+    return "\n".join(lines)
+
+
+@dataclass(slots=True)
+class FakeBackend:
+    """Deterministic echo-ish backend: token i is the prompt's word i (cyclic); byte tokenizer.
+
+    One token = one UTF-8 byte for `count_tokens` (the bench's prompt convention). Failure knobs let
+    tests drive the error paths: `fail_after_tokens` raises `fail_with` after that many tokens
+    (0 = before the first), `hang_after_tokens` blocks forever there (the server's timeouts fire).
+    """
+
+    token_delay_s: float = 0.0
+    first_token_delay_s: float = 0.0
+    eos_after_tokens: int | None = None
+    fail_after_tokens: int | None = None
+    fail_with: type[Exception] = BackendError
+    hang_after_tokens: int | None = None
+    healthy: bool = True
+    num_started: int = 0
+    num_aborted: int = 0
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.encode("utf-8"))
+
+    async def health(self) -> dict[str, Any]:
+        return {"ok": self.healthy, "backend": "fake"}
+
+    def words_for(self, req: CompletionRequest) -> list[str]:
+        words = req.prompt_text.split() or ["ok"]
+        if req.temperature > 0 and req.seed is not None:
+            # seeded 'sampling': a rotation, so a seed changes the output yet repeats exactly
+            digest = hashlib.sha256(f"{req.seed}".encode()).digest()
+            shift = int.from_bytes(digest[:4], "big") % len(words)
+            words = words[shift:] + words[:shift]
+        return words
+
+    async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
+        self.num_started += 1
+        words = self.words_for(req)
+        limit = req.max_tokens
+        if self.eos_after_tokens is not None and not req.ignore_eos:
+            limit = min(limit, self.eos_after_tokens)
+        finish: FinishReason = "length" if limit == req.max_tokens else "stop"
+        done = False
+        try:
+            for i in range(limit):
+                await self._pace(i)
+                word = words[i % len(words)]
+                last = i == limit - 1
+                yield TokenChunk(
+                    text=f" {word}",
+                    token_id=zlib.crc32(word.encode()) % 50_000,
+                    finish_reason=finish if last else None,
+                    usage=Usage(req.prompt_tokens, limit) if last else None,
+                )
+            if limit == 0:
+                yield TokenChunk("", None, finish, Usage(req.prompt_tokens, 0))
+            done = True
+        finally:
+            if not done:
+                self.num_aborted += 1
+
+    async def _pace(self, i: int) -> None:
+        if i == self.fail_after_tokens:
+            raise self.fail_with(f"fake backend failure after {i} tokens")
+        if i == self.hang_after_tokens:
+            await asyncio.Event().wait()
+        delay = self.first_token_delay_s if i == 0 else self.token_delay_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(0)  # yield to the loop like a real backend would

@@ -1,0 +1,158 @@
+"""Drive one backend generation: timeouts, stop strings, usage, edge metrics, error mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+
+from prfaas.errors import UsageError
+from prfaas.server.backend import (
+    Backend,
+    BackendUnavailable,
+    CompletionRequest,
+    ContextLengthExceeded,
+    FinishReason,
+    TokenChunk,
+    Usage,
+)
+from prfaas.server.errors import ApiError
+from prfaas.server.metrics import ServerMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    first_token_s: float = 300.0  # covers queueing + a long prefill
+    token_s: float = 60.0  # longest allowed gap between two tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A piece of output; the last event of a generation has finish_reason and usage set."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+class StopMatcher:
+    """Cuts output at the first stop string, holding back text that may begin one."""
+
+    def __init__(self, stops: tuple[str, ...]) -> None:
+        self.stops = stops
+        self.held = ""
+
+    def feed(self, text: str) -> tuple[str, bool]:
+        buf = self.held + text
+        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.held = ""
+            return buf[: min(hits)], True
+        keep = 0
+        for stop in self.stops:
+            for k in range(min(len(stop) - 1, len(buf)), keep, -1):
+                if buf.endswith(stop[:k]):
+                    keep = k
+                    break
+        self.held = buf[len(buf) - keep :]
+        return buf[: len(buf) - keep], False
+
+    def flush(self) -> str:
+        out, self.held = self.held, ""
+        return out
+
+
+def backend_failure(exc: BaseException) -> ApiError:
+    """Map an exception raised by a backend to the API error the client sees."""
+    if isinstance(exc, UsageError):
+        code = "context_length_exceeded" if isinstance(exc, ContextLengthExceeded) else None
+        return ApiError(400, str(exc), code=code)
+    if isinstance(exc, TimeoutError):
+        return ApiError(504, "the backend did not produce a token in time", type="server_error",
+                        code="timeout")
+    if isinstance(exc, BackendUnavailable):
+        return ApiError(503, f"backend unavailable: {exc}", type="server_error",
+                        code="backend_unavailable")
+    return ApiError(502, f"backend failed: {type(exc).__name__}: {exc}", type="server_error",
+                    code="backend_error")
+
+
+class Generation:
+    """One request's token stream as Events; `events()` raises ApiError on any failure."""
+
+    def __init__(self, backend: Backend, req: CompletionRequest, timeouts: Timeouts,
+                 metrics: ServerMetrics | None, endpoint: str) -> None:
+        self.req, self.timeouts, self.metrics, self.endpoint = req, timeouts, metrics, endpoint
+        self._chunks = backend.generate(req)
+        self._stop = StopMatcher(req.stop)
+        self.num_tokens = 0
+        self._first_s: float | None = None
+        self._last_s = 0.0
+
+    async def _next(self) -> TokenChunk | None:
+        timeout = self.timeouts.first_token_s if self.num_tokens == 0 else self.timeouts.token_s
+        try:
+            # asyncio.timeout, not wait_for: wait_for wraps each token in a new Task on 3.11
+            async with asyncio.timeout(timeout):
+                return await anext(self._chunks)
+        except StopAsyncIteration:
+            return None
+        except Exception as exc:
+            err = backend_failure(exc)
+            log.warning("%s: %s", self.req.request_id, err.message)
+            raise err from exc
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        if self._first_s is None:
+            self._first_s = now
+            if self.metrics is not None:
+                self.metrics.observe_ttft(now - self.req.arrival_s)
+        self._last_s = now
+        self.num_tokens += 1
+
+    async def events(self) -> AsyncGenerator[Event, None]:
+        try:
+            while (chunk := await self._next()) is not None:
+                self._tick()
+                text, stopped = (
+                    self._stop.feed(chunk.text) if self.req.stop else (chunk.text, False)
+                )
+                if stopped:
+                    yield Event(text, "stop", self._usage(None))
+                    return
+                if chunk.finish_reason is not None:
+                    yield Event(text + self._stop.flush(), chunk.finish_reason,
+                                self._usage(chunk.usage))
+                    return
+                if text:
+                    yield Event(text)
+            # a backend that ends without a finish_reason ran out of tokens: treat it as "stop"
+            yield Event(self._stop.flush(), "stop", self._usage(None))
+        finally:
+            await self.close()
+
+    def _usage(self, reported: Usage | None) -> Usage:
+        self._observe_tpot()
+        if reported is not None and reported.completion_tokens == self.num_tokens:
+            return reported
+        if reported is not None:  # trust the backend's prompt count, not its token count
+            return Usage(reported.prompt_tokens, self.num_tokens, reported.cached_tokens)
+        return Usage(self.req.prompt_tokens, self.num_tokens)
+
+    def _observe_tpot(self) -> None:
+        if self.metrics is not None and self._first_s is not None and self.num_tokens > 1:
+            self.metrics.observe_tpot((self._last_s - self._first_s) / (self.num_tokens - 1))
+
+    async def close(self) -> None:
+        """Stop the backend (early exit, error or client gone); safe to call twice."""
+        aclose = getattr(self._chunks, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception:  # the backend already failed; its error was reported
+                log.debug("backend aclose failed", exc_info=True)
