@@ -1,0 +1,110 @@
+"""`prfaas worker` (internal): one process of a deployment, the router or a worker node.
+
+`prfaas up` starts these; running one by hand is for debugging and for placing nodes on other hosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from prfaas.errors import UsageError
+
+
+def add_parser(subparsers: Any, name: str) -> None:
+    p = subparsers.add_parser(
+        name,
+        help="(internal) run one router or worker process of a deployment",
+        description="Run the router (--router) or one worker node (--node NAME) of a deployment "
+        "file. `prfaas up` starts every process of a deployment; use this to debug one.",
+        epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
+        "--router-url http://127.0.0.1:8000 --secret-file secret.txt",
+    )
+    p.add_argument("--config", required=True, help="deployment file (TOML)")
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--node", help="run this worker node of the deployment")
+    who.add_argument("--router", action="store_true", help="run the router")
+    who.add_argument("--wan", action="store_true", help="run the WAN emulator (link relays)")
+    p.add_argument("--router-url", help="where workers send heartbeats (with --node)")
+    p.add_argument("--wan-url", default="", help="the WAN emulator (with --router)")
+    p.add_argument(
+        "--url",
+        default="",
+        help="listen address of --router / --wan (default: the file's router host and port)",
+    )
+    p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
+    p.add_argument("--secret-file", type=Path, help="KV-transfer secret (default: the file's)")
+    p.add_argument("--ready-file", type=Path, help="write the process's address here when ready")
+    p.add_argument("--fault-hooks", action="store_true", help="enable POST /fault (tests)")
+    p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
+    p.set_defaults(run=run)
+
+
+def _secret(args: argparse.Namespace) -> bytes:
+    from prfaas.deploy.config import load_deployment
+
+    if args.secret_file is not None:
+        try:
+            secret: bytes = args.secret_file.read_bytes().strip()
+            return secret
+        except OSError as exc:
+            raise UsageError(f"cannot read --secret-file {args.secret_file}: {exc}") from None
+    cfg = load_deployment(args.config)
+    if cfg.secret is None:
+        raise UsageError("no transfer secret: pass --secret-file or set deployment.secret")
+    return cfg.secret.encode()
+
+
+def _port(url: str) -> int | None:
+    from urllib.parse import urlparse
+
+    if not url:
+        return None
+    try:
+        port = urlparse(url).port
+    except ValueError:
+        port = None
+    if port is None:
+        raise UsageError(f"--url must be http://HOST:PORT, got {url!r}")
+    return port
+
+
+def run(args: argparse.Namespace) -> int:
+    from prfaas.deploy.config import load_deployment
+
+    name = args.node or ("router" if args.router else "wan")
+    logging.basicConfig(
+        level=args.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(message)s"
+    )
+    cfg = load_deployment(args.config)
+    if args.policy:
+        cfg = cfg.with_policy(args.policy)
+    if args.router:
+        from prfaas.router.app import run_router
+
+        asyncio.run(run_router(cfg, args.ready_file, args.wan_url.rstrip("/"), _port(args.url)))
+        return 0
+    if args.wan:
+        from prfaas.worker.wan import run_wan
+
+        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url)))
+        return 0
+    if not args.router_url:
+        raise UsageError("--router-url is required with --node")
+    from prfaas.worker.app import run_worker
+
+    cfg.node(args.node)  # a clear error for an unknown node name
+    asyncio.run(
+        run_worker(
+            cfg,
+            args.node,
+            args.router_url.rstrip("/"),
+            _secret(args),
+            args.ready_file,
+            args.fault_hooks,
+        )
+    )
+    return 0

@@ -1,0 +1,221 @@
+"""Start every process of a deployment, wait until it is healthy, and stop it without orphans.
+
+Each child runs in its own session (process group) so a stop signal reaches anything it spawned,
+and asks the kernel to SIGTERM it if the supervisor dies first (PR_SET_PDEATHSIG), so even a
+`kill -9` of `prfaas up` leaves no worker behind holding a port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from prfaas.deploy.config import DeploymentConfig, load_deployment
+from prfaas.errors import PrfaasError
+from prfaas.worker.wan import needs_wan
+
+PR_SET_PDEATHSIG = 1
+STOP_GRACE_S = 5.0
+
+
+class DeploymentError(PrfaasError):
+    """A process of the deployment failed to start or become healthy."""
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Deployment:
+    """One running deployment: `start()` returns the router URL, `stop()` ends every process."""
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        policy: str | None = None,
+        *,
+        fault_hooks: bool = False,
+        log_level: str = "WARNING",
+        keep_run_dir: bool = False,
+    ) -> None:
+        self.config_path = str(config_path)
+        self.cfg: DeploymentConfig = load_deployment(config_path)
+        if policy:
+            self.cfg = self.cfg.with_policy(policy)
+        self.policy = self.cfg.policy.name
+        for link in self.cfg.links:
+            if link.emulation != "shaper":
+                raise DeploymentError(
+                    f"link {link.src}->{link.dst}: emulation {link.emulation!r} is not wired into "
+                    'prfaas up yet (use "shaper"; `prfaas netns` runs the netns benchmark)'
+                )
+        self.fault_hooks = fault_hooks
+        self.log_level = log_level
+        self.keep_run_dir = keep_run_dir
+        self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.url = ""
+        self.node_urls: dict[str, str] = {}
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self, timeout_s: float = 180.0) -> str:
+        """Spawn every process at once (workers retry their heartbeats until the router is up),
+        then wait until the router reports every node registered."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            secret_file = self.run_dir / "secret"
+            secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
+            secret_file.chmod(0o600)
+            host = self.cfg.router.host
+            wan = []
+            if needs_wan(self.cfg):
+                wan_url = f"http://{host}:{free_port(host)}"
+                self._spawn("wan", ["--wan", "--policy", self.policy, "--url", wan_url])
+                wan = ["--wan-url", wan_url]
+            self.url = f"http://{host}:{self.cfg.router.port or free_port(host)}"
+            self._spawn("router", ["--router", "--policy", self.policy, "--url", self.url, *wan])
+            extra = ["--fault-hooks"] if self.fault_hooks else []
+            for node in self.cfg.nodes:
+                self._spawn(
+                    node.name,
+                    [
+                        "--node",
+                        node.name,
+                        "--router-url",
+                        self.url,
+                        "--policy",
+                        self.policy,
+                        "--secret-file",
+                        str(secret_file),
+                        *extra,
+                    ],
+                )
+            for name in self.procs:
+                info = self._wait_ready(name, deadline)
+                if name not in ("wan", "router"):
+                    self.node_urls[name] = info["url"]
+            self._wait_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self.url
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        cmd = [
+            sys.executable,
+            "-m",
+            "prfaas",
+            "worker",
+            "--config",
+            self.config_path,
+            "--ready-file",
+            str(self.run_dir / f"{name}.json"),
+            "--log-level",
+            self.log_level,
+            *args,
+        ]
+        log = (self.run_dir / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def _check_alive(self, name: str) -> None:
+        proc = self.procs[name]
+        if proc.poll() is not None:
+            raise DeploymentError(
+                f"{name} exited with status {proc.returncode} while starting:\n"
+                + self.log_tail(name)
+            )
+
+    def _wait_ready(self, name: str, deadline: float) -> dict[str, str]:
+        path = self.run_dir / f"{name}.json"
+        while time.monotonic() < deadline:
+            self._check_alive(name)
+            if path.exists():
+                info: dict[str, str] = json.loads(path.read_text())
+                return info
+            time.sleep(0.05)
+        raise DeploymentError(f"{name} did not start in time:\n{self.log_tail(name)}")
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last = ""
+        with httpx.Client(timeout=5.0) as client:
+            while time.monotonic() < deadline:
+                for name in self.procs:
+                    self._check_alive(name)
+                try:
+                    state = client.get(f"{self.url}/health").json()
+                    if state.get("ok") and state.get("registered") == state.get("expected"):
+                        return
+                    last = json.dumps(state)
+                except (httpx.HTTPError, ValueError) as exc:
+                    last = str(exc)
+                time.sleep(0.1)
+        raise DeploymentError(f"deployment not healthy in time; last router health: {last}")
+
+    def log_tail(self, name: str, lines: int = 30) -> str:
+        path = self.run_dir / f"{name}.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    # -- stop ------------------------------------------------------------------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send `sig` to one process group (fault tests)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.procs[name].pid, sig)
+
+    def stop(self) -> None:
+        """SIGTERM every process group, wait, then SIGKILL what is left; reap everything."""
+        for name in reversed(list(self.procs)):
+            self.kill(name, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
+        for name, proc in self.procs.items():
+            self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=2.0)
+        if not self.keep_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self.procs.items()}
+
+
+def free_port(host: str) -> int:
+    """A port nobody listens on now (the child binds it moments later, with SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def start_deployment(
+    config_path: str | Path, policy: str | None = None, **kw: object
+) -> tuple[str, Callable[[], None]]:
+    """Start a deployment for a test or a benchmark: returns (router URL, stop)."""
+    dep = Deployment(config_path, policy, **kw)  # type: ignore[arg-type]
+    url = dep.start()
+    return url, dep.stop

@@ -1,0 +1,331 @@
+"""The router's Backend: tokenize, match prefixes, ask the policy, dispatch, stream the tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from prfaas.cache.hashing import token_block_hashes
+from prfaas.core.request import RequestSpec
+from prfaas.deploy.config import DeploymentConfig
+from prfaas.errors import UsageError
+from prfaas.policy.params import PolicyParams
+from prfaas.policy.placement import Placement
+from prfaas.policy.registry import get_policy
+from prfaas.router.adapter import RouterAdapter
+from prfaas.router.bandwidth import BandwidthMonitor
+from prfaas.router.dispatch import Dispatcher, WorkerLost
+from prfaas.router.live_view import index_match, membership_records, telemetry
+from prfaas.router.membership import Membership, NodeRecord
+from prfaas.server.backend import (
+    BackendError,
+    BackendUnavailable,
+    CompletionRequest,
+    ContextLengthExceeded,
+    TokenChunk,
+    Usage,
+)
+from prfaas.worker.bytetok import router_tokenizer
+from prfaas.worker.messages import DecodeJob, Heartbeat, PrefillReply, PullSpec, Sampling
+from prfaas.worker.wan import link_shape
+
+log = logging.getLogger(__name__)
+SEED_MOD = 2**63
+EMULATED_CONTEXT_TOKENS = 1 << 20
+TRANSFORMERS_CONTEXT_TOKENS = 8192
+
+
+class DecodeLost(WorkerLost):
+    """The decode node failed; before the first token the request can be re-run elsewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    request_id: str
+    time_s: float
+    input_tokens: int
+    cached_tokens: int
+    placement: Placement
+    pull: PullSpec | None
+
+
+def default_context_tokens(cfg: DeploymentConfig) -> int:
+    """The configured limit, else the engine's (the tiny presets' 8192 positions); workers report
+    their real limit in heartbeats and requests are checked against the smallest."""
+    if cfg.engine.max_context_tokens:
+        return cfg.engine.max_context_tokens
+    return EMULATED_CONTEXT_TOKENS if cfg.engine.kind == "emulated" else TRANSFORMERS_CONTEXT_TOKENS
+
+
+class RouterBackend:
+    def __init__(self, cfg: DeploymentConfig, metrics: Any = None, wan_url: str = "") -> None:
+        self.cfg = cfg
+        self.wan_url = wan_url
+        self.members = Membership(cfg)
+        self.bandwidth = BandwidthMonitor(cfg)
+        self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s)
+        self.tokenizer = router_tokenizer(cfg.engine.model_path)
+        self.policy_name = cfg.policy.name
+        get_policy(cfg.policy.name)  # validates the name
+        self.adapter = RouterAdapter(cfg.block_tokens, cfg.router.dead_after_s)
+        self.params = PolicyParams(**cfg.policy.params)
+        self.block_tokens = cfg.block_tokens
+        self.max_context_tokens = default_context_tokens(cfg)
+        self.metrics = metrics
+        self.decisions: deque[Decision] = deque(maxlen=50)
+        self.recent_offload: deque[bool] = deque(maxlen=200)
+        self.threshold_tokens = self.params.threshold_tokens
+        self.observed_inc: list[int] = []  # uncached lengths served (the rebalancer's window)
+        self.observed_out: list[int] = []  # output lengths served
+        self.rebalancer: Any = None
+        self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
+
+    def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
+        """Switch the routing policy at run time (tests, experiments, the rebalancer's new t)."""
+        get_policy(name)
+        self.params = PolicyParams(**(params if params is not None else self.cfg.policy.params))
+        self.policy_name = name
+        self.threshold_tokens = self.params.threshold_tokens
+
+    # -- Backend protocol ------------------------------------------------------------------
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer.encode(text))
+
+    async def health(self) -> dict[str, Any]:
+        nodes = {
+            r.name: {"alive": r.alive, "role": r.role, "draining": r.draining}
+            for r in self.members.nodes.values()
+        }
+        ok = bool(self.members.alive("prefill")) and bool(self.members.alive("decode"))
+        return {
+            "ok": ok,
+            "registered": sum(r.alive for r in self.members.nodes.values()),
+            "expected": len(self.members.nodes),
+            "policy": self.policy_name,
+            "nodes": nodes,
+        }
+
+    async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
+        t0 = time.perf_counter()
+        tokens = self.tokenizer.encode(req.prompt_text)
+        if not tokens:
+            raise UsageError("the prompt is empty: give at least one token")
+        limit = self.context_limit()
+        if len(tokens) + req.max_tokens > limit:
+            raise ContextLengthExceeded(
+                f"prompt of {len(tokens)} tokens + max_tokens {req.max_tokens} exceeds the "
+                f"context limit of {limit} tokens"
+            )
+        sampling = Sampling(
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            seed=(req.seed or 0) % SEED_MOD,
+            stop=tuple(req.stop),
+            ignore_eos=req.ignore_eos,
+        )
+        hashes = tuple(token_block_hashes(tokens, self.block_tokens))
+        for attempt in range(2):
+            yielded = 0
+            try:
+                async for chunk in self._serve(req, tokens, hashes, sampling, t0):
+                    yielded += 1
+                    yield chunk
+                return
+            except DecodeLost as exc:
+                if yielded or attempt == 1 or not self.members.alive("decode"):
+                    raise BackendError(f"decode failed after {yielded} tokens: {exc}") from None
+                log.warning(
+                    "decode of %s lost before its first token (%s); re-running", req.request_id, exc
+                )
+            except WorkerLost as exc:
+                raise BackendError(f"prefill failed on every node tried: {exc}") from None
+
+    async def ensure_relays(self, beat: Heartbeat) -> None:
+        """Ask the WAN emulator for a relay in front of a (re)registering node, per sending
+        cluster whose link to it is shaped; the node becomes routable once they exist."""
+        rec = self.members.nodes[beat.node]
+        addr = (beat.transfer_host, beat.transfer_port)
+        if (rec.transfer_host, rec.transfer_port) == addr and rec.alive:
+            return
+        relays: dict[str, tuple[str, int]] = {}
+        if self.wan_url:
+            for c in self.cfg.clusters:
+                if link_shape(self.cfg, c.name, rec.cluster) is None:
+                    continue
+                body = {"src": c.name, "dst": rec.cluster, "host": addr[0], "port": addr[1]}
+                resp = await self.dispatch.http.post(f"{self.wan_url}/relay", json=body)
+                resp.raise_for_status()
+                got = resp.json()
+                relays[c.name] = (str(got["host"]), int(got["port"]))
+        rec.relays = relays
+
+    async def change_role(self, node: str, role: str) -> None:
+        from prfaas.router.rebalancer import change_role
+
+        await change_role(self, node, role)
+
+    def context_limit(self) -> int:
+        reported = [
+            r.beat.max_context_tokens
+            for r in self.members.nodes.values()
+            if r.alive and r.beat is not None and r.beat.max_context_tokens > 0
+        ]
+        return min([self.max_context_tokens, *reported])
+
+    # -- one attempt -----------------------------------------------------------------------
+    def _place(
+        self, rid: str, tokens: list[int], hashes: tuple[int, ...], max_tokens: int
+    ) -> tuple[Placement, PullSpec | None]:
+        per_node = self.members.index.match(hashes) if hashes else {}
+        now = time.monotonic()
+        spec = RequestSpec(rid, now, len(tokens), max_tokens, hashes)
+        _, placement = self.adapter.route(
+            self.policy_name,
+            self.params,
+            spec,
+            now,
+            membership_records(self.members),
+            telemetry(self.bandwidth),
+            index_match(self.members, per_node),
+        )
+        if placement.rejected:
+            raise BackendUnavailable(f"no capacity: {placement.reason}")
+        return placement, self._pull_spec(placement, per_node)
+
+    def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
+        """Where the prefix the policy counted on lives, if the prefill node lacks it."""
+        if p.cache_pull is not None:
+            src_cluster, blocks = p.cache_pull.src_cluster, p.cache_pull.tokens // self.block_tokens
+        else:
+            src_cluster, blocks = p.prefill_cluster, p.prefix_tokens // self.block_tokens
+        if blocks <= 0 or per_node.get(p.prefill_node, 0) >= blocks:
+            return None
+        holders = [
+            n
+            for n, b in per_node.items()
+            if b >= blocks
+            and n != p.prefill_node
+            and self.members.nodes[n].cluster == src_cluster
+            and self.members.nodes[n].alive
+        ]
+        if not holders:
+            return None
+        src = min(holders, key=lambda n: (self.members.nodes[n].prefill_inflight, n))
+        target = self.dispatch.target(src_cluster, self.members.nodes[p.prefill_node])
+        return PullSpec(src, self.members.nodes[src].url, blocks, target)
+
+    async def _serve(
+        self,
+        req: CompletionRequest,
+        tokens: list[int],
+        hashes: tuple[int, ...],
+        sampling: Sampling,
+        t0: float,
+    ) -> AsyncIterator[TokenChunk]:
+        rid = req.request_id
+        placement, pull = self._place(rid, tokens, hashes, req.max_tokens)
+        self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
+        decode = self.members.nodes[placement.decode_node]
+        decode.decode_active += 1
+        job = DecodeJob(rid, len(tokens), sampling, wait_s=self.cfg.router.request_timeout_s)
+        opening = asyncio.create_task(
+            self.dispatch.watch(self.dispatch.open_decode(decode, job), decode.name)
+        )
+        try:
+            try:
+                reply, pnode = await self.dispatch.prefill_with_retry(
+                    rid,
+                    tokens,
+                    sampling,
+                    placement.prefill_node,
+                    decode,
+                    pull,
+                    placement.prefix_tokens,
+                )
+            except WorkerLost as exc:
+                if not decode.alive:
+                    raise DecodeLost(decode.name, f"died during prefill ({exc})") from None
+                raise
+            self._record(rid, tokens, placement, pull, reply, pnode)
+            try:
+                resp = await opening
+            except WorkerLost as exc:
+                raise DecodeLost(exc.node, str(exc)) from None
+            n = 0
+            cached = reply.reused_tokens  # pulled blocks are part of what the pool reused
+            try:
+                async for line in self.dispatch.lines(decode, resp):
+                    last = len(line.t) - 1
+                    for i, (token, text) in enumerate(zip(line.t, line.d, strict=True)):
+                        n += 1
+                        finish = line.f if i == last else None
+                        usage = Usage(len(tokens), n, cached) if finish else None
+                        yield TokenChunk(text, token, finish, usage)  # type: ignore[arg-type]
+            except WorkerLost as exc:
+                raise DecodeLost(exc.node, str(exc)) from None
+            self.observed_out.append(n)
+        finally:
+            decode.decode_active -= 1
+            if not opening.done():
+                opening.cancel()
+            elif not opening.cancelled() and opening.exception() is None:
+                opening.result().close()  # never read (an error came first): drop the connection
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _record(
+        self,
+        rid: str,
+        tokens: list[int],
+        p: Placement,
+        pull: PullSpec | None,
+        reply: PrefillReply,
+        pnode: str,
+    ) -> None:
+        self.members.apply_events(pnode, reply.events)
+        self.observed_inc.append(len(tokens) - reply.reused_tokens)
+        cluster = self.members.nodes[pnode].cluster
+        offloaded = self.cfg.cluster(cluster).role == "prfaas"
+        self.recent_offload.append(offloaded)
+        if pnode != p.prefill_node:
+            p = Placement(
+                pnode,
+                p.decode_node,
+                None,
+                p.reason + f"; retried on {pnode}",
+                cluster,
+                0,
+                p.threshold_tokens,
+                offloaded,
+            )
+        cached = reply.reused_tokens  # pulled blocks are part of what the pool reused
+        self.decisions.appendleft(Decision(rid, time.time(), len(tokens), cached, p, pull))
+        if p.threshold_tokens:
+            self.threshold_tokens = p.threshold_tokens
+        m = self.metrics
+        if m is None:
+            return
+        m.count_route(cluster)
+        m.observe_prefix(cluster, cached, len(tokens))
+        m.set_offload_fraction(self.offload_fraction())
+        m.set_threshold(self.threshold_tokens)
+        dst = self.members.nodes[p.decode_node].cluster
+        link = f"{cluster}->{dst}" if cluster != dst else f"{cluster}(intra)"
+        m.observe_transfer(link, reply.transfer_s, self._modelled(reply.bytes_sent))
+
+    def _modelled(self, nbytes: int) -> int:
+        return int(nbytes / self.cfg.engine.payload_scale)
+
+    def offload_fraction(self) -> float:
+        return sum(self.recent_offload) / len(self.recent_offload) if self.recent_offload else 0.0
+
+    def node_records(self) -> list[NodeRecord]:
+        return sorted(self.members.nodes.values(), key=lambda r: (r.cluster, r.name))
+
+    async def close(self) -> None:
+        await self.dispatch.close()

@@ -1,0 +1,67 @@
+"""The router's state -> the inputs of router/adapter.py (membership records, link telemetry and
+index matches), which builds the same frozen ClusterView the simulator's adapter builds."""
+
+from __future__ import annotations
+
+from prfaas.deploy.config import DeploymentConfig
+from prfaas.router.adapter import MembershipRecord, TransferTelemetry
+from prfaas.router.bandwidth import BandwidthMonitor
+from prfaas.router.membership import Membership, NodeRecord
+
+
+def membership_record(rec: NodeRecord, cfg: DeploymentConfig) -> MembershipRecord:
+    """Queues from the router's own dispatch counts (exact, current); memory from the heartbeat."""
+    free = rec.beat.free_kv_bytes if rec.beat is not None else 0
+    cluster_role = cfg.cluster(rec.cluster).role
+    if rec.role == "prefill":
+        running = min(rec.prefill_inflight, 1)  # an instance prefills one request at a time
+        queue, tokens, batch = rec.prefill_inflight - running, rec.prefill_tokens, 1
+    else:
+        running = min(rec.decode_active, rec.max_batch)
+        queue, tokens, batch = rec.decode_active - running, 0, rec.max_batch
+    return MembershipRecord(
+        node_id=rec.name,
+        cluster=rec.cluster,
+        cluster_role=cluster_role,  # type: ignore[arg-type]
+        role=rec.role,  # type: ignore[arg-type]
+        last_heartbeat_s=rec.last_seen,
+        queue_len=queue,
+        queued_tokens=tokens,
+        running=running,
+        max_batch=batch,
+        free_kv_bytes=free,
+        draining=rec.draining or rec.converting,
+    )
+
+
+def membership_records(members: Membership) -> list[MembershipRecord]:
+    """Only nodes the router can reach: alive (heartbeating, no connection failure since)."""
+    return [membership_record(r, members.cfg) for r in members.nodes.values() if r.alive and r.url]
+
+
+def telemetry(bandwidth: BandwidthMonitor) -> list[TransferTelemetry]:
+    return [
+        TransferTelemetry(
+            s.src,
+            s.dst,
+            s.capacity_gbps,
+            s.egress_gbps,
+            s.in_flight_bytes,
+            s.rtt_ms,
+            s.retransmit_rate,
+        )
+        for s in bandwidth.links.values()
+    ]
+
+
+def index_match(members: Membership, per_node: dict[str, int]) -> dict[str, int]:
+    """Per-node matches plus each cluster's best: a prefix anywhere in a cluster is reusable by any
+    of its nodes, because the router then issues an intra-cluster pull (a cluster-wide pool)."""
+    out: dict[str, int] = {}
+    for node, blocks in per_node.items():
+        rec = members.nodes.get(node)
+        if rec is None or not rec.alive:
+            continue
+        out[node] = blocks
+        out[rec.cluster] = max(out.get(rec.cluster, 0), blocks)
+    return out

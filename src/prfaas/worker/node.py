@@ -1,0 +1,295 @@
+"""One worker instance: prefill queue, continuous-batching decode, prefix pool, KV link, roles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httpx
+import msgspec
+
+from prfaas.cache.hashing import token_block_hashes
+from prfaas.cache.pool import CacheEvent
+from prfaas.worker.decoding import DecodeService
+from prfaas.worker.engines import WorkerEngine
+from prfaas.worker.faults import FaultDisabled, Faults
+from prfaas.worker.kvlink import KvLink, Layer
+from prfaas.worker.messages import (
+    DecodeJob,
+    FaultSpec,
+    Heartbeat,
+    LinkStats,
+    PrefillJob,
+    PrefillReply,
+    PushJob,
+    PushReply,
+    Target,
+    TokenLine,
+    WireEvent,
+)
+
+if TYPE_CHECKING:
+    from prfaas.deploy.config import DeploymentConfig, NodeConfig
+
+log = logging.getLogger(__name__)
+PULL_TIMEOUT_S = 60.0
+
+
+class WorkerError(Exception):
+    """A job this worker cannot do (wrong role, draining, bad input)."""
+
+
+class WorkerNode:
+    def __init__(
+        self,
+        cfg: DeploymentConfig,
+        node: NodeConfig,
+        engine: WorkerEngine,
+        kv: KvLink,
+        *,
+        fault_hooks: bool = False,
+    ) -> None:
+        self.cfg, self.node, self.engine, self.kv = cfg, node, engine, kv
+        self.name, self.cluster = node.name, node.cluster
+        self.role, self.draining = node.role, False
+        self.role_version = 0  # bumped by every role change; heartbeats carry it
+        self.epoch = time.time()
+        self.url = ""
+        self._events: list[WireEvent] = []
+        self._event_seq = 0
+        self.pool = engine.make_pool(node.pool_bytes, self._on_event)
+        self._prefill_lock = asyncio.Lock()
+        self.prefill_waiting = 0
+        self.prefill_running = 0
+        self.prefill_tokens = 0
+        self.max_batch = node.max_batch or engine.default_max_batch
+        self.faults = Faults(fault_hooks)
+        self.decoding = DecodeService(
+            engine, kv, node.name, self.max_batch, self.faults.point, self._check_idle
+        )
+        self.links: dict[str, LinkStats] = {}
+        self._peers: dict[str, set[tuple[str, int]]] = {}
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0))
+
+    # -- cache events ----------------------------------------------------------------------
+    def _on_event(self, event: CacheEvent) -> None:
+        self._event_seq += 1
+        kind = "s" if event.kind == "stored" else "e"
+        self._events.append((self._event_seq, kind, event.block_hash, event.has_state))
+
+    def take_events(self) -> list[WireEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def requeue_events(self, events: list[WireEvent]) -> None:
+        """Put back events whose delivery failed (the router orders them by sequence number)."""
+        self._events[:0] = events
+
+    # -- links ---------------------------------------------------------------------------
+    def _connections(self, dst_cluster: str) -> int:
+        link = self.cfg.link(self.cluster, dst_cluster) if dst_cluster != self.cluster else None
+        return link.connections if link is not None else 1
+
+    async def _send(
+        self, target: Target, key: str, layers: AsyncIterator[Layer]
+    ) -> tuple[int, float]:
+        """Ship layers to `target` (the receiver itself, or the WAN relay in front of it)."""
+        dst_cluster = self.cfg.node(target.node).cluster
+        stats = self.links.setdefault(dst_cluster, LinkStats())
+        self._peers.setdefault(dst_cluster, set()).add((target.host, target.port))
+        t0 = time.monotonic()
+        sent = await self.kv.send(
+            target.host, target.port, key, layers, stats, self._connections(dst_cluster)
+        )
+        return sent, time.monotonic() - t0
+
+    # -- prefill ---------------------------------------------------------------------------
+    def _check_role(self, role: str) -> None:
+        if self.role != role:
+            raise WorkerError(f"node {self.name} is a {self.role} node, not {role}")
+        if self.draining:
+            raise WorkerError(f"node {self.name} is draining (changing role)")
+
+    async def prefill(self, job: PrefillJob) -> PrefillReply:
+        self._check_role("prefill")
+        t_arrive = time.monotonic()
+        self.prefill_tokens += len(job.token_ids)
+        self._idle.clear()
+        try:
+            self.prefill_waiting += 1
+            try:
+                await self._prefill_lock.acquire()  # one prefill at a time: an instance
+            finally:
+                self.prefill_waiting -= 1
+            self.prefill_running += 1
+            try:
+                return await self._run_prefill(job, time.monotonic() - t_arrive)
+            finally:
+                self.prefill_running -= 1
+                self._prefill_lock.release()
+        finally:
+            self.prefill_tokens -= len(job.token_ids)
+            self._check_idle()
+
+    async def _run_prefill(self, job: PrefillJob, queue_s: float) -> PrefillReply:
+        self.faults.point("die_in_prefill")
+        if self.faults.take("fail_transfer"):
+            self.kv.fail_next_sends += 1
+        pulled = await self._pull(job) if job.pull is not None else 0
+        queue: asyncio.Queue[Layer | None] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+
+        def emit(layer: Layer) -> None:
+            # Engines may call this from their compute thread.
+            loop.call_soon_threadsafe(queue.put_nowait, layer)
+
+        async def layers() -> AsyncIterator[Layer]:
+            sent = 0
+            while (item := await queue.get()) is not None:
+                yield item
+                sent += 1
+                if sent == 2:
+                    self.faults.point("die_mid_prefill")  # after part of the KV went out
+
+        send = asyncio.create_task(self._send(job.target, job.request_id, layers()))
+        try:
+            stats = await self.engine.prefill(job, self.pool, emit)
+        except BaseException:
+            send.cancel()
+            raise
+        finally:
+            loop.call_soon_threadsafe(queue.put_nowait, None)
+        sent, transfer_s = await send
+        return PrefillReply(
+            first_token=stats.first_token,
+            reused_tokens=stats.reused_tokens,
+            pulled_tokens=pulled,
+            queue_s=queue_s,
+            compute_s=stats.compute_s,
+            transfer_s=transfer_s,
+            bytes_sent=sent,
+            events=self.take_events(),
+        )
+
+    async def _pull(self, job: PrefillJob) -> int:
+        """Fetch a cached prefix from its holder into this pool; a failed pull only costs time."""
+        assert job.pull is not None
+        hashes = token_block_hashes(job.token_ids, self.engine.block_tokens)[: job.pull.blocks]
+        if not hashes or self.pool.peek(hashes).usable_blocks >= len(hashes):
+            return 0
+        key = f"pull:{job.request_id}:{job.attempt}"
+        fut = self.kv.expect(key)
+        push = PushJob(key, hashes, len(hashes), job.pull.target)
+        try:
+            resp = await self.http.post(
+                f"{job.pull.src_url}/push", content=msgspec.json.encode(push)
+            )
+            resp.raise_for_status()
+            inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
+            kept = await self.engine.import_blocks(self.pool, hashes, inbound)
+        except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as exc:
+            log.warning(
+                "cache pull for %s from %s failed: %s", job.request_id, job.pull.src_node, exc
+            )
+            self.kv.forget(key)
+            return 0
+        return kept * self.engine.block_tokens
+
+    async def push(self, job: PushJob) -> PushReply:
+        """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
+        try:
+            layers = await self.engine.export_blocks(self.pool, job.hashes, job.blocks)
+        except KeyError as exc:
+            raise WorkerError(f"node {self.name} no longer holds that prefix: {exc}") from None
+
+        async def gen() -> AsyncIterator[Layer]:
+            for layer in layers:
+                yield layer
+
+        sent, _ = await self._send(job.target, job.transfer_id, gen())
+        return PushReply(job.blocks, sent)
+
+    # -- decode ----------------------------------------------------------------------------
+    def decode(self, job: DecodeJob) -> AsyncIterator[TokenLine]:
+        """Wait for the request's KV, join the continuous batch, stream its tokens."""
+        self._check_role("decode")
+        self._idle.clear()
+        return self.decoding.stream(job)
+
+    # -- roles -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self.prefill_waiting or self.prefill_running or self.decoding.busy)
+
+    def _check_idle(self) -> None:
+        if not self.busy:
+            self._idle.set()
+
+    async def change_role(self, role: str) -> None:
+        """Drain (finish every admitted request, take no new one), then switch roles."""
+        if role not in ("prefill", "decode"):
+            raise WorkerError(f"unknown role {role!r}")
+        if self.cfg.cluster(self.cluster).role == "prfaas" and role != "prefill":
+            raise WorkerError("PrfaaS nodes are prefill-only")
+        if role == self.role:
+            return
+        self.draining = True
+        try:
+            self._check_idle()
+            await self._idle.wait()
+            if role == "decode":
+                self.decoding.ready()
+            self.role = role
+        finally:
+            self.draining = False
+            self.role_version += 1
+
+    # -- faults ----------------------------------------------------------------------------
+    def arm_fault(self, spec: FaultSpec) -> None:
+        try:
+            self.faults.arm(spec)
+        except FaultDisabled as exc:
+            raise WorkerError(str(exc)) from None
+
+    # -- heartbeat -------------------------------------------------------------------------
+    def heartbeat(self) -> Heartbeat:
+        stats = self.pool.stats()
+        decoding = self.decoding.active
+        return Heartbeat(
+            node=self.name,
+            cluster=self.cluster,
+            url=self.url,
+            transfer_host=self.kv.host,
+            transfer_port=self.kv.port,
+            epoch=self.epoch,
+            role=self.role,
+            draining=self.draining,
+            role_version=self.role_version,
+            queue_len=self.prefill_waiting + self.decoding.waiting,
+            queued_tokens=self.prefill_tokens,
+            running=self.prefill_running + decoding,
+            max_batch=self.max_batch if self.role == "decode" else 1,
+            free_kv_bytes=self.pool.free_bytes,
+            pool_used_bytes=self.pool.used_bytes,
+            pool_hit_tokens=stats.hit_tokens,
+            pool_query_tokens=stats.query_tokens,
+            needs_state=self.engine.state_bytes > 0,
+            max_context_tokens=self.engine.max_context_tokens,
+            events=self.take_events(),
+            links={
+                k: msgspec.structs.replace(
+                    v, in_flight_bytes=self.kv.in_flight_bytes(self._peers.get(k, set()))
+                )
+                for k, v in self.links.items()
+            },
+        )
+
+    async def close(self) -> None:
+        await self.decoding.close()
+        await self.http.aclose()
+        await self.kv.close()

@@ -1,0 +1,101 @@
+"""The default live deployment (examples/local.toml, real qwen3.5-tiny compute in every worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from live_support import complete
+from prfaas.deploy.supervisor import Deployment
+
+pytestmark = [pytest.mark.slow, pytest.mark.engine]
+pytest.importorskip("torch")
+
+LOCAL = Path(__file__).resolve().parents[1] / "examples" / "local.toml"
+MODEL = "qwen3.5-tiny"
+# Over the 256-token threshold of local.toml, so the prfaas policy offloads it.
+PROMPT = "".join(f"line {i}: prefill as a service moves kv across datacenters. " for i in range(8))
+
+
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    dep = Deployment(LOCAL)
+    dep.start(timeout_s=120)
+    try:
+        yield dep.url
+    finally:
+        dep.stop()
+
+
+def _reference(prompt: str, max_tokens: int) -> str:
+    """The same model in this process: one uninterrupted generate, no router, no transfer."""
+    from prfaas.model.engine.engine import Engine
+    from prfaas.model.engine.sampling import SamplingParams
+
+    engine = Engine.from_preset(MODEL, seed=0, num_threads=1)
+    gen = engine.generate(engine.tokenizer.encode(prompt), SamplingParams(max_tokens=max_tokens))
+    return str(gen.text)
+
+
+def _decisions(url: str) -> list[dict[str, object]]:
+    result: list[dict[str, object]] = httpx.get(f"{url}/dashboard/state").json()["decisions"]
+    return result
+
+
+def test_offloaded_and_local_prefill_give_the_single_process_completion(url: str) -> None:
+    assert len(PROMPT) > 256
+    offloaded = complete(url, PROMPT, max_tokens=16, model=MODEL, timeout=120)
+    assert offloaded.status_code == 200, offloaded.text
+    assert _decisions(url)[0]["prefill"] == "prfaas-0"
+    httpx.post(f"{url}/internal/policy", json={"name": "homogeneous"}).raise_for_status()
+    try:
+        local = complete(url, PROMPT, max_tokens=16, model=MODEL, timeout=120)
+    finally:
+        httpx.post(f"{url}/internal/policy", json={"name": "prfaas"}).raise_for_status()
+    assert local.status_code == 200, local.text
+    assert _decisions(url)[0]["prefill"] == "pd-p0"
+    text = offloaded.json()["choices"][0]["text"]
+    assert text and text == local.json()["choices"][0]["text"]
+    assert text == _reference(PROMPT, 16)
+
+
+def test_pulled_prefix_resumes_to_the_same_completion(url: str) -> None:
+    base = PROMPT.replace("line", "row")
+    assert complete(url, base, max_tokens=4, model=MODEL, timeout=120).status_code == 200
+    follow = base + "and one more short turn"  # a short increment: local prefill, prefix pulled
+    resp = complete(url, follow, max_tokens=12, model=MODEL, timeout=120)
+    assert resp.status_code == 200, resp.text
+    decision = _decisions(url)[0]
+    assert decision["prefill"] == "pd-p0" and "pull" in str(decision["reason"])
+    assert resp.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+    assert resp.json()["choices"][0]["text"] == _reference(follow, 12)
+
+
+def test_openai_client_completes_and_streams(url: str) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused")
+    done = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0)
+    assert done.usage is not None and done.usage.prompt_tokens == len(PROMPT.encode())
+    stream = client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=8, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in stream if c.choices) == done.choices[0].text
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hello"}], max_tokens=4, stream=True
+    )
+    assert sum(1 for c in chat if c.choices and c.choices[0].delta.content is not None) >= 1
+
+
+def test_router_byte_tokenizer_matches_the_engines() -> None:
+    from prfaas.model.engine.tokenizer import ByteTokenizer as EngineTokenizer
+    from prfaas.worker.bytetok import ByteTokenizer
+
+    ours, theirs = ByteTokenizer(), EngineTokenizer()
+    for text in ("", "hello", "héllo wörld €", PROMPT, "\x00\n\t"):
+        assert ours.encode(text) == theirs.encode(text)
+        ids = [*ours.encode(text), 258, 1, 250]
+        assert ours.decode(ids) == theirs.decode(ids)
+    assert ours.eos_token_ids == theirs.eos_token_ids
