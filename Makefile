@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m prfaas plan --scenario paper --plot $(OUT)/plan
+	PY=$(PY) OUT=$(OUT) bash scripts/demo.sh
 
 test: $(STAMP)
 	$(PY) -m pytest
