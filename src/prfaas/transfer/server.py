@@ -1,0 +1,324 @@
+"""Receiving side of the KV transfer engine: authenticated connections, chunks land in place."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from prfaas.transfer import checksum
+from prfaas.transfer import frames as fr
+from prfaas.transfer.errors import AuthError, ProtocolError, SequenceError
+from prfaas.transfer.payloads import ReceivedTransfer
+from prfaas.transfer.protocol import ERR_AUTH, ERR_PROTOCOL, READY, ServerConnection
+from prfaas.transfer.sockio import Reader, send_frames, tune
+from prfaas.transfer.tracker import BUSY, DUPLICATE, NEW, ReceiveTracker
+
+log = logging.getLogger(__name__)
+
+Allocator = Callable[[str, int, int], memoryview]
+OnComplete = Callable[[ReceivedTransfer], Awaitable[None] | None]
+_Key = tuple[bytes, int]
+
+
+def default_allocator(transfer_id: str, layer: int, nbytes: int) -> memoryview:
+    return memoryview(bytearray(nbytes))
+
+
+class _Reject(Exception):
+    """A transfer (not the connection) is refused: the peer gets ABORT with this message."""
+
+
+@dataclass(slots=True)
+class ServerStats:
+    connections: int = 0
+    auth_failures: int = 0
+    protocol_errors: int = 0
+    transfers_completed: int = 0
+    chunks_rejected: int = 0
+    bytes_verified: int = 0
+
+
+@dataclass(slots=True)
+class _Incoming:
+    tracker: ReceiveTracker
+    started: float
+    last_activity: float
+    buffers: dict[int, memoryview] = field(default_factory=dict)
+
+
+class TransferServer:
+    """Accepts authenticated transfers; calls `on_transfer_complete` with verified buffers.
+
+    `allocator(transfer_id, layer, nbytes)` returns the writable buffer a layer lands in (default:
+    a fresh bytearray); pass one that hands out views of preallocated memory to avoid allocation.
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        secret: bytes,
+        on_transfer_complete: OnComplete | None = None,
+        *,
+        allocator: Allocator = default_allocator,
+        max_transfer_bytes: int = 16 << 30,
+        max_active_transfers: int = 256,
+        handshake_timeout_s: float = 10.0,
+        stall_timeout_s: float = 30.0,
+        transfer_timeout_s: float = 600.0,
+    ) -> None:
+        self.host, self.port = host, port
+        self._secret = secret
+        self._on_complete = on_transfer_complete
+        self._allocator = allocator
+        self.max_transfer_bytes = max_transfer_bytes
+        self.max_active_transfers = max_active_transfers
+        self.handshake_timeout_s = handshake_timeout_s
+        self.stall_timeout_s = stall_timeout_s
+        self.transfer_timeout_s = transfer_timeout_s
+        self.stats = ServerStats()
+        self._transfers: dict[_Key, _Incoming] = {}
+        self._completed: OrderedDict[_Key, int] = OrderedDict()
+        self._scratch = memoryview(bytearray(0))
+        self._listener: socket.socket | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._instance = int.from_bytes(os.urandom(8), "big")
+
+    @property
+    def active_transfers(self) -> int:
+        return len(self._transfers)
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        ls = socket.socket(family, socket.SOCK_STREAM)
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((self.host, self.port))
+        ls.listen(128)
+        ls.setblocking(False)
+        self._listener = ls
+        self.port = ls.getsockname()[1]
+        self._spawn(self._accept_loop(loop, ls))
+        self._spawn(self._reaper())
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._transfers.clear()
+
+    async def __aenter__(self) -> TransferServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _accept_loop(self, loop: asyncio.AbstractEventLoop, ls: socket.socket) -> None:
+        while True:
+            sock, _ = await loop.sock_accept(ls)
+            tune(sock)
+            self.stats.connections += 1
+            self._spawn(self._serve(loop, sock))
+
+    async def _reaper(self) -> None:
+        """Drop incomplete transfers nobody has touched for transfer_timeout_s."""
+        while True:
+            await asyncio.sleep(min(5.0, self.transfer_timeout_s / 4))
+            cutoff = time.monotonic() - self.transfer_timeout_s
+            for key in [k for k, v in self._transfers.items() if v.last_activity < cutoff]:
+                log.warning("dropping stalled transfer %r", self._transfers[key].tracker.name)
+                del self._transfers[key]
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        conn = ServerConnection(
+            self._secret, checksum_mask=checksum.supported(), instance=self._instance
+        )
+        reader = Reader(loop, sock)
+        try:
+            async with asyncio.timeout(self.handshake_timeout_s):
+                while conn.state != READY:
+                    frame = await reader.read_frame()
+                    await send_frames(loop, sock, conn.receive(frame))
+            last_data = 0
+            while True:
+                frame = await reader.read_frame(guess_after=last_data)
+                conn.receive(frame)
+                await self._dispatch(reader, conn, frame)
+                last_data = frame.length if isinstance(frame, fr.Data) else 0
+        except AuthError as exc:
+            self.stats.auth_failures += 1
+            await self._refuse(loop, sock, ERR_AUTH, str(exc))
+        except ProtocolError as exc:
+            self.stats.protocol_errors += 1
+            await self._refuse(loop, sock, ERR_PROTOCOL, str(exc))
+        except (OSError, TimeoutError) as exc:
+            log.debug("transfer connection ended: %s", exc)
+        finally:
+            sock.close()
+
+    async def _refuse(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, code: int, msg: str
+    ) -> None:
+        log.warning("transfer connection refused: %s", msg)
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await send_frames(loop, sock, fr.encode(fr.Error(code, msg)))
+                # Lingering close: closing with unread input would send RST and could destroy
+                # the ERROR frame in flight, so half-close and discard (bounded) what follows.
+                sock.shutdown(socket.SHUT_WR)
+                sink = memoryview(bytearray(64 << 10))
+                for _ in range(16):
+                    if not await loop.sock_recv_into(sock, sink):
+                        break
+
+    async def _dispatch(self, reader: Reader, conn: ServerConnection, frame: fr.Frame) -> None:
+        loop, sock = reader.loop, reader.sock
+        key = (conn.session_id, getattr(frame, "xid", -1))
+        inc = self._transfers.get(key)
+        if inc is not None:
+            inc.last_activity = time.monotonic()
+        try:
+            if isinstance(frame, fr.Data):
+                await self._on_data(reader, key, inc, frame)
+            elif isinstance(frame, fr.Begin):
+                self._on_begin(key, frame)
+            elif isinstance(frame, fr.Layer) and inc is not None:
+                self._on_layer(inc, frame)
+            elif isinstance(frame, fr.Commit):
+                if key in self._completed:
+                    done = fr.Committed(frame.xid, self._completed[key])
+                    await send_frames(loop, sock, fr.encode(done))
+                elif inc is not None:
+                    inc.tracker.on_commit(frame)
+                    await self._maybe_finish(loop, sock, key, inc)
+            elif isinstance(frame, fr.Abort):
+                self._transfers.pop(key, None)
+        except (_Reject, SequenceError) as exc:
+            # The transfer is refused, the connection stays: other transfers may share it.
+            self._transfers.pop(key, None)
+            log.warning("transfer %s refused: %s", key[1], exc)
+            await send_frames(loop, sock, fr.encode(fr.Abort(key[1], str(exc))))
+
+    def _on_begin(self, key: _Key, begin: fr.Begin) -> None:
+        if key in self._completed:
+            return
+        if not checksum.supported() & (1 << begin.checksum_alg):
+            raise _Reject(f"unsupported checksum algorithm {begin.checksum_alg}")
+        inc = self._transfers.get(key)
+        if inc is not None:
+            inc.tracker.check_begin(begin)
+            return
+        if len(self._transfers) >= self.max_active_transfers:
+            raise _Reject(f"more than {self.max_active_transfers} concurrent transfers")
+        if begin.total_bytes > self.max_transfer_bytes:
+            raise _Reject(f"{begin.total_bytes} B exceeds the limit of {self.max_transfer_bytes} B")
+        now = time.monotonic()
+        tracker = ReceiveTracker(begin, max_transfer_bytes=self.max_transfer_bytes)
+        self._transfers[key] = _Incoming(tracker, now, now)
+
+    def _on_layer(self, inc: _Incoming, layer: fr.Layer) -> None:
+        if inc.tracker.declare_layer(layer):
+            buf = self._allocator(inc.tracker.name, layer.layer, layer.nbytes)
+            if len(buf) != layer.nbytes or buf.readonly:
+                raise _Reject(f"allocator gave a bad buffer for layer {layer.layer}")
+            inc.buffers[layer.layer] = buf.cast("B") if buf.format != "B" else buf
+
+    async def _on_data(
+        self, reader: Reader, key: _Key, inc: _Incoming | None, data: fr.Data
+    ) -> None:
+        loop, sock = reader.loop, reader.sock
+        hasher: checksum.Hasher | None = None
+        dest = self._scratch_view(data.length)
+        reject, plan = "", DUPLICATE
+        if inc is not None:
+            try:
+                plan = inc.tracker.plan_chunk(data)
+            except SequenceError as exc:
+                reject = str(exc)
+            if plan == NEW:
+                dest = inc.buffers[data.layer][data.offset : data.offset + data.length]
+                hasher = checksum.new_hasher(inc.tracker.begin.checksum_alg)
+        try:
+            async with asyncio.timeout(self.stall_timeout_s) as tmo:
+                # Duplicates, busy chunks and chunks of unknown transfers are drained into
+                # scratch space: the stream stays in sync and verified bytes are never touched.
+                await reader.read_payload(dest, hasher, tmo, self.stall_timeout_s)
+        finally:
+            if plan == NEW and inc is not None:
+                inc.tracker.chunk_done(data.layer, data.offset)
+        if reject:
+            raise _Reject(reject)
+        if plan == BUSY:
+            busy = fr.Nack(data.xid, data.layer, data.offset, data.length, fr.NACK_BUSY)
+            await send_frames(loop, sock, fr.encode(busy))
+            return
+        if inc is None and key not in self._completed:
+            await send_frames(loop, sock, fr.encode(fr.Abort(data.xid, "unknown transfer")))
+            return
+        if inc is not None and hasher is not None:
+            if hasher.intdigest() != data.checksum:
+                inc.tracker.rejected_chunks += 1
+                self.stats.chunks_rejected += 1
+                nack = fr.Nack(data.xid, data.layer, data.offset, data.length, fr.NACK_CHECKSUM)
+                await send_frames(loop, sock, fr.encode(nack))
+                return
+            inc.tracker.chunk_verified(data.layer, data.offset, data.length)
+            self.stats.bytes_verified += data.length
+        ack = fr.Ack(data.xid, data.layer, data.offset, data.length)
+        await send_frames(loop, sock, fr.encode(ack))
+        if inc is not None:
+            await self._maybe_finish(loop, sock, key, inc)
+
+    def _scratch_view(self, n: int) -> memoryview:
+        if len(self._scratch) < n:
+            self._scratch = memoryview(bytearray(n))
+        return self._scratch[:n]
+
+    async def _maybe_finish(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, key: _Key, inc: _Incoming
+    ) -> None:
+        tracker = inc.tracker
+        if not tracker.complete or key not in self._transfers:
+            return
+        del self._transfers[key]
+        self._completed[key] = tracker.verified_bytes
+        while len(self._completed) > 4096:
+            self._completed.popitem(last=False)
+        self.stats.transfers_completed += 1
+        result = ReceivedTransfer(
+            transfer_id=tracker.name,
+            peer_session=key[0].hex(),
+            layers=tuple(inc.buffers[i] for i in sorted(inc.buffers)),
+            total_bytes=tracker.verified_bytes,
+            seconds=time.monotonic() - inc.started,
+            checksum=checksum.NAMES[tracker.begin.checksum_alg],
+            rejected_chunks=tracker.rejected_chunks,
+        )
+        committed = fr.Committed(key[1], tracker.verified_bytes)
+        with contextlib.suppress(OSError):
+            await send_frames(loop, sock, fr.encode(committed))
+        if self._on_complete is not None:
+            try:
+                outcome = self._on_complete(result)
+            except Exception:  # the consumer's bug must not kill this connection
+                log.exception("on_transfer_complete failed for %r", tracker.name)
+                return
+            if inspect.isawaitable(outcome):
+                self._spawn(outcome)
