@@ -1,23 +1,13 @@
-"""A torch-free byte-level tokenizer for the router and the emulated engine.
-
-Same contract as prfaas.model.engine.tokenizer.ByteTokenizer (UTF-8 bytes are tokens 0-255), which
-cannot be imported without torch while prfaas.model.engine's package imports torch eagerly; a test
-checks the two agree.
-"""
+"""The router's tokenizer: the engine's byte-level one (torch-free) or a checkpoint's file."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+# The engine package imports torch lazily, so its tokenizer module is safe in the router.
+from prfaas.model.engine.tokenizer import ByteTokenizer
 
-class ByteTokenizer:
-    eos_token_ids: frozenset[int] = frozenset({258})
-
-    def encode(self, text: str) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def decode(self, token_ids: Sequence[int]) -> str:
-        return bytes(t for t in token_ids if 0 <= t < 256).decode("utf-8", errors="replace")
+__all__ = ["ByteTokenizer", "FileTokenizer", "router_tokenizer"]
 
 
 class FileTokenizer:

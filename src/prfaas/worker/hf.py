@@ -225,8 +225,8 @@ class HfDecoder:
 
     def _drop(self, ids: set[str]) -> None:
         # Leaving the batch between steps; the engine re-merges the remaining requests.
-        self.batch._unmerge()
-        self.batch.active = [s for s in self.batch.active if s.request_id not in ids]
+        for request_id in ids:
+            self.batch.abort(request_id)
 
     def abort(self, request_id: str) -> None:
         if self._seqs.pop(request_id, None) is not None:
