@@ -8,7 +8,7 @@ same number of equally sized SSE chunks with zero service time; the same open-lo
   the Generation driver, OpenAI formatting, metrics; the bare app's numbers are its floor);
 - server CPU per request (from /proc, contention-robust);
 - client-observed TTFT/E2E (includes loopback HTTP, uvicorn and the httpx client).
-Results go to docs/bench-server.md.
+Results go to docs/benchmarks.md.
 
     .venv/bin/python benchmarks/bench_router_overhead.py --rate 200 --duration 10 --repeat 2
 """

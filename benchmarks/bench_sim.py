@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_sim.py [--trace PATH] [--requests 100000] [--repeat 3]
 
-Prints a markdown table (docs/bench-sim.md). Targets (issue 3): the full trace in <= 10 s wall,
+Prints a markdown table (docs/benchmarks.md). Targets (issue 3): the full trace in <= 10 s wall,
 100k paper requests in <= 30 s wall. Wall time is the median of --repeat runs; CPU time is the
 process time of the same runs, which other load on the machine does not inflate.
 """
