@@ -82,11 +82,16 @@ def _choice_text(choice: dict[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool) -> dict[str, Any]:
+def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool,
+            tag: bool = False) -> dict[str, Any]:
+    """The request body. `tag` sends the plan index as `seed`: with temperature 0 it changes no
+    token, and the router's decision log records it, so decisions join to plan (trace) rows."""
     body: dict[str, Any] = {"model": model, "max_tokens": req.max_tokens, "temperature": 0.0,
                             "stream": True, "stream_options": {"include_usage": True}}
     if ignore_eos:
         body["ignore_eos"] = True
+    if tag:
+        body["seed"] = req.index
     if endpoint == "chat":
         body["messages"] = [{"role": "user", "content": req.prompt()}]
     else:
@@ -111,8 +116,8 @@ async def _stream_into(pool: Pool, path: str, body: bytes, st: _Stream) -> tuple
 
 
 async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpoint: str,
-                   ignore_eos: bool, timeout_s: float) -> RequestResult:
-    body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos))
+                   ignore_eos: bool, timeout_s: float, tag: bool = False) -> RequestResult:
+    body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos, tag))
     start = time.perf_counter()
 
     def fail(kind: str, detail: str | None) -> RequestResult:
@@ -172,13 +177,13 @@ async def discover_model(url: str, timeout_s: float = 5.0) -> str:
 async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endpoint: str,
                    timeout_s: float, ignore_eos: bool = True,
                    on_done: Callable[[RequestResult], None] | None = None,
-                   ) -> tuple[list[RequestResult], float]:
+                   tag: bool = False) -> tuple[list[RequestResult], float]:
     """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s)."""
     pool = Pool(url)
     t0 = time.perf_counter()
 
     async def one(req: PlannedRequest) -> RequestResult:
-        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s)
+        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag)
         if on_done is not None:
             on_done(result)
         return result

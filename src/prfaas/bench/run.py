@@ -33,6 +33,7 @@ class BenchSettings:
     model: str | None = None
     timeout_s: float = 600.0
     ignore_eos: bool = True
+    tag_requests: bool = False  # send the plan index as `seed` (the router logs it per decision)
     shaping: Shaping = field(default_factory=Shaping)
 
     def plan(self) -> list[PlannedRequest]:
@@ -84,7 +85,8 @@ async def _run(url: str, settings: BenchSettings, plan: list[PlannedRequest], co
     with BenchProgress(len(plan), console, enabled=progress) as bar:
         results, wall_s = await run_plan(url, plan, model=model, endpoint=settings.endpoint,
                                          timeout_s=settings.timeout_s,
-                                         ignore_eos=settings.ignore_eos, on_done=bar.done)
+                                         ignore_eos=settings.ignore_eos, on_done=bar.done,
+                                         tag=settings.tag_requests)
     info = RunInfo(url=url, model=model, endpoint=settings.endpoint,
                    workload=settings.describe(), seed=settings.seed)
     return build_report(info, results, wall_s, _send_window_s(plan, settings.duration_s))

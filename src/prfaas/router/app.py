@@ -169,6 +169,17 @@ def build_router_app(cfg: DeploymentConfig, wan_url: str = "") -> tuple[FastAPI,
             msgspec.json.encode({"node": node, "role": new_role}), media_type="application/json"
         )
 
+    async def decisions(request: Request) -> Response:
+        """Routing decisions in order (?since=SEQ for those after SEQ); see decision_log.py."""
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return Response(b'{"error": "since must be an integer"}', status_code=400)
+        log_ = backend.decision_log
+        body = {"count": log_.count, "decisions": log_.since(since)}
+        return Response(msgspec.json.encode(body), media_type="application/json")
+
+    app.add_api_route("/internal/decisions", decisions, methods=["GET"], include_in_schema=False)
     app.add_api_route("/internal/role", role, methods=["POST"], include_in_schema=False)
     app.add_api_route("/internal/policy", policy, methods=["POST"], include_in_schema=False)
     app.add_api_route("/internal/heartbeat", heartbeat, methods=["POST"], include_in_schema=False)

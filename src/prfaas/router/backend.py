@@ -19,6 +19,7 @@ from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
 from prfaas.router.adapter import RouterAdapter
 from prfaas.router.bandwidth import BandwidthMonitor
+from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
 from prfaas.router.live_view import index_match, membership_records, telemetry
 from prfaas.router.membership import Membership, NodeRecord
@@ -78,6 +79,7 @@ class RouterBackend:
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics
         self.decisions: deque[Decision] = deque(maxlen=50)
+        self.decision_log = DecisionLog()  # every decision, for GET /internal/decisions
         self.recent_offload: deque[bool] = deque(maxlen=200)
         self.threshold_tokens = self.params.threshold_tokens
         self.observed_inc: list[int] = []  # uncached lengths served (the rebalancer's window)
@@ -180,12 +182,12 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, rid: str, tokens: list[int], hashes: tuple[int, ...], max_tokens: int
-    ) -> tuple[Placement, PullSpec | None]:
+        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...]
+    ) -> tuple[Placement, PullSpec | None, dict[str, Any]]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
-        spec = RequestSpec(rid, now, len(tokens), max_tokens, hashes)
-        _, placement = self.adapter.route(
+        spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
+        view, placement = self.adapter.route(
             self.policy_name,
             self.params,
             spec,
@@ -194,9 +196,12 @@ class RouterBackend:
             telemetry(self.bandwidth),
             index_match(self.members, per_node),
         )
+        entry = self.decision_log.add(
+            req.request_id, req.seed, req.arrival_s, now, len(tokens), placement, view
+        )
         if placement.rejected:
             raise BackendUnavailable(f"no capacity: {placement.reason}")
-        return placement, self._pull_spec(placement, per_node)
+        return placement, self._pull_spec(placement, per_node), entry
 
     def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
         """Where the prefix the policy counted on lives, if the prefill node lacks it."""
@@ -229,10 +234,11 @@ class RouterBackend:
         t0: float,
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
-        placement, pull = self._place(rid, tokens, hashes, req.max_tokens)
+        placement, pull, logged = self._place(req, tokens, hashes)
         self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
+        decode.decode_pending += 1
         job = DecodeJob(rid, len(tokens), sampling, wait_s=self.cfg.router.request_timeout_s)
         opening = asyncio.create_task(
             self.dispatch.watch(self.dispatch.open_decode(decode, job), decode.name)
@@ -252,7 +258,10 @@ class RouterBackend:
                 if not decode.alive:
                     raise DecodeLost(decode.name, f"died during prefill ({exc})") from None
                 raise
+            finally:
+                decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
             self._record(rid, tokens, placement, pull, reply, pnode)
+            self.decision_log.complete(logged, pnode, reply)
             try:
                 resp = await opening
             except WorkerLost as exc:

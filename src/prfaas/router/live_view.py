@@ -17,8 +17,11 @@ def membership_record(rec: NodeRecord, cfg: DeploymentConfig) -> MembershipRecor
         running = min(rec.prefill_inflight, 1)  # an instance prefills one request at a time
         queue, tokens, batch = rec.prefill_inflight - running, rec.prefill_tokens, 1
     else:
-        running = min(rec.decode_active, rec.max_batch)
-        queue, tokens, batch = rec.decode_active - running, 0, rec.max_batch
+        # A request whose KV has not arrived is waiting, not running (as the simulator counts it):
+        # only nodes with nothing pending and a free slot "fit" a new request at once.
+        arrived = rec.decode_active - rec.decode_pending
+        running = min(arrived, rec.max_batch)
+        queue, tokens, batch = rec.decode_pending + arrived - running, 0, rec.max_batch
     return MembershipRecord(
         node_id=rec.name,
         cluster=rec.cluster,

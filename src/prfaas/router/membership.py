@@ -34,6 +34,7 @@ class NodeRecord:
     prefill_inflight: int = 0
     prefill_tokens: int = 0
     decode_active: int = 0
+    decode_pending: int = 0  # of decode_active: prefill (and so the KV transfer) not yet done
     max_batch: int = 1
     served: int = 0
     failures: int = 0

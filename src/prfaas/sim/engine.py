@@ -79,8 +79,11 @@ class Simulation:
             )
         cluster = SimCluster(spec, pool)
         setup = self.setup
-        for i in range(spec.prefill_nodes + spec.decode_nodes):
-            node_id = f"{spec.name}-{i:02d}"
+        count = spec.prefill_nodes + spec.decode_nodes
+        if spec.node_ids and len(spec.node_ids) != count:
+            raise ValueError(f"cluster {spec.name}: {len(spec.node_ids)} ids for {count} nodes")
+        for i in range(count):
+            node_id = spec.node_ids[i] if spec.node_ids else f"{spec.name}-{i:02d}"
             if i < spec.prefill_nodes:
                 cluster.add(
                     PrefillNode(self, node_id, spec.name, cluster.time_fn, setup.chunk_tokens)
@@ -90,9 +93,17 @@ class Simulation:
         return cluster
 
     def make_decode_node(self, node_id: str, cluster: str) -> DecodeNode:
-        d = self.setup.decode
+        s = self.setup
+        d = s.decode
         return DecodeNode(
-            self, node_id, cluster, d.bs_max, d.t_decode_s, self.setup.decode_kv_bytes
+            self,
+            node_id,
+            cluster,
+            d.bs_max,
+            d.t_decode_s,
+            s.decode_kv_bytes,
+            chunk_steps=s.decode_chunk_steps,
+            report_free=s.decode_free_in_view,
         )
 
     def _build_links(self) -> dict[tuple[str, str], FluidLink]:
@@ -254,8 +265,9 @@ class Simulation:
         if job.hashes and cluster.pool is not None:
             prefix = min(cluster.pool.match(job.hashes).usable_tokens, spec.input_tokens - 1)
         inc = spec.input_tokens - prefix
-        job.prefill.queued_tokens += inc - job.inc
-        job.inc = inc
+        if not self.setup.routed_queue_tokens:
+            job.prefill.queued_tokens += inc - job.inc
+            job.inc = inc
         rec.prefix_tokens = prefix
         rec.advance(Phase.PREFILLING, start)
         if self.setup.rebalance is not None:
@@ -272,7 +284,7 @@ class Simulation:
         spec = job.spec
         held = 0
         dst_pool = self.by_name[job.decode.cluster].pool
-        if job.hashes and dst_pool is not None:
+        if job.hashes and dst_pool is not None and not self.setup.full_kv_transfer:
             held = min(
                 dst_pool.peek(job.hashes).kv_blocks * self.setup.block_tokens, spec.input_tokens
             )

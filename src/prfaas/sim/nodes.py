@@ -183,6 +183,7 @@ class DecodeNode:
     __slots__ = (
         "_view",
         "bs_max",
+        "chunk_steps",
         "cluster",
         "draining",
         "epoch",
@@ -192,6 +193,7 @@ class DecodeNode:
         "node_id",
         "owner",
         "pending",
+        "report_free",
         "running",
         "sim",
         "step_s",
@@ -207,9 +209,16 @@ class DecodeNode:
         bs_max: int,
         step_s: float,
         kv_capacity: int,
+        *,
+        chunk_steps: int = 1,
+        report_free: bool = True,
     ) -> None:
+        if chunk_steps < 1:
+            raise ValueError("chunk_steps must be >= 1")
         self.sim = sim
         self.kernel: Kernel = sim.kernel
+        self.chunk_steps = chunk_steps  # steps per batch iteration: joins/leaves on its boundaries
+        self.report_free = report_free
         self.node_id = node_id
         self.cluster = cluster
         self.bs_max = bs_max
@@ -240,7 +249,7 @@ class DecodeNode:
                 0,
                 self.running,
                 self.bs_max,
-                self.kv_capacity - self.kv_used,
+                self.kv_capacity - self.kv_used if self.report_free else self.kv_capacity,
                 self.draining,
             )
         return v
@@ -261,6 +270,7 @@ class DecodeNode:
     def _admit(self) -> None:
         now = self.kernel.now
         waiting = self.waiting
+        period = self.step_s * self.chunk_steps
         while waiting and self.running < self.bs_max:
             job = waiting[0]
             if self.kv_used + job.kv_bytes > self.kv_capacity:
@@ -270,12 +280,14 @@ class DecodeNode:
                 self.epoch = now
                 t_admit = now
             else:
-                steps = math.ceil((now - self.epoch) / self.step_s - 1e-9)
-                t_admit = self.epoch + steps * self.step_s
+                steps = math.ceil((now - self.epoch) / period - 1e-9)
+                t_admit = self.epoch + steps * period
             self.running += 1
             self.kv_used += job.kv_bytes
             self.sim.decode_admitted(job, t_admit)
-            finish = t_admit + (job.spec.output_tokens - 1) * self.step_s
+            # One token at admission, then chunk_steps tokens per iteration.
+            iterations = math.ceil((job.spec.output_tokens - 1) / self.chunk_steps)
+            finish = t_admit + iterations * period
             self.kernel.at(finish, self._finish, job)
         self.touch()
 

@@ -24,6 +24,7 @@ class ClusterSpec:
     decode_nodes: int
     prefill: PrefillProfile
     cache_bytes: int  # hybrid prefix-cache pool for the whole cluster (0 disables caching)
+    node_ids: tuple[str, ...] = ()  # prefill nodes first, then decode; default CLUSTER-00, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +66,16 @@ class SimSetup:
     slo: SloSpec = DEFAULT_SLO
     rebalance: RebalanceSetup | None = None
     scenario: object = None  # the planner Scenario, for rebalancing and threshold tables
+    # Mirrors of the live deployment's emulated engine (prfaas.sim.from_deployment sets them):
+    # decode_chunk_steps: decode steps per batch iteration (engine.decode_chunk_tokens): requests
+    #   join a running batch and leave it only at iteration boundaries.
+    # full_kv_transfer: ship the request's whole KV, even the part the decode cluster holds.
+    # decode_free_in_view: report unreserved decode KV memory in the view (False: the capacity,
+    #   as the live router does, which learns no per-request KV reservations).
+    # routed_queue_tokens: a prefill queue counts each job at the incremental length estimated
+    #   when it was routed until it finishes (all the live router knows), instead of correcting it
+    #   to the real one when the prefill starts.
+    decode_chunk_steps: int = 1
+    full_kv_transfer: bool = False
+    decode_free_in_view: bool = True
+    routed_queue_tokens: bool = False
