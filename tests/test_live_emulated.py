@@ -82,7 +82,9 @@ def test_prfaas_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) ->
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()
-        assert first.startswith("prfaas is up: http://"), first
+        if not first.startswith("prfaas is up: http://"):
+            proc.kill()
+            pytest.fail(f"prfaas up did not come up: {first!r}; stderr: {proc.communicate()[1]}")
         url = first.split()[3]
         curl = proc.stdout.readline()
         assert curl.startswith("try: curl") and f"{url}/v1/completions" in curl

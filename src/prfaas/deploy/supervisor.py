@@ -14,7 +14,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -83,12 +82,15 @@ class Deployment:
             secret_file.chmod(0o600)
             host = self.cfg.router.host
             wan = []
+            # The WAN emulator and the router bind their own ports (0 = any free one) and report
+            # the address they got: picking a "free" port here and binding it later races with
+            # every other socket on the machine.
             if needs_wan(self.cfg):
-                wan_url = f"http://{host}:{free_port(host)}"
-                self._spawn("wan", ["--wan", "--policy", self.policy, "--url", wan_url])
-                wan = ["--wan-url", wan_url]
-            self.url = f"http://{host}:{self.cfg.router.port or free_port(host)}"
-            self._spawn("router", ["--router", "--policy", self.policy, "--url", self.url, *wan])
+                self._spawn("wan", ["--wan", "--policy", self.policy, "--url", f"http://{host}:0"])
+                wan = ["--wan-url", self._wait_ready("wan", deadline)["url"]]
+            router_url = f"http://{host}:{self.cfg.router.port}"
+            self._spawn("router", ["--router", "--policy", self.policy, "--url", router_url, *wan])
+            self.url = self._wait_ready("router", deadline)["url"]
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
                 self._spawn(
@@ -203,13 +205,6 @@ class Deployment:
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
-
-
-def free_port(host: str) -> int:
-    """A port nobody listens on now (the child binds it moments later, with SO_REUSEADDR)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def start_deployment(
