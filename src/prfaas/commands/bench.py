@@ -47,6 +47,9 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--timeout", type=float, default=600.0, help="per-request timeout (s)")
     p.add_argument("--no-ignore-eos", dest="ignore_eos", action="store_false",
                    help="let the model stop at EOS (default: ask for exactly max_tokens)")
+    p.add_argument("--tag-requests", action="store_true",
+                   help="send each request's plan index as `seed` so the router's decision log "
+                        "(GET /internal/decisions) can be joined to trace rows")
     p.add_argument("--json", action="store_true", help="print the report as JSON (stable keys)")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--compare", metavar="POLICIES", help="comma list; needs --config")
@@ -93,7 +96,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         speedup=args.speedup, limit=args.limit, workload=args.workload, rate_rps=args.rate,
         arrival=args.arrival, length_scale=args.length_scale, seed=args.seed,
         endpoint=args.endpoint, model=args.model, timeout_s=args.timeout,
-        ignore_eos=args.ignore_eos, shaping=shaping)
+        ignore_eos=args.ignore_eos, shaping=shaping, tag_requests=args.tag_requests)
 
 
 def default_starter() -> Any:
