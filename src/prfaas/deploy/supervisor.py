@@ -20,10 +20,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from prfaas.deploy.config import DeploymentConfig, load_deployment
+from prfaas.deploy.netlinks import check_netns, netns_links, sweep
 from prfaas.errors import PrfaasError
 from prfaas.worker.wan import needs_wan
 
@@ -57,12 +59,8 @@ class Deployment:
         if policy:
             self.cfg = self.cfg.with_policy(policy)
         self.policy = self.cfg.policy.name
-        for link in self.cfg.links:
-            if link.emulation != "shaper":
-                raise DeploymentError(
-                    f"link {link.src}->{link.dst}: emulation {link.emulation!r} is not wired into "
-                    'prfaas up yet (use "shaper"; `prfaas netns` runs the netns benchmark)'
-                )
+        self.netns = bool(netns_links(self.cfg))
+        check_netns(self.cfg)  # root, ip and tc, before anything starts
         self.fault_hooks = fault_hooks
         self.log_level = log_level
         self.keep_run_dir = keep_run_dir
@@ -70,6 +68,7 @@ class Deployment:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
         self.node_urls: dict[str, str] = {}
+        self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
 
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
@@ -85,9 +84,15 @@ class Deployment:
             # The WAN emulator and the router bind their own ports (0 = any free one) and report
             # the address they got: picking a "free" port here and binding it later races with
             # every other socket on the machine.
+            if self.netns:
+                sweep()  # namespaces left by a deployment whose WAN emulator was killed
             if needs_wan(self.cfg):
                 self._spawn("wan", ["--wan", "--policy", self.policy, "--url", f"http://{host}:0"])
-                wan = ["--wan-url", self._wait_ready("wan", deadline)["url"]]
+                ready = self._wait_ready("wan", deadline)
+                wan = ["--wan-url", ready["url"]]
+                self.notes = list(ready.get("notes", []))
+                for note in self.notes:
+                    print(f"note: {note}", file=sys.stderr, flush=True)
             router_url = f"http://{host}:{self.cfg.router.port}"
             self._spawn("router", ["--router", "--policy", self.policy, "--url", router_url, *wan])
             self.url = self._wait_ready("router", deadline)["url"]
@@ -150,12 +155,12 @@ class Deployment:
                 + self.log_tail(name)
             )
 
-    def _wait_ready(self, name: str, deadline: float) -> dict[str, str]:
+    def _wait_ready(self, name: str, deadline: float) -> dict[str, Any]:
         path = self.run_dir / f"{name}.json"
         while time.monotonic() < deadline:
             self._check_alive(name)
             if path.exists():
-                info: dict[str, str] = json.loads(path.read_text())
+                info: dict[str, Any] = json.loads(path.read_text())
                 return info
             time.sleep(0.05)
         raise DeploymentError(f"{name} did not start in time:\n{self.log_tail(name)}")
@@ -200,6 +205,8 @@ class Deployment:
             self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
+        if self.netns and "wan" in self.procs:
+            sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 

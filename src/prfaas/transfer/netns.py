@@ -12,10 +12,14 @@ addresses inside the two namespaces this object creates are used (10.213.x.y/30)
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import socket
 import subprocess
 from types import TracebackType
+
+CLONE_NEWNET = 0x40000000
 
 
 def netns_missing() -> str | None:
@@ -38,6 +42,52 @@ def _run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def _existing() -> set[str]:
     out = _run("ip", "netns", "list", check=False).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def namespaces() -> set[str]:
+    """Names of the network namespaces `ip netns` knows."""
+    return _existing()
+
+
+def delete_namespace(name: str) -> None:
+    """`ip netns del NAME` (its veth ends go with it); quiet when it is already gone."""
+    _run("ip", "netns", "del", name, check=False)
+
+
+def root_links() -> set[str]:
+    """Names of the network interfaces in this process's own namespace."""
+    out = _run("ip", "-o", "link", "show", check=False).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if ":" in line}
+
+
+def delete_link(name: str) -> None:
+    _run("ip", "link", "del", name, check=False)
+
+
+def _setns(fd: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def socket_in(
+    ns: str, family: int = socket.AF_INET, kind: int = socket.SOCK_STREAM
+) -> socket.socket:
+    """A socket living in namespace `ns`, made from this thread without leaving it there.
+
+    A socket stays in the namespace it was created in, so one process can listen or connect on
+    either side of a veth pair while its other sockets stay on the host's loopback.
+    """
+    with (
+        open("/proc/thread-self/ns/net", "rb") as home,
+        open(f"/var/run/netns/{ns}", "rb") as there,
+    ):
+        _setns(there.fileno())
+        try:
+            return socket.socket(family, kind)
+        finally:
+            _setns(home.fileno())  # an error here leaves the thread elsewhere: let it raise
 
 
 class NetnsLink:

@@ -5,12 +5,21 @@ all senders of a cluster share the link's capacity as they would share a real li
 the one-way delay. The router asks for a relay per (link direction, receiving node) when the node
 registers and hands senders the relay's port instead of the node's. Intra-cluster traffic goes
 through a relay only when the cluster sets intra_gbps (the fast link); else it is direct.
+
+A link with `emulation = "netns"` is two network namespaces joined by a veth pair whose egress
+`tc tbf` sets the rate (prfaas.transfer.netns). Its relay accepts on loopback, connects from a
+socket in the sending side's namespace to a listener in the receiving side's namespace (so the KV
+bytes cross the shaped veth: the kernel sets the rate), which adds the one-way delay in userspace
+(this kernel has no netem) and forwards to the receiving node on loopback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import socket
 from pathlib import Path
 
 import msgspec
@@ -20,7 +29,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.transfer.shaping import ShapingRelay, TokenBucket
+from prfaas.transfer.netns import NetnsLink, socket_in
+from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, TokenBucket
 
 
 class RelayRequest(msgspec.Struct, frozen=True):
@@ -45,12 +55,121 @@ def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float]
     return gbps * eng.link_scale, rtt_ms / 2000.0 / eng.time_scale
 
 
+class _NsListener(ShapingRelay):
+    """The delay relay, accepting on a socket made inside a namespace (the veth's far end)."""
+
+    def __init__(self, sock: socket.socket, host: str, port: int, delay_s: float) -> None:
+        super().__init__("", 0, host, port, one_way_delay_s=delay_s)  # tbf does the rate
+        self.sock = sock
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, sock=self.sock)
+        self.port = self.sock.getsockname()[1]
+
+
+class NetnsRelay:
+    """loopback :port -> socket in `send_ns` -> veth (tbf) -> listener in the other namespace
+    (+ delay) -> the receiving node on loopback. Same start/close/port as ShapingRelay."""
+
+    def __init__(
+        self, host: str, link: NetnsLink, send_side: str, target: tuple[str, int], delay_s: float
+    ) -> None:
+        self.host, self.port = host, 0
+        self.send_ns = link.ns_a if send_side == "a" else link.ns_b
+        recv_ns, self.recv_addr = (
+            (link.ns_b, link.addr_b) if send_side == "a" else (link.ns_a, link.addr_a)
+        )
+        far = socket_in(recv_ns)
+        far.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        far.bind((self.recv_addr, 0))
+        far.listen(1024)
+        far.setblocking(False)
+        self.far = _NsListener(far, target[0], target[1], delay_s)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        await self.far.start()
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.far.close()
+
+    async def _handle(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        up_w: asyncio.StreamWriter | None = None
+        try:
+            sock = socket_in(self.send_ns)
+            sock.setblocking(False)
+            try:
+                await asyncio.get_running_loop().sock_connect(sock, (self.recv_addr, self.far.port))
+            except OSError:
+                sock.close()
+                raise
+            up_r, up_w = await asyncio.open_connection(sock=sock)
+            await asyncio.gather(_pipe(down_r, up_w), _pipe(up_r, down_w))
+        except (OSError, asyncio.CancelledError):
+            pass  # a peer went away, or close(): the connection ends here, quietly
+        finally:
+            for w in (up_w, down_w):
+                if w is not None:
+                    w.transport.abort()
+            self._tasks.discard(task)
+
+
+async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while data := await reader.read(READ_BYTES):
+        writer.write(data)
+        await writer.drain()
+    with contextlib.suppress(OSError):
+        writer.write_eof()
+
+
 class Wan:
     def __init__(self, cfg: DeploymentConfig, host: str) -> None:
         self.cfg, self.host = cfg, host
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
-        self.relays: dict[tuple[str, str, str, int], ShapingRelay] = {}
+        self.relays: dict[tuple[str, str, str, int], ShapingRelay | NetnsRelay] = {}
+        self.netns: dict[tuple[str, str], NetnsLink] = {}  # (link src, link dst) -> namespaces
+        self.notes: list[str] = []
         self._lock = asyncio.Lock()
+
+    def build_netns(self) -> None:
+        """One namespace pair per netns link, tbf at the link's emulated rate both ways."""
+        from prfaas.deploy.netlinks import link_tag, netns_links
+
+        for i, link in netns_links(self.cfg):
+            shape = link_shape(self.cfg, link.src, link.dst)
+            assert shape is not None  # gbps > 0
+            ns = NetnsLink(shape[0], loss_pct=link.loss * 100 or None, tag=link_tag(os.getpid(), i))
+            self.netns[(link.src, link.dst)] = ns.__enter__()
+            what = f"link {link.src}<->{link.dst}"
+            self.notes.append(
+                f"{what}: netns {ns.ns_a}/{ns.ns_b}, tbf {shape[0]:g} Gbit/s on veth "
+                f"{ns.dev_a}<->{ns.dev_b}, {link.rtt_ms:g} ms RTT from a userspace delay relay"
+            )
+            if link.loss and ns.netem_error:
+                self.notes.append(
+                    f"{what}: loss {link.loss:g} NOT applied: this kernel has no netem "
+                    f"(`tc qdisc add ... netem` said: {ns.netem_error})"
+                )
+            elif link.loss:
+                self.notes.append(f"{what}: netem drops {link.loss * 100:g}% of a->b packets")
+
+    def _netns_side(self, src: str, dst: str) -> tuple[NetnsLink, str] | None:
+        if (src, dst) in self.netns:
+            return self.netns[(src, dst)], "a"
+        if (dst, src) in self.netns:
+            return self.netns[(dst, src)], "b"
+        return None
 
     async def relay(self, req: RelayRequest) -> int | None:
         shape = link_shape(self.cfg, req.src, req.dst)
@@ -59,7 +178,12 @@ class Wan:
         key = (req.src, req.dst, req.host, req.port)
         async with self._lock:
             relay = self.relays.get(key)
-            if relay is None:
+            netns = self._netns_side(req.src, req.dst)
+            if relay is None and netns is not None:
+                relay = NetnsRelay(self.host, netns[0], netns[1], (req.host, req.port), shape[1])
+                await relay.start()
+                self.relays[key] = relay
+            elif relay is None:
                 rate_gbps, delay_s = shape
                 relay = ShapingRelay(
                     self.host,
@@ -77,9 +201,13 @@ class Wan:
             return int(relay.port)
 
     async def close(self) -> None:
-        for relay in self.relays.values():
-            with contextlib.suppress(Exception):
-                await relay.close()
+        try:
+            for relay in self.relays.values():
+                with contextlib.suppress(Exception):
+                    await relay.close()
+        finally:
+            for ns in self.netns.values():
+                ns.teardown()
 
 
 def build_wan_app(wan: Wan) -> Starlette:
@@ -108,9 +236,19 @@ async def run_wan(cfg: DeploymentConfig, ready_file: Path | None, port: int | No
 
     host = cfg.router.host
     wan = Wan(cfg, host)
-    sock = bind_socket(host, port or 0)
-    write_ready(ready_file, {"url": f"http://{host}:{sock.getsockname()[1]}"})
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
+    # that would end the process before the `finally` below deletes the namespaces.
+    previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
+        wan.build_netns()
+        sock = bind_socket(host, port or 0)
+        url = f"http://{host}:{sock.getsockname()[1]}"
+        write_ready(ready_file, {"url": url, "notes": wan.notes})
         await serve_uvicorn(build_wan_app(wan), sock)
     finally:
         await wan.close()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_signal(signo: int, _frame: object) -> None:
+    raise SystemExit(128 + signo)
