@@ -59,18 +59,32 @@ class Job:
         self.p1 = 0.0  # when the prefill producing them ends
 
 
-class PrefillNode:
+class _CachedViewNode:
+    """Nodes cache their frozen NodeView; any state change must call touch()."""
+
+    __slots__ = ("_view", "owner")
+
+    def __init__(self) -> None:
+        self._view: NodeView | None = None
+        self.owner: Any = None  # the SimCluster, whose cached view this node invalidates
+
+    def touch(self) -> None:
+        """State changed: drop the cached views (this node's and its cluster's)."""
+        self._view = None
+        if self.owner is not None:
+            self.owner.state = None
+
+
+class PrefillNode(_CachedViewNode):
     """One prefill instance: FIFO; a batch of jobs runs for T(l) of their incremental lengths."""
 
     __slots__ = (
-        "_view",
         "busy",
         "busy_s",
         "chunk_tokens",
         "cluster",
         "draining",
         "node_id",
-        "owner",
         "pending",
         "queue",
         "queued_tokens",
@@ -89,6 +103,7 @@ class PrefillNode:
         time_fn: Callable[[float], float],
         chunk_tokens: int = 0,
     ) -> None:
+        super().__init__()
         self.sim = sim
         self.node_id = node_id
         self.cluster = cluster
@@ -102,14 +117,6 @@ class PrefillNode:
         self.queued_tokens = 0
         self.draining = False
         self.busy_s = 0.0
-        self._view: NodeView | None = None
-        self.owner: Any = None  # the SimCluster, whose cached view this node invalidates
-
-    def touch(self) -> None:
-        """State changed: drop the cached views (this node's and its cluster's)."""
-        self._view = None
-        if self.owner is not None:
-            self.owner.state = None
 
     def view(self) -> NodeView:
         v = self._view
@@ -177,11 +184,10 @@ class PrefillNode:
             self.sim.node_drained(self)
 
 
-class DecodeNode:
+class DecodeNode(_CachedViewNode):
     """One decode instance: admits FIFO at step boundaries while slots and KV memory allow."""
 
     __slots__ = (
-        "_view",
         "bs_max",
         "chunk_steps",
         "cluster",
@@ -191,7 +197,6 @@ class DecodeNode:
         "kv_capacity",
         "kv_used",
         "node_id",
-        "owner",
         "pending",
         "report_free",
         "running",
@@ -215,6 +220,7 @@ class DecodeNode:
     ) -> None:
         if chunk_steps < 1:
             raise ValueError("chunk_steps must be >= 1")
+        super().__init__()
         self.sim = sim
         self.kernel: Kernel = sim.kernel
         self.chunk_steps = chunk_steps  # steps per batch iteration: joins/leaves on its boundaries
@@ -230,14 +236,6 @@ class DecodeNode:
         self.waiting: deque[Job] = deque()
         self.epoch = 0.0  # start of the current busy period: steps run on its grid
         self.draining = False
-        self._view: NodeView | None = None
-        self.owner: Any = None
-
-    def touch(self) -> None:
-        """State changed: drop the cached views (this node's and its cluster's)."""
-        self._view = None
-        if self.owner is not None:
-            self.owner.state = None
 
     def view(self) -> NodeView:
         v = self._view
