@@ -202,3 +202,37 @@ def test_decode_worker_death_gives_a_clear_error_not_a_hang(deployment: Deployme
         time.sleep(0.1)
     resp = complete(url, SHORT_PROMPT, timeout=10)
     assert resp.status_code == 503, resp.text
+
+
+def test_router_metrics_expose_the_scheduler_state(shared: Deployment) -> None:
+    """/metrics carries queues, offload fraction, t, egress, transfer latency, TTFT/TPOT, hits."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = shared.url
+    assert complete(url, long_prompt("metrics")).status_code == 200  # offloaded: crosses the link
+    assert complete(url, SHORT_PROMPT).status_code == 200
+    deadline = time.monotonic() + 5
+    while True:  # gauges of queues and links refresh with the heartbeats
+        families = {
+            f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        }
+        if "prfaas_queue_requests" in families and families["prfaas_queue_requests"].samples:
+            break
+        assert time.monotonic() < deadline, f"no queue gauges in {sorted(families)}"
+        time.sleep(0.1)
+    for name in (
+        "prfaas_offload_fraction",
+        "prfaas_threshold_tokens",
+        "prfaas_egress_gbps",
+        "prfaas_transfer_seconds",
+        "prfaas_ttft_seconds",
+        "prfaas_tpot_seconds",
+        "prfaas_prefix_hit_ratio",
+    ):
+        assert name in families, f"{name} missing from /metrics"
+    value = {s.name: s.value for f in families.values() for s in f.samples}
+    assert 0.0 < value["prfaas_offload_fraction"] < 1.0
+    assert value["prfaas_threshold_tokens"] > 0
+    assert value["prfaas_ttft_seconds_count"] >= 2
+    counts = [s for s in families["prfaas_transfer_seconds"].samples if s.name.endswith("_count")]
+    assert any(s.labels.get("link") == "prfaas->pd" and s.value >= 1 for s in counts)
