@@ -6,6 +6,11 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Deterministic property tests: the same examples on every run and in CI (no example database).
+settings.register_profile("prfaas", derandomize=True, print_blob=True)
+settings.load_profile("prfaas")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -166,7 +166,10 @@ class FluidLink:
         nxt = math.inf
         for f in self.flows:
             if f.rate > 0:
-                nxt = min(nxt, now + (f.size - f.sent) / f.rate)
+                # A flow cannot finish before its last byte is produced (the byte slack in
+                # _tolerance would otherwise end slow-producer flows early).
+                end = now + (f.size - f.sent) / f.rate
+                nxt = min(nxt, max(end, f.p1) if now < f.p1 else end)
                 if not f.capped and now < f.p1 and f.rate > f.prod:
                     catch = now + (f.available(now) - f.sent) / (f.rate - f.prod)
                     if catch < f.p1:
@@ -182,7 +185,7 @@ class FluidLink:
         self._advance(now)
         keep: list[Flow] = []
         for f in self.flows:
-            if f.sent >= f.size - _tolerance(f.size):
+            if f.sent >= f.size - _tolerance(f.size) and now >= f.p1:
                 self.kernel.at(now + self.one_way_s, f.on_done, f.arg)
             else:
                 keep.append(f)
