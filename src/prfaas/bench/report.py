@@ -45,7 +45,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
 
 def print_comparison(rows: Sequence[tuple[str, dict[str, Any]]], console: Console) -> None:
     """One row per policy: throughput and latency percentiles side by side."""
-    table = Table(title="policy comparison", title_justify="left")
+    table = Table(title="policy comparison (latencies in ms)", title_justify="left")
     for col in ("policy", "ok/sent", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
                 "TPOT p99", "errors"):
         table.add_column(col, justify="left" if col == "policy" else "right")
