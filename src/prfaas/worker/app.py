@@ -64,15 +64,19 @@ def build_app(worker: WorkerNode) -> Starlette:
             }
         )
 
-    async def prefill(request: Request) -> Response:
+    async def call(request: Request, job_type: type[Any], run: Any, what: str) -> Response:
+        """Decode a job, run it, answer JSON: refusals are 409, unexpected failures 500."""
         try:
-            job = msgspec.json.decode(await request.body(), type=PrefillJob)
-            return _json(await worker.prefill(job))
+            job = msgspec.json.decode(await request.body(), type=job_type)
+            return _json(await run(job))
         except (WorkerError, msgspec.ValidationError) as exc:
             return _error(exc, 409)
         except Exception as exc:
-            log.exception("prefill failed")
+            log.exception("%s failed", what)
             return _error(exc, 500)
+
+    async def prefill(request: Request) -> Response:
+        return await call(request, PrefillJob, worker.prefill, "prefill")
 
     async def decode(request: Request) -> Response:
         try:
@@ -92,14 +96,7 @@ def build_app(worker: WorkerNode) -> Starlette:
         return StreamingResponse(body(), media_type="application/x-ndjson")
 
     async def push(request: Request) -> Response:
-        try:
-            job = msgspec.json.decode(await request.body(), type=PushJob)
-            return _json(await worker.push(job))
-        except (WorkerError, msgspec.ValidationError) as exc:
-            return _error(exc, 409)
-        except Exception as exc:
-            log.exception("push failed")
-            return _error(exc, 500)
+        return await call(request, PushJob, worker.push, "push")
 
     async def role(request: Request) -> Response:
         try:
