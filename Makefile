@@ -3,17 +3,25 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements/dev.lock
 OUT ?= out
 
-.PHONY: install demo test check lint typecheck imports bench clean
+.PHONY: install lock demo test check lint typecheck imports bench clean
 
-$(STAMP): pyproject.toml
+# Installs exactly the versions in the lock (what CI tested), then prfaas itself without resolving
+# anything (--no-deps, and no build isolation: setuptools/wheel come from the lock too).
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[engine,serve,dev]'
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) scripts/check_lock.py $(LOCK) --sync
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# Re-resolve pyproject.toml's ranges into requirements/*.lock (commit the result).
+lock:
+	PYTHON=$(PYTHON) bash scripts/lock.sh
 
 demo: $(STAMP)
 	PY=$(PY) OUT=$(OUT) bash scripts/demo.sh
@@ -22,7 +30,7 @@ test: $(STAMP)
 	$(PY) -m pytest
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
 
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy

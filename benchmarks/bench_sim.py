@@ -23,6 +23,7 @@ from prfaas.sim.deployments import build_setup
 from prfaas.sim.engine import Simulation
 from prfaas.sim.runner import RunConfig, make_requests, prepare
 from prfaas.sim.workloads import ArrivalSpec
+from prfaas.workload.traces import resolve_trace
 
 POLICIES = ("homogeneous", "naive", "prfaas-static", "prfaas")
 
@@ -56,18 +57,15 @@ def measure(cfg: RunConfig, policy: str, repeat: int) -> dict[str, float]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    default_trace = Path(os.environ.get("PRFAAS_TRACES_DIR", "../shared/traces"))
-    ap.add_argument("--trace", type=Path, default=default_trace / "conversation_trace.jsonl")
+    ap.add_argument("--trace", type=Path, default=Path("kimi-conversation"),
+                    help="a named trace or a trace file (default: the bundled Kimi trace)")
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--rate", type=float, default=3.0, help="paper workload rate, req/s")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     rows = []
-    if args.trace.exists():
-        cfg = RunConfig(policies=POLICIES, trace=args.trace)
-        rows += [("Kimi trace (full)", p, measure(cfg, p, args.repeat)) for p in POLICIES]
-    else:
-        print(f"(trace {args.trace} not found: skipping the trace cases)", file=sys.stderr)
+    cfg = RunConfig(policies=POLICIES, trace=resolve_trace(args.trace))
+    rows += [("Kimi trace (full)", p, measure(cfg, p, args.repeat)) for p in POLICIES]
     paper = RunConfig(
         policies=POLICIES, rate=args.rate, requests=args.requests, arrivals=ArrivalSpec("poisson")
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import asdict
@@ -29,9 +28,9 @@ from prfaas.bench.simlive import declump, run_live, simulate
 from prfaas.bench.workload import Shaping, trace_plan
 from prfaas.deploy.config import load_deployment
 from prfaas.sim.from_deployment import time_scale
+from prfaas.workload.traces import resolve_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-TRACES = Path(os.environ.get("PRFAAS_TRACES_DIR", ROOT.parent / "shared" / "traces"))
 
 
 def main() -> int:
@@ -39,7 +38,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "paper-emulated.toml")
-    ap.add_argument("--trace", type=Path, default=TRACES / "conversation_trace.jsonl")
+    ap.add_argument("--trace", type=Path, default=Path("kimi-conversation"),
+                    help="a named trace or a trace file (default: the bundled Kimi trace)")
     ap.add_argument("--requests", type=int, default=300, help="first N trace rows")
     ap.add_argument("--speedup", type=float, help="default: the deployment's time_scale")
     ap.add_argument("--policies", default="prfaas-static,prfaas")
@@ -52,6 +52,7 @@ def main() -> int:
     ap.add_argument("--sim-only", action="store_true", help="skip the live runs")
     ap.add_argument("--json", type=Path, help="also write decisions and the table here")
     args = ap.parse_args()
+    args.trace = resolve_trace(args.trace)
 
     cfg = load_deployment(args.config)
     speedup = args.speedup or time_scale(cfg)

@@ -5,21 +5,16 @@
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
 OUT=${OUT:-out}
-TRACE="${PRFAAS_TRACES_DIR:-../shared/traces}/conversation_trace.jsonl"
+# The Kimi trace ships with the package (src/prfaas/data/traces); PRFAAS_TRACES_DIR overrides.
+TRACE=kimi-conversation
 export COLUMNS=${COLUMNS:-150}
 POLICIES=homogeneous,naive,prfaas-static,prfaas
 
 echo "== 1/3 planner: the paper's case study (Table 6), Figure 5 curves and a bandwidth sweep"
 "$PY" -m prfaas plan --scenario paper --plot "$OUT/plan"
 
-if [ -f "$TRACE" ]; then
-  sim_load=(--trace "$TRACE")
-  live_load=(--trace "$TRACE" --limit 60 --tokens-per-block 16 --max-output-tokens 16 --duration 20)
-else
-  echo "(Kimi trace not found at $TRACE: using the paper's synthetic workload instead)"
-  sim_load=(--scenario paper --rate 2.5 --requests 5000)
-  live_load=(--workload paper --rate 3 --length-scale 0.01 --max-output-tokens 16 --duration 20)
-fi
+sim_load=(--trace "$TRACE")
+live_load=(--trace "$TRACE" --limit 60 --tokens-per-block 16 --max-output-tokens 16 --duration 20)
 
 echo "== 2/3 simulator: four policies on the same workload (paper hardware)"
 "$PY" -m prfaas simulate "${sim_load[@]}" --compare "$POLICIES" --plot "$OUT/simulate"

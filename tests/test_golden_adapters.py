@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from approx import assert_close
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.policy.params import PolicyParams
@@ -116,7 +117,8 @@ def test_simulator_and_router_views_and_decisions_identical(golden: dict[str, An
         for (view, spec, placement, params), step in zip(seen, run["steps"], strict=True):
             assert spec.request_id == step["request_id"]
             live_view, live_placement = _live_route(adapter, policy, params, spec, step)
-            assert live_view == view
+            # Telemetry floats were recorded on another machine: equal up to the last bits.
+            assert_close(live_view, view)
             assert live_placement == placement
             assert asdict(placement) == step["placement"]
 

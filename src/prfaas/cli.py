@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from prfaas import __version__
 from prfaas.errors import PrfaasError
+from prfaas.workload.traces import default_traces_dir
 
 # Subcommand name -> module under prfaas.commands. Modules import heavy dependencies lazily
 # inside run(), so `prfaas --help` and `prfaas plan` stay fast.
@@ -28,15 +27,6 @@ COMMANDS: dict[str, str] = {
     "worker": "worker",
 }
 
-ENV_TRACES_DIR = "PRFAAS_TRACES_DIR"
-
-
-def default_traces_dir() -> Path:
-    """Where the shared Mooncake traces live: $PRFAAS_TRACES_DIR, else ../shared/traces."""
-    env = os.environ.get(ENV_TRACES_DIR)
-    if env:
-        return Path(env)
-    return Path.cwd().parent / "shared" / "traces"
 
 
 class _Parser(argparse.ArgumentParser):

@@ -14,7 +14,7 @@ from typing import Any
 from prfaas.errors import UsageError
 
 EXAMPLES = """examples:
-  prfaas bench --url http://127.0.0.1:8000 --trace conversation_trace.jsonl --speedup 20 \\
+  prfaas bench --url http://127.0.0.1:8000 --trace kimi-conversation --speedup 20 \\
       --limit 500 --tokens-per-block 16 --duration 60
   prfaas bench --url http://127.0.0.1:8000 --workload paper --rate 2 --length-scale 0.01 \\
       --duration 30 --json
@@ -29,8 +29,8 @@ def add_parser(subparsers: Any, name: str) -> None:
         description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--url", help="server base URL, e.g. http://127.0.0.1:8000")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--trace", type=Path, help="Mooncake-format trace (JSONL); a bare name is "
-                     "also looked up in the traces dir")
+    src.add_argument("--trace", type=Path, help="a named trace (kimi-conversation) or a "
+                     "Mooncake-format trace file (.jsonl or .jsonl.gz)")
     src.add_argument("--workload", choices=["paper"], help="the paper's synthetic workload")
     p.add_argument("--speedup", type=float, default=1.0, help="trace time compression (default 1)")
     p.add_argument("--limit", type=int, help="use only the first N trace requests")
@@ -72,10 +72,9 @@ def _positive(name: str, value: float | None) -> None:
 
 
 def _resolve_trace(path: Path | None, traces_dir: Path | None) -> Path | None:
-    if path is None or path.exists() or traces_dir is None:
-        return path
-    candidate = traces_dir / path
-    return candidate if candidate.exists() else path
+    from prfaas.workload.traces import resolve_trace
+
+    return None if path is None else resolve_trace(path, traces_dir=traces_dir)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

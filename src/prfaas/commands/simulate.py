@@ -22,7 +22,7 @@ def add_parser(subparsers: Any, name: str) -> None:
         ),
         epilog=(
             "examples: prfaas simulate --scenario paper --policy prfaas --rate 2 --requests 5000 | "
-            "prfaas simulate --trace ../shared/traces/conversation_trace.jsonl --speedup 2 "
+            "prfaas simulate --trace kimi-conversation --speedup 2 "
             "--compare homogeneous,naive,prfaas-static,prfaas | "
             "prfaas simulate --find-max-rate --compare homogeneous,naive,prfaas-static"
         ),
@@ -45,7 +45,9 @@ def add_parser(subparsers: Any, name: str) -> None:
     w.add_argument("--on-s", type=float, default=30.0, help="onoff: mean ON period, s")
     w.add_argument("--off-s", type=float, default=30.0, help="onoff: mean OFF period, s")
     w.add_argument("--gamma-cv", type=float, default=3.0, help="gamma: inter-arrival CV")
-    w.add_argument("--trace", type=Path, help="replay a Mooncake-format JSONL trace")
+    w.add_argument("--trace", type=Path, help=(
+        "replay a named trace (kimi-conversation, bundled) or a Mooncake-format .jsonl[.gz] file"
+    ))
     w.add_argument("--speedup", type=float, default=1.0, help="trace time compression factor")
     w.add_argument(
         "--skip-bad-lines",

@@ -23,6 +23,7 @@ from prfaas.profiles import (
     roofline_prefill,
 )
 from prfaas.workload.lengths import EmpiricalLengths, LengthDistribution, TruncatedLogNormal
+from prfaas.workload.traces import resolve_trace
 
 DEFAULT_BANDWIDTH_SWEEP_GBPS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 400.0)
 
@@ -68,15 +69,10 @@ def parse_workload(
 
 
 def _trace_path(table: Table, base_dir: Path, traces_dir: Path | None) -> Path:
-    raw = Path(table.string("trace"))
-    candidates = [raw] if raw.is_absolute() else [base_dir / raw]
-    if traces_dir is not None and not raw.is_absolute():
-        candidates.append(traces_dir / raw)
-    for candidate in candidates:
-        if candidate.exists():
-            return candidate
-    tried = ", ".join(str(c) for c in candidates)
-    raise table.fail("trace", f"names a file that does not exist (tried {tried})")
+    try:
+        return resolve_trace(table.string("trace"), traces_dir=traces_dir, base_dir=base_dir)
+    except UsageError as exc:
+        raise table.fail("trace", f"names no trace: {exc}") from None
 
 
 def parse_cluster(table: Table) -> ClusterSection:

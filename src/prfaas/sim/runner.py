@@ -21,6 +21,7 @@ from prfaas.sim.state import SimResult
 from prfaas.sim.workloads import ArrivalSpec, synthetic_requests, trace_requests
 from prfaas.workload.lengths import EmpiricalLengths
 from prfaas.workload.trace import TraceData, read_trace
+from prfaas.workload.traces import resolve_trace
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,8 @@ def prepare(cfg: RunConfig) -> Prepared:
     trace = None
     workload: dict[str, object] = {"seed": cfg.seed}
     if cfg.trace is not None:
-        trace = read_trace(cfg.trace, skip_bad_lines=cfg.skip_bad_lines)
+        path = resolve_trace(cfg.trace, traces_dir=cfg.traces_dir)
+        trace = read_trace(path, skip_bad_lines=cfg.skip_bad_lines)
         if not trace.requests:
             raise UsageError(f"trace {cfg.trace} holds no requests")
         rows = trace.requests[: cfg.requests] if cfg.requests else trace.requests

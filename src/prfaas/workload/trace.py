@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import math
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import numpy.typing as npt
 
 from prfaas.errors import UsageError
 
-# Mooncake traces use 512-token blocks for hash_ids (../shared/traces/README.md).
+# Mooncake traces use 512-token blocks for hash_ids (src/prfaas/data/traces/README.md).
 TRACE_BLOCK_TOKENS = 512
 
 
@@ -77,17 +79,25 @@ def _check_row(row: _Row) -> str | None:
     return None
 
 
+def _read_bytes(p: Path) -> bytes:
+    """The file's bytes, decompressed when it is gzip (by its magic number, not its name)."""
+    try:
+        raw = p.read_bytes()
+        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+    except OSError as exc:  # gzip.BadGzipFile is an OSError too
+        raise UsageError(f"cannot read trace {p}: {exc.strerror or exc}") from None
+    except (EOFError, zlib.error) as exc:
+        raise UsageError(f"cannot read trace {p}: truncated or corrupt gzip ({exc})") from None
+
+
 def read_trace(path: str | Path, *, skip_bad_lines: bool = False) -> TraceData:
-    """Read a Mooncake-format JSONL trace.
+    """Read a Mooncake-format JSONL trace (`.jsonl`, or gzip-compressed `.jsonl.gz`).
 
     A malformed line raises TraceFormatError naming the file and line, unless skip_bad_lines is set,
     in which case it is skipped and counted. Blank lines are ignored silently.
     """
     p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read trace {p}: {exc.strerror or exc}") from None
+    raw = _read_bytes(p)
     requests: list[TraceRequest] = []
     skipped: list[int] = []
     for lineno, line in enumerate(raw.splitlines(), start=1):
