@@ -12,8 +12,8 @@ if TYPE_CHECKING:
     from prfaas.planner.fields import Table
     from prfaas.profiles import DecodeProfile, PrefillProfile
 
-# Default profile per hardware preset: the paper's measured H200 table and the H20 curves that
-# paper.md §9 infers from Table 6 (both labelled with their provenance in prfaas.profiles.paper).
+# Default profile per hardware preset: the paper's measured H200 table and the H20 curves inferred
+# from Table 6 (docs/paper-notes.md; provenance labels in prfaas.profiles.paper).
 DEFAULT_PREFILL: dict[str, str] = {"h200": "paper-h200", "h20": "paper-h20-inferred"}
 DEFAULT_DECODE: dict[str, str] = {"h20": "paper-h20-decode"}
 

@@ -98,7 +98,7 @@ def _mla(block: dict[str, Any], where: str) -> MlaDims:
 
 
 def _linear(block: dict[str, Any], where: str) -> LinearStateDims:
-    """vLLM mamba_utils state shapes per linear kind (../shared/models/README.md)."""
+    """vLLM mamba_utils state shapes per linear kind (docs/models.md)."""
     try:
         kind = LinearKind(str(block.get("kind")))
     except ValueError:

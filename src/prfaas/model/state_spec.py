@@ -1,6 +1,6 @@
 """Torch-free per-request cache accounting: KV per token, SWA capped at a window, fixed state.
 
-Formulas follow ../shared/models/README.md (vLLM/SGLang cache layouts):
+Formulas follow docs/models.md (vLLM/SGLang cache layouts):
   GQA layer   num_kv_heads x (head_dim_k + head_dim_v) x kv_dtype bytes per token
   MLA layer   (kv_lora_rank + qk_rope_head_dim) x kv_dtype bytes per token
   SWA layer   GQA formula, only the last `window` tokens kept

@@ -1,7 +1,7 @@
 """Unloaded TTFT over the length distribution: prefill on the assigned hardware + S_kv / link rate.
 
-This is the best-fit reading of the paper's Table 6 TTFT columns (paper.md §9.5): no queueing, the
-cross-cluster transfer added only for requests prefilled on the PrfaaS cluster.
+This is the best-fit reading of the paper's Table 6 TTFT columns (docs/paper-notes.md): no queueing,
+the cross-cluster transfer added only for requests prefilled on the PrfaaS cluster.
 """
 
 from __future__ import annotations

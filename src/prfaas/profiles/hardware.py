@@ -40,9 +40,9 @@ _PRICE_NOTE = (
     "scenario (price_per_gpu_hour)"
 )
 
-# Spec values: NVIDIA data sheets as summarised in ../shared/paper.md §8 (not from the paper).
-# H20 is priced at half an H200: paper.md §6.3 infers a ~2.0 H200:H20 cost ratio from the paper's
-# "about 15% at equal cost" statement.
+# Spec values: public data sheets (docs/paper-notes.md#hardware); the paper gives none. H20 is
+# priced at half an H200: the ~2.0 cost ratio that the paper's "about 15% at equal cost" implies
+# (docs/paper-notes.md#prices).
 HARDWARE: dict[str, HardwareSpec] = {
     "H200": HardwareSpec(
         name="H200",
@@ -61,8 +61,8 @@ HARDWARE: dict[str, HardwareSpec] = {
         hbm_gb=96.0,
         hbm_tb_per_s=4.0,
         price_per_gpu_hour=1.75,
-        sources=("https://willitrunai.com/es/gpus/h20-96gb", "paper.md §8"),
-        price_note=_PRICE_NOTE + "; H200:H20 = 2.0 as inferred in paper.md §6.3",
+        sources=("https://willitrunai.com/es/gpus/h20-96gb", "docs/paper-notes.md#hardware"),
+        price_note=_PRICE_NOTE + "; H200:H20 = 2.0 as inferred in docs/paper-notes.md#prices",
     ),
     "H100": HardwareSpec(
         name="H100",

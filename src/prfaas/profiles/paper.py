@@ -1,6 +1,6 @@
 """The paper's case-study inputs (arXiv 2604.15039 §4) with provenance: measured, fitted, INFERRED.
 
-Units (paper.md §9.6): "K" in lengths means 1000 tokens; sizes are binary MiB; rates decimal Gbps.
+Units (docs/paper-notes.md): "K" in lengths is 1000 tokens; sizes binary MiB; rates decimal Gbps.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ TABLE5_POINTS: tuple[MeasuredPoint, ...] = tuple(
     for k, mib, t in TABLE5_ROWS
 )
 
-# H20 prefill points INFERRED from Table 6 (paper.md §9.3), not measured by anyone:
+# H20 prefill points INFERRED from Table 6 (docs/paper-notes.md), not measured by anyone:
 #   T(l_short = 10,224) = N_p / Theta_pd-p = 3 / 1.64      (PrfaaS-PD column)
 #   T(L_avg   = 27,486) = N_p / Theta_pd-p = 9 / 2.11      (homogeneous column)
 #   T(P90     = 62,410) = 9.73 s                            (homogeneous P90 TTFT)
-# The lengths are the truncated log-normal's E[L | L <= 19,400], mean and P90 (paper.md §6.1).
+# The lengths are the truncated log-normal's E[L | L <= 19,400], mean and P90 (docs/paper-notes.md).
 H20_INFERRED_POINTS: tuple[MeasuredPoint, ...] = (
     MeasuredPoint(tokens=10_224, prefill_s=3 / 1.64),
     MeasuredPoint(tokens=27_486, prefill_s=9 / 2.11),
@@ -38,7 +38,7 @@ H20_INFERRED_POINTS: tuple[MeasuredPoint, ...] = (
 
 
 def h200_prefill() -> PolynomialPrefill:
-    """Least-squares quadratic T(l) through the four Table 5 latencies (paper.md §9.2)."""
+    """Least-squares quadratic T(l) through the four Table 5 latencies (docs/paper-notes.md)."""
     return fit_polynomial(
         TABLE5_POINTS,
         2,
@@ -48,14 +48,14 @@ def h200_prefill() -> PolynomialPrefill:
 
 
 def h20_prefill_inferred() -> PolynomialPrefill:
-    """Quadratic through three points INFERRED from Table 6 (paper.md §9.3); circular by design."""
+    """Quadratic through three points back-solved from Table 6 (docs/paper-notes.md; circular)."""
     return fit_polynomial(
         H20_INFERRED_POINTS,
         2,
         name="paper-h20-inferred",
         provenance=(
             "INFERRED, not measured: quadratic through 8xH20 prefill times back-solved from the "
-            "paper's Table 6 (paper.md §9.3); reproduces Table 6 partly by construction"
+            "paper's Table 6 (docs/paper-notes.md); reproduces Table 6 partly by construction"
         ),
     )
 
@@ -71,13 +71,13 @@ def table5_kv_size() -> LinearKvSize:
 
 
 def h20_decode() -> DecodeProfile:
-    """BS_max / T_decode = 800 tokens/s per 8xH20 instance, INFERRED (paper.md §9.1)."""
+    """BS_max / T_decode = 800 tokens/s per 8xH20 instance, INFERRED (docs/paper-notes.md)."""
     return DecodeProfile(
         bs_max=20,
         t_decode_s=0.025,
         name="paper-h20-decode",
         provenance=(
             "INFERRED: Theta_pd-d per instance 0.78125 req/s x 1024 output tokens = 800 tokens/s "
-            "(paper.md §9.1); T_decode = 1/40 s from the 40 tokens/s SLO, so BS_max = 20"
+            "(docs/paper-notes.md); T_decode = 1/40 s from the 40 tokens/s SLO, so BS_max = 20"
         ),
     )
