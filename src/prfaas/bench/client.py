@@ -32,6 +32,7 @@ class RequestResult:
     e2e_s: float | None = None
     output_tokens: int = 0
     itl_s: tuple[float, ...] = ()
+    text: str = ""  # the streamed text (the chaos harness checks it token for token)
 
     @property
     def tpot_s(self) -> float | None:
@@ -53,6 +54,7 @@ class _Stream:
     done: bool = False
     error: str | None = None
     gaps: list[float] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
 
     def feed(self, line: bytes) -> None:
         if not line.startswith(b"data:"):
@@ -67,7 +69,9 @@ class _Stream:
             return
         if obj.get("usage"):
             self.usage_tokens = int(obj["usage"].get("completion_tokens", 0))
-        if any(_choice_text(c) for c in obj.get("choices") or ()):
+        texts = [_choice_text(c) for c in obj.get("choices") or ()]
+        if any(texts):
+            self.pieces.extend(texts)
             now = time.perf_counter()
             if self.last_s is not None:
                 self.gaps.append(now - self.last_s)
@@ -121,7 +125,8 @@ async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpo
     start = time.perf_counter()
 
     def fail(kind: str, detail: str | None) -> RequestResult:
-        return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail)
+        return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail,
+                             output_tokens=st.chunks, text="".join(st.pieces))
 
     st = _Stream(start)
     try:
@@ -143,7 +148,7 @@ async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpo
     n_out = st.usage_tokens if st.usage_tokens is not None else st.chunks
     return RequestResult(req.index, start - t0, req.input_tokens, True,
                          ttft_s=(st.first_s or end) - start, e2e_s=end - start,
-                         output_tokens=n_out, itl_s=tuple(st.gaps))
+                         output_tokens=n_out, itl_s=tuple(st.gaps), text="".join(st.pieces))
 
 
 def normalize_url(url: str) -> str:

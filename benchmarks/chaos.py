@@ -1,0 +1,215 @@
+"""Chaos harness: start a deployment, drive streaming load, inject one fault, count what was lost.
+
+    .venv/bin/python benchmarks/chaos.py                         # every scenario (~10 min)
+    .venv/bin/python benchmarks/chaos.py --scenarios kill-decode,overload-3x --rate 3
+
+Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.toml), the paper's
+workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length), the
+fault at --fault-at s. Every reply is checked token for token against the emulated engine's
+deterministic output. Columns: sent, ok, failed (the server said so), leaky (a failure message
+carrying an internal address), lost (hung, cut without an error, or wrong text), recovery (s from
+the fault until every later request succeeded; '-' never), TTFT x (p50 TTFT 1-6 s after the fault
+ended over p50 before it). Scenarios that need a mechanism this
+build lacks (router replicas, a link control) are listed as skipped, with the reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from prfaas.bench.chaos import ScenarioRow, summarise
+from prfaas.bench.client import RequestResult, normalize_url, run_plan
+from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan
+from prfaas.deploy.supervisor import Deployment
+from prfaas.worker.bytetok import ByteTokenizer
+from prfaas.worker.emulated import emulated_token, prompt_seed
+
+ROOT = Path(__file__).resolve().parents[1]
+TOK = ByteTokenizer()
+
+
+def expected_text(req: PlannedRequest) -> str:
+    """The emulated engine's greedy output: a pure function of the prompt's tokens."""
+    seed = prompt_seed(TOK.encode(req.prompt()), 0, 0.0)
+    return TOK.decode([emulated_token(seed, i) for i in range(req.max_tokens)])
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    fault: Callable[[Deployment], None] | None = None
+    hold_s: float = 0.0  # faults with a duration are undone after hold_s (SIGSTOP -> SIGCONT)
+    undo: Callable[[Deployment], None] | None = None
+    rate_boost: float = 1.0  # load multiplier for `boost_s` seconds from the fault
+    boost_s: float = 0.0
+    skip: str = ""  # why it cannot run in this build
+
+
+def _nodes(dep: Deployment, prefix: str) -> list[str]:
+    return [n.name for n in dep.cfg.nodes if n.name.startswith(prefix)]
+
+
+def _kill(prefix: str, count: int | None = None) -> Callable[[Deployment], None]:
+    def fault(dep: Deployment) -> None:
+        for name in _nodes(dep, prefix)[:count]:
+            dep.kill(name, signal.SIGKILL)
+    return fault
+
+
+def _signal(prefix: str, sig: int) -> Callable[[Deployment], None]:
+    def fault(dep: Deployment) -> None:
+        for name in _nodes(dep, prefix)[:1]:
+            dep.kill(name, sig)
+    return fault
+
+
+SCENARIOS = {
+    s.name: s
+    for s in (
+        Scenario("baseline"),
+        Scenario("kill-prfaas-node", _kill("prfaas", 1)),
+        Scenario("kill-all-prfaas", _kill("prfaas")),
+        Scenario("kill-decode", _kill("pd-d", 1)),
+        Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
+                 _signal("pd-p", signal.SIGCONT)),
+        Scenario("overload-3x", rate_boost=3.0, boost_s=30.0),
+        Scenario("disconnect-storm"),
+        Scenario("million-token-prompts"),
+        Scenario("kill-router", skip="needs router replicas (issue 11); today one router"),
+        Scenario("link-cut-10s", skip="needs a live link control (issue 12: prfaas link set)"),
+        Scenario("bandwidth-5pct-60s", skip="needs a live link control (issue 12)"),
+    )
+}
+
+
+def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
+    shaping = Shaping(output_tokens=args.output_tokens)
+    plan = paper_plan(rate_rps=args.rate, duration_s=args.duration, length_scale=1.0,
+                      arrival="poisson", seed=args.seed, shaping=shaping)
+    if scn.rate_boost > 1:
+        extra = paper_plan(rate_rps=args.rate * (scn.rate_boost - 1), duration_s=scn.boost_s,
+                           length_scale=1.0, arrival="poisson", seed=args.seed + 7,
+                           shaping=shaping)
+        plan += [replace(r, send_at_s=r.send_at_s + args.fault_at) for r in extra]
+    if scn.name == "million-token-prompts":
+        blocks = -(-1_000_000 // shaping.tokens_per_block)
+        plan += [PlannedRequest(0, args.fault_at, tuple(range(2_000_000_000 + i * blocks,
+                                                              2_000_000_000 + (i + 1) * blocks)),
+                                1_000_000, 16, shaping.tokens_per_block) for i in range(4)]
+    plan.sort(key=lambda r: r.send_at_s)
+    return [replace(r, index=i) for i, r in enumerate(plan)]
+
+
+async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) -> None:
+    """30 streaming clients that hang up 1 s after sending (most before their first token)."""
+    await asyncio.sleep(at_s)
+
+    async def one(req: PlannedRequest) -> None:
+        body = {"model": model, "prompt": req.prompt(), "max_tokens": req.max_tokens,
+                "stream": True, "ignore_eos": True}
+        async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+            try:
+                async with asyncio.timeout(1.0):
+                    async with client.stream("POST", "/v1/completions", json=body) as resp:
+                        async for _ in resp.aiter_bytes():
+                            pass
+            except (TimeoutError, httpx.HTTPError):
+                pass
+
+    await asyncio.gather(*(one(r) for r in plan))
+
+
+async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
+                 args: argparse.Namespace) -> list[RequestResult]:
+    url = normalize_url(dep.url)
+    model = dep.cfg.engine.model
+
+    async def inject() -> None:
+        await asyncio.sleep(args.fault_at)
+        if scn.fault is not None:
+            await asyncio.to_thread(scn.fault, dep)
+        if scn.undo is not None:
+            await asyncio.sleep(scn.hold_s)
+            await asyncio.to_thread(scn.undo, dep)
+
+    side = [asyncio.create_task(inject())]
+    if scn.name == "disconnect-storm":
+        storm = paper_plan(rate_rps=30.0, duration_s=1.0, length_scale=1.0, arrival="uniform",
+                           seed=args.seed + 13, shaping=Shaping(output_tokens=args.output_tokens))
+        side.append(asyncio.create_task(_storm(url, model, storm[:30], args.fault_at)))
+    results, _ = await run_plan(url, plan, model=model, endpoint="completions",
+                                timeout_s=args.timeout)
+    await asyncio.gather(*side)
+    return results
+
+
+def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
+    plan = build_plan(scn, args)
+    by_index = {r.index: r for r in plan}
+    dep = Deployment(args.config)
+    try:
+        dep.start()
+        results = asyncio.run(_drive(dep, scn, plan, args))
+    finally:
+        dep.stop()
+    # TTFT is compared 1-6 s after the fault ends (after SIGCONT, after the storm, ...).
+    window = (scn.hold_s + scn.boost_s + 1.0, scn.hold_s + scn.boost_s + 6.0)
+    return summarise(scn.name, results, args.fault_at,
+                     lambda r: expected_text(by_index[r.index]), window)
+
+
+def _fmt(row: ScenarioRow) -> str:
+    rec = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
+    ratio = "-" if row.ttft_ratio is None else f"{row.ttft_ratio:.2f}"
+    return (f"{row.scenario:<24} {row.sent:>5} {row.ok:>5} {row.failed:>6} {row.leaky:>5} "
+            f"{row.lost:>5} {rec:>9} {ratio:>10}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=ROOT / "examples" / "paper-emulated.toml")
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated names")
+    ap.add_argument("--rate", type=float, default=3.0, help="req/s (default 3: ~50-60%% load)")
+    ap.add_argument("--duration", type=float, default=40.0, help="s of load per scenario")
+    ap.add_argument("--fault-at", type=float, default=10.0, help="s into the load")
+    ap.add_argument("--output-tokens", type=int, default=256)
+    ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, s")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="also write the rows here")
+    args = ap.parse_args()
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        ap.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
+    print(f"{'scenario':<24} {'sent':>5} {'ok':>5} {'failed':>6} {'leaky':>5} {'lost':>5} "
+          f"{'recovery':>9} {'TTFT x':>10}", flush=True)
+    rows = []
+    for name in names:
+        scn = SCENARIOS[name]
+        if scn.skip:
+            print(f"{name:<24} skipped: {scn.skip}", flush=True)
+            continue
+        t0 = time.monotonic()
+        row = run_scenario(scn, args)
+        rows.append(row)
+        print(_fmt(row) + f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+        for example in row.examples:
+            print(f"{'':<26}{example}", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

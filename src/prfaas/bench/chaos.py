@@ -1,0 +1,108 @@
+"""Chaos-run accounting: classify each request (ok, failed cleanly, lost) and summarise a fault.
+
+A request is **lost** when the client cannot tell it failed or it got the wrong answer: it hung
+(timeout), its stream ended without `[DONE]` and without an error, the connection dropped, or it
+finished "ok" with text other than the engine's deterministic output. It **failed** when the server
+said so (an HTTP error or an in-band stream error); a failure whose message carries an internal
+address (`host:port`) is also counted as **leaky**.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from prfaas.bench.client import RequestResult
+
+LOST_ERRORS = frozenset({"timeout", "incomplete", "disconnected", "bad_response"})
+# An IPv4 address with a port, or a bracketed IPv6 one: what must never reach a client.
+_ADDRESS = re.compile(r"\b\d{1,3}(?:\.\d{1,3}){3}:\d{2,5}\b|\[[0-9a-fA-F:]+\]:\d{2,5}")
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One request's outcome: 'ok', 'failed' or 'lost', and why (for the lost and failed)."""
+
+    outcome: str
+    why: str = ""
+    leaky: bool = False
+
+
+def classify(result: RequestResult, expected_text: str | None) -> Verdict:
+    """`expected_text` is the exact output when it is known (emulated engine), else None."""
+    if result.ok:
+        if expected_text is not None and result.text != expected_text:
+            return Verdict("lost", _text_difference(result.text, expected_text))
+        return Verdict("ok")
+    error = result.error or "unknown"
+    if error in LOST_ERRORS:
+        return Verdict("lost", f"{error}: {result.detail or ''}".strip())
+    leaky = bool(_ADDRESS.search(result.detail or ""))
+    return Verdict("failed", f"{error}: {result.detail or ''}".strip(), leaky)
+
+
+def _text_difference(got: str, want: str) -> str:
+    common = next((i for i, (a, b) in enumerate(zip(got, want, strict=False)) if a != b), None)
+    if common is None:
+        common = min(len(got), len(want))
+    return f"wrong text: {len(got)} chars vs {len(want)} expected, first difference at {common}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScenarioRow:
+    """One line of the chaos table."""
+
+    scenario: str
+    sent: int
+    ok: int
+    failed: int
+    leaky: int
+    lost: int
+    recovery_s: float | None  # from the fault's start until requests succeed again; None: never
+    examples: tuple[str, ...]  # a few reasons, for the lost and failed
+    ttft_ratio: float | None = None  # p50 TTFT just after the fault / before it (None: no data)
+
+
+def recovery_s(results: Sequence[RequestResult], verdicts: Sequence[Verdict],
+               fault_at_s: float) -> float | None:
+    """Seconds from the fault until the first request after which every later one succeeded.
+
+    Requests are taken in send order; 0.0 when nothing sent after the fault failed.
+    """
+    order = sorted(range(len(results)), key=lambda i: results[i].send_s)
+    last_bad = None
+    for i in order:
+        if verdicts[i].outcome != "ok" and results[i].send_s >= fault_at_s - 1e-9:
+            last_bad = i
+    if last_bad is None:
+        return 0.0
+    later = [results[i].send_s for i in order if results[i].send_s > results[last_bad].send_s]
+    return (later[0] - fault_at_s) if later else None
+
+
+def ttft_ratio(results: Sequence[RequestResult], fault_at_s: float,
+               after: tuple[float, float]) -> float | None:
+    """p50 TTFT of ok requests sent in [fault + after[0], fault + after[1]) over the p50 before."""
+    def p50(xs: list[float]) -> float | None:
+        return sorted(xs)[len(xs) // 2] if xs else None
+
+    before = p50([r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                  and r.send_s < fault_at_s])
+    lo, hi = fault_at_s + after[0], fault_at_s + after[1]
+    late = p50([r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                and lo <= r.send_s < hi])
+    return late / before if before and late is not None else None
+
+
+def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float,
+              expected: Callable[[RequestResult], str | None],
+              probe_window: tuple[float, float] = (1.0, 6.0)) -> ScenarioRow:
+    """The table row for one scenario's results; `expected` gives each request's exact text."""
+    verdicts = [classify(r, expected(r)) for r in results]
+    count = {k: sum(1 for v in verdicts if v.outcome == k) for k in ("ok", "failed", "lost")}
+    examples = tuple(dict.fromkeys(v.why[:100] for v in verdicts if v.outcome != "ok"))[:3]
+    return ScenarioRow(scenario, len(results), count["ok"], count["failed"],
+                       sum(1 for v in verdicts if v.leaky), count["lost"],
+                       recovery_s(results, verdicts, fault_at_s), examples,
+                       ttft_ratio(results, fault_at_s, probe_window))

@@ -1,0 +1,69 @@
+"""The chaos harness's accounting (pure) and one short live run of it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from live_support import write_config
+from prfaas.bench.chaos import classify, recovery_s, summarise, ttft_ratio
+from prfaas.bench.client import RequestResult
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _r(i: int, send: float, ok: bool = True, error: str | None = None, detail: str = "",
+       text: str = "abc", ttft: float = 0.1) -> RequestResult:
+    return RequestResult(i, send, 10, ok, error, detail or None, ttft if ok else None,
+                         1.0 if ok else None, 3, (), text)
+
+
+def test_lost_failed_and_leaky() -> None:
+    assert classify(_r(0, 0), "abc").outcome == "ok"
+    wrong = classify(_r(0, 0, text="abd"), "abc")
+    assert wrong.outcome == "lost" and "first difference at 2" in wrong.why
+    assert classify(_r(0, 0, text="ab"), "abc").outcome == "lost"  # truncated but "ok"
+    for error in ("timeout", "incomplete", "disconnected", "bad_response"):
+        assert classify(_r(0, 0, False, error), "abc").outcome == "lost"
+    clean = classify(_r(0, 0, False, "http_503", "no decode capacity left"), None)
+    assert clean.outcome == "failed" and not clean.leaky
+    leak = classify(_r(0, 0, False, "stream_error", "RpcError: 127.0.0.1:45527"), None)
+    assert leak.outcome == "failed" and leak.leaky
+
+
+def test_recovery_counts_from_the_fault_to_the_last_failure() -> None:
+    results = [_r(0, 1.0), _r(1, 5.0, False, "http_503"), _r(2, 7.0, False, "timeout"),
+               _r(3, 9.0), _r(4, 12.0)]
+    verdicts = [classify(r, None) for r in results]
+    assert recovery_s(results, verdicts, 4.0) == pytest.approx(5.0)  # 9.0 - 4.0
+    assert recovery_s(results[:3], verdicts[:3], 4.0) is None  # never recovered
+    assert recovery_s(results[:1], verdicts[:1], 4.0) == 0.0
+
+
+def test_ttft_ratio_and_summary() -> None:
+    results = [_r(0, 1.0, ttft=0.1), _r(1, 2.0, ttft=0.1), _r(2, 6.0, ttft=0.3)]
+    assert ttft_ratio(results, 4.0, (1.0, 6.0)) == pytest.approx(3.0)
+    row = summarise("x", results, 4.0, lambda r: "abc")
+    assert (row.sent, row.ok, row.failed, row.lost) == (3, 3, 0, 0)
+
+
+def _harness() -> object:
+    spec = importlib.util.spec_from_file_location("chaos", ROOT / "benchmarks" / "chaos.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["chaos"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_a_quiet_run_loses_nothing_and_every_text_checks(tmp_path: Path) -> None:
+    chaos = _harness()
+    args = argparse.Namespace(config=write_config(tmp_path), rate=4.0, duration=3.0,
+                              fault_at=1.0, output_tokens=24, timeout=30.0, seed=0)
+    row = chaos.run_scenario(chaos.SCENARIOS["baseline"], args)  # type: ignore[attr-defined]
+    assert row.sent >= 8 and row.ok == row.sent and row.lost == 0, row.examples
