@@ -16,7 +16,7 @@ import pytest
 from scipy import integrate
 from scipy.special import ndtr
 
-from prfaas.errors import ConfigError, InfeasibleError
+from prfaas.errors import ConfigError, InfeasibleError, UsageError
 from prfaas.planner import evaluate, load_scenario, optimise
 from prfaas.planner.scenario import BUILTIN_DIR, Scenario, parse_scenario
 from prfaas.planner.search import bandwidth_sweep, threshold_grid
@@ -278,6 +278,12 @@ def test_threshold_grid_covers_all_lengths() -> None:
 # ---------------------------------------------------------------- scenario files
 
 
+def test_threshold_grid_refuses_a_grid_too_large_to_hold() -> None:
+    huge = replace(load_scenario("paper"), lengths=TruncatedLogNormal(9.9, 1.0, 128, 1e11))
+    with pytest.raises(UsageError, match="threshold_step_tokens"):
+        threshold_grid(huge)
+
+
 def test_builtin_scenarios_equal_the_examples() -> None:
     for name in ("paper", "paper-10gbps"):
         assert (BUILTIN_DIR / f"{name}.toml").read_text() == (
@@ -340,6 +346,13 @@ PAPER_TEXT = (BUILTIN_DIR / "paper.toml").read_text()
         ('hardware = "H20"', 'hardware = "H2O"', "pd.hardware"),
         ("instances = 8 ", "instances = 0 ", "decode instance"),
         ("[link]", "[link", "invalid TOML"),
+        # grids too large to search end in one line, not a traceback or an out-of-memory kill
+        ("max_tokens = 131072", "max_tokens = 1e11", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = 1e300", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = inf", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = nan", "workload.max_tokens"),
+        ("instances = 8 ", "instances = 100000000 ", "pd.instances"),
+        ("instances = 12 ", "instances = 10000000000 ", "homogeneous.instances"),
     ],
 )
 def test_bad_scenarios_exit_2_with_one_line(
