@@ -327,6 +327,13 @@ def test_nested_unknown_field_is_named() -> None:
         parse_scenario(doc, source="x", base_dir=REPO)
 
 
+def test_a_missing_field_is_not_blamed_on_a_similar_real_one() -> None:
+    doc = _doc()
+    del doc["workload"]["min_tokens"]  # max_tokens is unread at that point and looks alike
+    with pytest.raises(ConfigError, match=r"'workload\.min_tokens' is missing"):
+        parse_scenario(doc, source="x", base_dir=REPO)
+
+
 def test_one_homogeneous_instance_is_infeasible() -> None:
     with pytest.raises(InfeasibleError):
         parse_scenario(_doc(homogeneous={"instances": 1}), source="x", base_dir=REPO)
@@ -342,6 +349,8 @@ PAPER_TEXT = (BUILTIN_DIR / "paper.toml").read_text()
         ("gbps = 100 ", "gbps = -5 ", "link.gbps"),
         ("bs_max = 20 ", 'bs_max = "twenty" ', "decode.bs_max"),
         ("[pd]\n", "[pd]\ninstanses = 3\n", "pd.instanses"),
+        ("instances = 8 ", "instanses = 8 ", "'pd.instanses' is not a known field"),
+        ("gbps = 100 ", "gpbs = 100 ", "'link.gpbs' is not a known field"),
         ("mu = 9.90", "mu = 9.90\nmean = 3", "workload.mean"),
         ('hardware = "H20"', 'hardware = "H2O"', "pd.hardware"),
         ("instances = 8 ", "instances = 0 ", "decode instance"),
