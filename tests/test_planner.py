@@ -19,7 +19,7 @@ from scipy.special import ndtr
 from prfaas.errors import ConfigError, InfeasibleError, UsageError
 from prfaas.planner import evaluate, load_scenario, optimise
 from prfaas.planner.scenario import BUILTIN_DIR, Scenario, parse_scenario
-from prfaas.planner.search import bandwidth_sweep, threshold_grid
+from prfaas.planner.search import bandwidth_sweep, best_cell, prfaas_grid, threshold_grid
 from prfaas.profiles import DecodeProfile, LinearKvSize, PolynomialPrefill, quadratic
 from prfaas.workload import EmpiricalLengths, TruncatedLogNormal
 
@@ -394,3 +394,26 @@ def test_planner_imports_no_torch_and_no_matplotlib() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
+
+
+def _tie_scenario() -> Scenario:
+    """Two request lengths far apart: every threshold between them has identical statistics."""
+    lengths = EmpiricalLengths([8_000] * 50 + [60_000] * 50, name="two-lengths")
+    return replace(load_scenario("paper"), lengths=lengths, name="ties")
+
+
+def test_tied_thresholds_go_to_the_smallest_one() -> None:
+    scn = _tie_scenario()
+    grid = prfaas_grid(scn)
+    row, col = best_cell(grid)
+    lam = grid.lambda_max
+    tied_cols = np.flatnonzero(np.isclose(lam[row], lam[row, col], rtol=1e-12, atol=0))
+    assert len(tied_cols) > 500  # t = 8,000 .. 59,900 all split the two lengths the same way
+    assert col == tied_cols.min()
+    assert grid.stats.t[col] == pytest.approx(8_000)
+    assert grid.stats.p[col] == pytest.approx(0.5)
+    egress = np.broadcast_to(grid.egress_gbps, lam.shape)[row]
+    # equal statistics, so equal egress among the tied cells (no "least egress" to choose)
+    assert egress[tied_cols] == pytest.approx(np.full(len(tied_cols), egress[col]), rel=1e-12)
+    # and egress never rises with t: the smallest t can never be the least-egress choice
+    assert np.all(np.diff(np.nan_to_num(grid.stats.p)) <= 0)

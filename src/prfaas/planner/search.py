@@ -37,7 +37,13 @@ def prfaas_grid(scn: Scenario, stats: ThresholdStats | None = None) -> StageGrid
 
 def best_cell(grid: StageGrid) -> tuple[int, int]:
     """argmax Λ_max; ties go to the largest prefill headroom min(Θ_prfaas/p, Θ_pd-p/(1-p)),
-    then the smallest threshold (least egress), then the fewest prefill instances."""
+    then the smallest threshold, then the fewest prefill instances.
+
+    Cells still tied after the headroom step have the same p, l_long and l_short (thresholds
+    between two adjacent lengths of a trace, or below the shortest input), hence the same egress.
+    The smallest such t sits just above the longest request kept local; it is the *most*
+    offloading choice for lengths the distribution has not seen, not the least egress.
+    """
     lam = grid.lambda_max
     best = float(np.max(lam))
     if not best > 0:
