@@ -50,8 +50,9 @@ def test_json_has_exactly_the_documented_keys(paper_json: dict[str, Any]) -> Non
         "lambda_max", "offload_fraction", "l_long", "l_short", "egress_gbps", "ttft_mean_s",
         "ttft_p90_s",
     }  # fmt: skip
-    assert set(paper_json) == {"scenario", "deployments", "ratios"}
+    assert set(paper_json) == {"scenario", "deployments", "ratios", "prfaas_is_naive"}
     assert paper_json["scenario"] == "paper"
+    assert paper_json["prfaas_is_naive"] is False
     assert set(paper_json["deployments"]) == {"prfaas", "homogeneous", "naive"}
     for record in paper_json["deployments"].values():
         assert set(record) == keys
@@ -417,3 +418,21 @@ def test_tied_thresholds_go_to_the_smallest_one() -> None:
     assert egress[tied_cols] == pytest.approx(np.full(len(tied_cols), egress[col]), rel=1e-12)
     # and egress never rises with t: the smallest t can never be the least-egress choice
     assert np.all(np.diff(np.nan_to_num(grid.stats.p)) <= 0)
+
+
+def test_a_degenerate_optimum_is_called_the_naive_deployment(tmp_path: Path) -> None:
+    # 16 H200 PrfaaS instances out-prefill what 8 H20 decode instances can consume: the best
+    # PrfaaS-PD configuration offloads everything and every PD instance decodes.
+    path = tmp_path / "big-prfaas.toml"
+    assert "instances = 4 " in PAPER_TEXT
+    path.write_text(PAPER_TEXT.replace("instances = 4 ", "instances = 16 ", 1))
+    out = json.loads(_run_plan("--scenario", str(path), "--json").stdout)
+    best, naive = out["deployments"]["prfaas"], out["deployments"]["naive"]
+    assert (best["threshold_tokens"], best["n_p"]) == (0, 0)
+    assert best["lambda_max"] == pytest.approx(naive["lambda_max"], rel=1e-9)
+    assert out["prfaas_is_naive"] is True
+    table = _run_plan("--scenario", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "PrfaaS-PD (= naive)" in table.stdout
+    assert "degenerates to the naive deployment" in " ".join(table.stdout.split())
+    assert "degenerates" not in _run_plan("--scenario", "paper").stdout
