@@ -139,10 +139,12 @@ def _sweep_table(scn: Any, res: Any) -> Any:
 def _print(scn: Any, res: Any) -> None:
     from rich.console import Console
 
+    from prfaas.tables import print_table
+
     console = Console(width=max(Console().width, 110))
     if scn.description:
         console.print(f"[bold]{scn.name}[/bold]: {scn.description}")
-    console.print(_main_table(scn, res))
+    print_table(console, _main_table(scn, res))
     if res.prfaas_is_naive:
         console.print(
             "PrfaaS-PD degenerates to the naive deployment here: the best threshold t = 0 sends "
@@ -166,7 +168,7 @@ def _print(scn: Any, res: Any) -> None:
         f"(residual {s.eq8_residual:+.1%}; integer instance counts)."
     )
     if res.bandwidth_sweep:
-        console.print(_sweep_table(scn, res))
+        print_table(console, _sweep_table(scn, res))
     console.print("[dim]Inputs (profiles, not results):[/dim]")
     for label, prof in (
         ("PrfaaS prefill", scn.prfaas_prefill),
