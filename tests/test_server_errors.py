@@ -245,3 +245,12 @@ def test_lone_surrogate_is_400(url: str, path: str, head: str, param: str, strea
     resp = httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"})
     err = assert_error(resp, 400, param)
     assert err["code"] == "invalid_value" and "surrogate" in err["message"]
+
+
+def test_lone_surrogate_in_a_key_is_400(url: str) -> None:
+    content = b'{"model": "m", "prompt": "x", "\\udc00": 1}'
+    resp = httpx.post(
+        f"{url}/v1/completions", content=content, headers={"content-type": "application/json"}
+    )
+    err = assert_error(resp, 400)
+    assert err["code"] == "invalid_body" and "Unicode" in err["message"]
