@@ -100,6 +100,30 @@ def test_bad_fields_are_named(mutate: Any, field: str) -> None:
     assert f"'{field}'" in str(err.value) and "dep.toml" in str(err.value)
 
 
+def _rename(table: dict[str, Any], old: str, new: str) -> None:
+    table[new] = table.pop(old)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "field"),
+    [
+        (
+            lambda d: _rename(d["clusters"][1]["nodes"][1], "role", "rol"),
+            "clusters[1].nodes[1].rol",
+        ),
+        (lambda d: _rename(d["links"][0], "gbps", "gpbs"), "links[0].gpbs"),
+        (lambda d: _rename(d["links"][0], "dst", "dsts"), "links[0].dsts"),
+        (lambda d: _rename(d["engine"], "kind", "kinds"), "engine.kinds"),
+    ],
+)
+def test_misspelt_required_field_is_reported_as_unknown(mutate: Any, field: str) -> None:
+    doc = minimal()
+    mutate(doc)
+    with pytest.raises(ConfigError, match="is not a known field") as err:
+        parse_deployment(doc, source="dep.toml")
+    assert f"'{field}'" in str(err.value)
+
+
 def test_transformers_engine_refuses_emulation_scales() -> None:
     doc = minimal(engine={"kind": "transformers", "time_scale": 5.0})
     with pytest.raises(ConfigError, match=r"engine\.time_scale"):

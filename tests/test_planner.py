@@ -16,10 +16,10 @@ import pytest
 from scipy import integrate
 from scipy.special import ndtr
 
-from prfaas.errors import ConfigError, InfeasibleError
+from prfaas.errors import ConfigError, InfeasibleError, UsageError
 from prfaas.planner import evaluate, load_scenario, optimise
 from prfaas.planner.scenario import BUILTIN_DIR, Scenario, parse_scenario
-from prfaas.planner.search import bandwidth_sweep, threshold_grid
+from prfaas.planner.search import bandwidth_sweep, best_cell, prfaas_grid, threshold_grid
 from prfaas.profiles import DecodeProfile, LinearKvSize, PolynomialPrefill, quadratic
 from prfaas.workload import EmpiricalLengths, TruncatedLogNormal
 
@@ -50,8 +50,9 @@ def test_json_has_exactly_the_documented_keys(paper_json: dict[str, Any]) -> Non
         "lambda_max", "offload_fraction", "l_long", "l_short", "egress_gbps", "ttft_mean_s",
         "ttft_p90_s",
     }  # fmt: skip
-    assert set(paper_json) == {"scenario", "deployments", "ratios"}
+    assert set(paper_json) == {"scenario", "deployments", "ratios", "prfaas_is_naive"}
     assert paper_json["scenario"] == "paper"
+    assert paper_json["prfaas_is_naive"] is False
     assert set(paper_json["deployments"]) == {"prfaas", "homogeneous", "naive"}
     for record in paper_json["deployments"].values():
         assert set(record) == keys
@@ -278,6 +279,12 @@ def test_threshold_grid_covers_all_lengths() -> None:
 # ---------------------------------------------------------------- scenario files
 
 
+def test_threshold_grid_refuses_a_grid_too_large_to_hold() -> None:
+    huge = replace(load_scenario("paper"), lengths=TruncatedLogNormal(9.9, 1.0, 128, 1e11))
+    with pytest.raises(UsageError, match="threshold_step_tokens"):
+        threshold_grid(huge)
+
+
 def test_builtin_scenarios_equal_the_examples() -> None:
     for name in ("paper", "paper-10gbps"):
         assert (BUILTIN_DIR / f"{name}.toml").read_text() == (
@@ -321,6 +328,13 @@ def test_nested_unknown_field_is_named() -> None:
         parse_scenario(doc, source="x", base_dir=REPO)
 
 
+def test_a_missing_field_is_not_blamed_on_a_similar_real_one() -> None:
+    doc = _doc()
+    del doc["workload"]["min_tokens"]  # max_tokens is unread at that point and looks alike
+    with pytest.raises(ConfigError, match=r"'workload\.min_tokens' is missing"):
+        parse_scenario(doc, source="x", base_dir=REPO)
+
+
 def test_one_homogeneous_instance_is_infeasible() -> None:
     with pytest.raises(InfeasibleError):
         parse_scenario(_doc(homogeneous={"instances": 1}), source="x", base_dir=REPO)
@@ -336,10 +350,19 @@ PAPER_TEXT = (BUILTIN_DIR / "paper.toml").read_text()
         ("gbps = 100 ", "gbps = -5 ", "link.gbps"),
         ("bs_max = 20 ", 'bs_max = "twenty" ', "decode.bs_max"),
         ("[pd]\n", "[pd]\ninstanses = 3\n", "pd.instanses"),
+        ("instances = 8 ", "instanses = 8 ", "'pd.instanses' is not a known field"),
+        ("gbps = 100 ", "gpbs = 100 ", "'link.gpbs' is not a known field"),
         ("mu = 9.90", "mu = 9.90\nmean = 3", "workload.mean"),
         ('hardware = "H20"', 'hardware = "H2O"', "pd.hardware"),
         ("instances = 8 ", "instances = 0 ", "decode instance"),
         ("[link]", "[link", "invalid TOML"),
+        # grids too large to search end in one line, not a traceback or an out-of-memory kill
+        ("max_tokens = 131072", "max_tokens = 1e11", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = 1e300", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = inf", "workload.max_tokens"),
+        ("max_tokens = 131072", "max_tokens = nan", "workload.max_tokens"),
+        ("instances = 8 ", "instances = 100000000 ", "pd.instances"),
+        ("instances = 12 ", "instances = 10000000000 ", "homogeneous.instances"),
     ],
 )
 def test_bad_scenarios_exit_2_with_one_line(
@@ -372,3 +395,44 @@ def test_planner_imports_no_torch_and_no_matplotlib() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
+
+
+def _tie_scenario() -> Scenario:
+    """Two request lengths far apart: every threshold between them has identical statistics."""
+    lengths = EmpiricalLengths([8_000] * 50 + [60_000] * 50, name="two-lengths")
+    return replace(load_scenario("paper"), lengths=lengths, name="ties")
+
+
+def test_tied_thresholds_go_to_the_smallest_one() -> None:
+    scn = _tie_scenario()
+    grid = prfaas_grid(scn)
+    row, col = best_cell(grid)
+    lam = grid.lambda_max
+    tied_cols = np.flatnonzero(np.isclose(lam[row], lam[row, col], rtol=1e-12, atol=0))
+    assert len(tied_cols) > 500  # t = 8,000 .. 59,900 all split the two lengths the same way
+    assert col == tied_cols.min()
+    assert grid.stats.t[col] == pytest.approx(8_000)
+    assert grid.stats.p[col] == pytest.approx(0.5)
+    egress = np.broadcast_to(grid.egress_gbps, lam.shape)[row]
+    # equal statistics, so equal egress among the tied cells (no "least egress" to choose)
+    assert egress[tied_cols] == pytest.approx(np.full(len(tied_cols), egress[col]), rel=1e-12)
+    # and egress never rises with t: the smallest t can never be the least-egress choice
+    assert np.all(np.diff(np.nan_to_num(grid.stats.p)) <= 0)
+
+
+def test_a_degenerate_optimum_is_called_the_naive_deployment(tmp_path: Path) -> None:
+    # 16 H200 PrfaaS instances out-prefill what 8 H20 decode instances can consume: the best
+    # PrfaaS-PD configuration offloads everything and every PD instance decodes.
+    path = tmp_path / "big-prfaas.toml"
+    assert "instances = 4 " in PAPER_TEXT
+    path.write_text(PAPER_TEXT.replace("instances = 4 ", "instances = 16 ", 1))
+    out = json.loads(_run_plan("--scenario", str(path), "--json").stdout)
+    best, naive = out["deployments"]["prfaas"], out["deployments"]["naive"]
+    assert (best["threshold_tokens"], best["n_p"]) == (0, 0)
+    assert best["lambda_max"] == pytest.approx(naive["lambda_max"], rel=1e-9)
+    assert out["prfaas_is_naive"] is True
+    table = _run_plan("--scenario", str(path))
+    assert table.returncode == 0, table.stderr
+    assert "PrfaaS-PD (= naive)" in table.stdout
+    assert "degenerates to the naive deployment" in " ".join(table.stdout.split())
+    assert "degenerates" not in _run_plan("--scenario", "paper").stdout

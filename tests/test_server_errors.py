@@ -216,3 +216,41 @@ def test_client_disconnect_aborts_the_backend() -> None:
         while backend.num_aborted == 0 and time.monotonic() < deadline:
             time.sleep(0.02)
     assert backend.num_started == 1 and backend.num_aborted == 1
+
+
+# A lone surrogate is valid JSON ("\ud800" escapes) but not encodable text: a 400 naming the field.
+LONE_SURROGATE = '"abc\\ud800def"'
+SURROGATE_BODIES = [
+    ("/v1/completions", f'{{"model": "m", "prompt": {LONE_SURROGATE}', "prompt"),
+    ("/v1/completions", f'{{"model": "m", "prompt": [{LONE_SURROGATE}]', "prompt.0"),
+    ("/v1/completions", f'{{"model": "m", "prompt": "x", "stop": {LONE_SURROGATE}', "stop"),
+    (
+        "/v1/chat/completions",
+        f'{{"model": "m", "messages": [{{"role": "user", "content": {LONE_SURROGATE}}}]',
+        "messages.0.content",
+    ),
+    (
+        "/v1/chat/completions",
+        '{"model": "m", "messages": [{"role": "user", "content": '
+        f'[{{"type": "text", "text": {LONE_SURROGATE}}}]}}]',
+        "messages.0.content.0.text",
+    ),
+]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize(("path", "head", "param"), SURROGATE_BODIES)
+def test_lone_surrogate_is_400(url: str, path: str, head: str, param: str, stream: bool) -> None:
+    content = f'{head}, "stream": {str(stream).lower()}}}'.encode()
+    resp = httpx.post(f"{url}{path}", content=content, headers={"content-type": "application/json"})
+    err = assert_error(resp, 400, param)
+    assert err["code"] == "invalid_value" and "surrogate" in err["message"]
+
+
+def test_lone_surrogate_in_a_key_is_400(url: str) -> None:
+    content = b'{"model": "m", "prompt": "x", "\\udc00": 1}'
+    resp = httpx.post(
+        f"{url}/v1/completions", content=content, headers={"content-type": "application/json"}
+    )
+    err = assert_error(resp, 400)
+    assert err["code"] == "invalid_body" and "Unicode" in err["message"]

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from prfaas.bench.client import RequestResult
+from prfaas.tables import print_table
 
 LATENCIES = (("ttft_s", "TTFT"), ("tpot_s", "TPOT"), ("itl_s", "ITL"), ("e2e_s", "E2E"))
 
@@ -40,7 +41,7 @@ def print_report(report: dict[str, Any], console: Console) -> None:
         else:
             table.add_row(name, *(_ms(s[k]) for k in ("mean", "p50", "p90", "p99", "max")),
                           f"{int(s['count'])}")
-    console.print(table)
+    print_table(console, table)
 
 
 def print_comparison(rows: Sequence[tuple[str, dict[str, Any]]], console: Console) -> None:
@@ -55,7 +56,7 @@ def print_comparison(rows: Sequence[tuple[str, dict[str, Any]]], console: Consol
                       f"{r['output_tokens_per_s']:,.0f}", _ms(ttft.get("p50")),
                       _ms(ttft.get("p99")), _ms(tpot.get("p50")), _ms(tpot.get("p99")),
                       str(r["num_errors"]))
-    console.print(table)
+    print_table(console, table)
 
 
 class BenchProgress:

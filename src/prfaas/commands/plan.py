@@ -108,7 +108,8 @@ def _main_table(scn: Any, res: Any) -> Any:
 
     table = Table(title=f"Optimal configurations: {scn.name} (cf. paper Table 6)")
     table.add_column("Metric")
-    for label in ("PrfaaS-PD", "Homogeneous PD", "Naive Heterogeneous PD"):
+    prfaas = "PrfaaS-PD (= naive)" if res.prfaas_is_naive else "PrfaaS-PD"
+    for label in (prfaas, "Homogeneous PD", "Naive Heterogeneous PD"):
         table.add_column(label, justify="right")
     columns = [_cells(scn, res, c) for c in ("prfaas", "homogeneous", "naive")]
     for i, label in enumerate(_ROWS):
@@ -138,10 +139,18 @@ def _sweep_table(scn: Any, res: Any) -> Any:
 def _print(scn: Any, res: Any) -> None:
     from rich.console import Console
 
+    from prfaas.tables import print_table
+
     console = Console(width=max(Console().width, 110))
     if scn.description:
         console.print(f"[bold]{scn.name}[/bold]: {scn.description}")
-    console.print(_main_table(scn, res))
+    print_table(console, _main_table(scn, res))
+    if res.prfaas_is_naive:
+        console.print(
+            "PrfaaS-PD degenerates to the naive deployment here: the best threshold t = 0 sends "
+            "every request to the PrfaaS cluster and no PD instance prefills (N_p = 0), so the PD "
+            "cluster only decodes. Threshold routing gains nothing in this scenario."
+        )
     r = res.ratios
     console.print(
         f"Ratios: PrfaaS-PD vs homogeneous {r['prfaas_vs_homogeneous']:.2f}x, vs naive "
@@ -159,7 +168,7 @@ def _print(scn: Any, res: Any) -> None:
         f"(residual {s.eq8_residual:+.1%}; integer instance counts)."
     )
     if res.bandwidth_sweep:
-        console.print(_sweep_table(scn, res))
+        print_table(console, _sweep_table(scn, res))
     console.print("[dim]Inputs (profiles, not results):[/dim]")
     for label, prof in (
         ("PrfaaS prefill", scn.prfaas_prefill),

@@ -151,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
 def print_report(data: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
+    from prfaas.tables import print_table
+
     spec, link = data["spec"], data["spec"]["link"]
     iperf = [r["gbps"] for r in data["medians"] if r["peer"] == "iperf3"]
     ref_name, ref = ("link", link["gbps"]) if link else ("iperf3", iperf[0] if iperf else None)
@@ -173,7 +175,7 @@ def print_report(data: dict[str, Any], console: Any) -> None:
             ok = "per chunk"
         cells = [r["peer"], str(r["connections"]), f"{r['gbps']:.2f}", ratio]
         table.add_row(*cells, str(r["retransmits"]), tail, ok, runs)
-    console.print(table)
+    print_table(console, table)
     for name, r in data["ratios"].items():
         if r:
             by = ", ".join(f"x{c}: {v:.2f}" for c, v in r["by_connections"].items())

@@ -2,10 +2,34 @@
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any
 
 from prfaas.errors import ConfigError
+
+# How alike an unread key must be to a missing one to count as its misspelling: one letter wrong in
+# "instances" scores 0.89; distinct real fields such as min_tokens / max_tokens score 0.8.
+TYPO_CUTOFF = 0.85
+
+
+def _one_edit(a: str, b: str) -> bool:
+    """b is a with one letter changed, added, dropped, or two neighbours swapped."""
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        swapped = len(diff) == 2 and diff[1] == diff[0] + 1 and a[diff[0]] == b[diff[1]]
+        return len(diff) == 1 or (swapped and a[diff[1]] == b[diff[0]])
+    short, long = sorted((a, b), key=len)
+    return len(long) == len(short) + 1 and any(
+        long[:i] + long[i + 1 :] == short for i in range(len(long))
+    )
+
+
+def _is_typo(missing: str, key: str) -> bool:
+    # Two-letter keys (a0, a1, a2) are one edit apart from each other, so they never count.
+    if len(missing) >= 3 and _one_edit(missing, key):
+        return True
+    return difflib.SequenceMatcher(None, missing, key).ratio() >= TYPO_CUTOFF
 
 
 def _is_number(value: object) -> bool:
@@ -35,8 +59,16 @@ class Table:
     def raw(self, key: str) -> object:
         self.used.add(key)
         if key not in self.data:
-            raise self.fail(key, "is missing")
+            raise self._missing(key)
         return self.data[key]
+
+    def _missing(self, key: str) -> ConfigError:
+        """A misspelt key is the real problem: name it rather than the field it was meant to be."""
+        unread = [k for k in self.data if k not in self.used and isinstance(k, str)]
+        for typo in unread:
+            if _is_typo(key, typo):
+                return self.fail(typo, f"is not a known field (did you mean '{self.name(key)}'?)")
+        return self.fail(key, "is missing")
 
     def number(
         self,

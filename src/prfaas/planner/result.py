@@ -50,12 +50,21 @@ class PlanResult:
     cost: CostComparison
     bandwidth_sweep: tuple[StageThroughputs, ...] = field(default=())
 
+    @property
+    def prfaas_is_naive(self) -> bool:
+        """The PrfaaS-PD optimum offloads every request (t below every length) and keeps no PD
+        prefill instance (N_p = 0): it *is* the naive heterogeneous deployment."""
+        best = self.stages["prfaas"]
+        return best.n_p == 0 and best.offload_fraction >= 1.0
+
     def to_json_dict(self) -> dict[str, Any]:
-        """Exactly the documented shape: scenario, deployments{prfaas,homogeneous,naive}, ratios."""
+        """Exactly the documented shape: scenario, deployments{prfaas,homogeneous,naive}, ratios,
+        prfaas_is_naive."""
         return {
             "scenario": self.scenario,
             "deployments": {k: _clean(asdict(self.deployments[k])) for k in DEPLOYMENTS},
             "ratios": _clean(dict(self.ratios)),
+            "prfaas_is_naive": self.prfaas_is_naive,
         }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,9 +18,14 @@ from prfaas.planner.sections import (
     req,
 )
 from prfaas.profiles import DecodeProfile, HardwareSpec, KvSizeProfile, PrefillProfile
-from prfaas.workload.lengths import LengthDistribution
+from prfaas.workload.lengths import LengthDistribution, TruncatedLogNormal
 
 BUILTIN_DIR = Path(__file__).with_name("scenarios")
+# The exhaustive search holds ~15 float64 arrays of (PD splits x thresholds) cells at once: 2M cells
+# is ~250 MB and well under a second; the paper scenario has 10^4. Larger grids are almost always a
+# typo (max_tokens = 1e11), so they are refused before numpy tries to allocate them.
+MAX_THRESHOLDS = 250_000
+MAX_GRID_CELLS = 2_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +104,7 @@ def parse_scenario(
     step, sweep = _search(root)
     root.finish()
     _check_feasible(source, prfaas.instances, pd.instances, n_homog)
+    _check_grid_size(root, lengths, step, pd.instances, n_homog)
     return Scenario(
         name=name,
         prfaas_instances=prfaas.instances,
@@ -141,6 +148,36 @@ def _search(root: Table) -> tuple[int, tuple[float, ...]]:
             sweep = tuple(table.numbers("bandwidth_sweep_gbps", strict_min=True))
         table.finish()
     return step, sweep
+
+
+def threshold_count(max_tokens: float, step: int) -> float:
+    """How many thresholds t = 0, step, ... up to the first multiple of step >= max_tokens."""
+    return math.ceil(max_tokens / step) + 1.0
+
+
+def _check_grid_size(
+    root: Table, lengths: LengthDistribution, step: int, n_pd: int, n_homog: int
+) -> None:
+    """Refuse a search grid too large to hold in memory, naming the field that makes it so."""
+    n_t = threshold_count(lengths.max_tokens, step)
+    if n_t > MAX_THRESHOLDS:
+        is_lognormal = isinstance(lengths, TruncatedLogNormal)
+        field = "workload.max_tokens" if is_lognormal else "search.threshold_step_tokens"
+        raise ConfigError(
+            f"{root.source}: field '{field}' gives {n_t:.4g} thresholds (longest input "
+            f"{lengths.max_tokens:.4g} tokens / step {step}), more than the planner's "
+            f"{MAX_THRESHOLDS:,}; lower workload.max_tokens or raise search.threshold_step_tokens"
+        )
+    if n_t * n_pd > MAX_GRID_CELLS:
+        raise ConfigError(
+            f"{root.source}: field 'pd.instances' = {n_pd} x {n_t:.0f} thresholds is more than "
+            f"the planner's {MAX_GRID_CELLS:,} grid cells; raise search.threshold_step_tokens"
+        )
+    if n_homog > MAX_GRID_CELLS:
+        raise ConfigError(
+            f"{root.source}: field 'homogeneous.instances' = {n_homog} is more than "
+            f"{MAX_GRID_CELLS:,}"
+        )
 
 
 def _check_feasible(source: str, n_prfaas: int, n_pd: int, n_homog: int) -> None:

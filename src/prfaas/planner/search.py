@@ -6,10 +6,10 @@ import math
 
 import numpy as np
 
-from prfaas.errors import InfeasibleError
+from prfaas.errors import InfeasibleError, UsageError
 from prfaas.planner.model import FloatArray, StageGrid, StageThroughputs, ThresholdStats, pick
 from prfaas.planner.model import stage_grid as _stage_grid
-from prfaas.planner.scenario import Scenario
+from prfaas.planner.scenario import MAX_THRESHOLDS, Scenario, threshold_count
 
 # Λ values within this relative distance of the maximum count as ties (float noise, flat optima).
 TIE_RTOL = 1e-9
@@ -18,6 +18,11 @@ TIE_RTOL = 1e-9
 def threshold_grid(scn: Scenario) -> FloatArray:
     """t = 0, step, 2 step, ... up to the first multiple of step >= the longest possible input."""
     step = scn.threshold_step_tokens
+    if not threshold_count(scn.lengths.max_tokens, step) <= MAX_THRESHOLDS:
+        raise UsageError(
+            f"a threshold grid up to {scn.lengths.max_tokens:.4g} tokens in steps of {step} has "
+            f"more than {MAX_THRESHOLDS:,} points; raise the step (threshold_step_tokens)"
+        )
     top = math.ceil(scn.lengths.max_tokens / step) * step
     return np.arange(0, top + step, step, dtype=np.float64)
 
@@ -32,7 +37,13 @@ def prfaas_grid(scn: Scenario, stats: ThresholdStats | None = None) -> StageGrid
 
 def best_cell(grid: StageGrid) -> tuple[int, int]:
     """argmax Λ_max; ties go to the largest prefill headroom min(Θ_prfaas/p, Θ_pd-p/(1-p)),
-    then the smallest threshold (least egress), then the fewest prefill instances."""
+    then the smallest threshold, then the fewest prefill instances.
+
+    Cells still tied after the headroom step have the same p, l_long and l_short (thresholds
+    between two adjacent lengths of a trace, or below the shortest input), hence the same egress.
+    The smallest such t sits just above the longest request kept local; it is the *most*
+    offloading choice for lengths the distribution has not seen, not the least egress.
+    """
     lam = grid.lambda_max
     best = float(np.max(lam))
     if not best > 0:

@@ -14,7 +14,8 @@ DEFAULT_TABLE_FRACTIONS: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.
 def best_threshold(scenario: Scenario, n_p: int, n_d: int) -> tuple[int, float]:
     """(t, Λ_max) maximising Eq (6) over the planner's threshold grid for a fixed N_p / N_d.
 
-    Ties go to the smallest t (least egress), like the planner's own search.
+    Exact ties go to the smallest t (the first maximum of the grid): tied thresholds have equal
+    statistics, and the smallest offloads the most of any length the distribution has not seen.
     """
     grid = threshold_sweep(scenario, n_p, n_d)
     lam = np.asarray(grid.lambda_max)[0]

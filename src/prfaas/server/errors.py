@@ -73,6 +73,9 @@ def _body_error(err: dict[str, Any]) -> ApiError:
         return ApiError(400, f"could not parse the JSON body: {detail}", code="invalid_json")
     if err.get("type") == "missing":
         return ApiError(400, "the request body is empty; send a JSON object", code="invalid_body")
+    if err.get("type") == "string_unicode":  # a key holding a lone surrogate ("\ud800")
+        return ApiError(400, "a key of the request body is not valid Unicode (lone surrogate)",
+                        code="invalid_body")
     if isinstance(err.get("input"), bytes):
         return ApiError(400, "the request body must be JSON (Content-Type: application/json)",
                         code="invalid_body")

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # Bounds that reject absurd values at the edge; the context window bounds max_tokens later.
 MAX_TOKENS_CAP = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_STOP_STRINGS = 4
 
-StopString = Annotated[str, Field(min_length=1, max_length=256)]
+
+def _encodable(text: str) -> str:
+    """JSON may escape a lone surrogate ("\\ud800"); no tokenizer or UTF-8 stream can carry it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start}; "
+            "text must be valid Unicode"
+        ) from None
+    return text
+
+
+# Every string the server tokenizes, renders or echoes back.
+Text = Annotated[str, AfterValidator(_encodable)]
+StopString = Annotated[Text, Field(min_length=1, max_length=256)]
 MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_CAP)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
@@ -26,7 +41,7 @@ class _Sampling(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    model: str
+    model: Text
     max_tokens: MaxTokens | None = None
     temperature: Annotated[float, Field(ge=0.0, le=2.0)] | None = None
     top_p: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
@@ -38,7 +53,7 @@ class _Sampling(BaseModel):
     presence_penalty: Penalty | None = None
     frequency_penalty: Penalty | None = None
     logit_bias: dict[str, float] | None = None
-    user: str | None = None
+    user: Text | None = None
     ignore_eos: bool | None = Field(
         default=None, description="Extension (as in vLLM): keep generating past end-of-sequence."
     )
@@ -47,25 +62,25 @@ class _Sampling(BaseModel):
 class CompletionBody(_Sampling):
     """POST /v1/completions."""
 
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=1)]
+    prompt: Text | Annotated[list[Text], Field(min_length=1, max_length=1)]
     logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
     echo: bool | None = None
     best_of: Annotated[int, Field(ge=1, le=20)] | None = None
-    suffix: str | None = None
+    suffix: Text | None = None
 
 
 class TextPart(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class Message(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart] | None = None
-    name: str | None = None
+    content: Text | list[TextPart] | None = None
+    name: Text | None = None
     # present (as null) when a client echoes an earlier assistant message back; non-null -> 400
     refusal: str | None = None
     tool_calls: list[Any] | None = None

@@ -8,12 +8,15 @@ from typing import Any, overload
 
 import numpy as np
 import numpy.typing as npt
-from scipy.special import ndtr, ndtri
 
 from prfaas.errors import ConfigError
+from prfaas.workload.normal_tail import LOG_SQRT_2PI, log_ndtr_diff, truncated_ndtri
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+Interval = tuple[FloatArray, FloatArray, FloatArray]  # (z0, z1, z1 - z0) of a standard normal
+# Beyond this |z| the quantile is polished by Newton steps (see TruncatedLogNormal._quantile).
+NEWTON_BEYOND_Z = 8.0
 
 
 def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
@@ -34,7 +37,9 @@ class LengthDistribution(ABC):
     """Distribution of uncached input lengths L (tokens); every method also accepts numpy arrays.
 
     Subclasses provide `_cdf(x) = P(L <= x)` and `_partial_mean(x) = E[L * 1{L <= x}]`; the
-    conditional statistics of the paper's Table 4 follow from those two exactly.
+    conditional statistics of the paper's Table 4 follow from those two exactly. A subclass whose
+    tails make `1 - cdf` or `mean - partial_mean` cancel overrides `_sf` / `_mean_greater` /
+    `_mean_at_most` with forms that do not.
     """
 
     name: str = "lengths"
@@ -63,6 +68,15 @@ class LengthDistribution(ABC):
     @abstractmethod
     def _quantile(self, q: FloatArray) -> FloatArray: ...
 
+    def _sf(self, x: FloatArray) -> FloatArray:
+        return 1.0 - self._cdf(x)
+
+    def _mean_greater(self, t: FloatArray) -> FloatArray:
+        return _ratio(self.mean - self._partial_mean(t), self._sf(t))
+
+    def _mean_at_most(self, t: FloatArray) -> FloatArray:
+        return _ratio(self._partial_mean(t), self._cdf(t))
+
     @abstractmethod
     def sample(self, rng: np.random.Generator, n: int) -> IntArray:
         """n lengths drawn with the injected generator (int64 tokens)."""
@@ -89,7 +103,7 @@ class LengthDistribution(ABC):
     def prob_greater(self, t: FloatArray) -> FloatArray: ...
     def prob_greater(self, t: Any) -> Any:
         """p = P(L > t), the fraction a threshold t routes to PrfaaS."""
-        return _as_out(1.0 - self._cdf(np.asarray(t, dtype=np.float64)), t)
+        return _as_out(self._sf(np.asarray(t, dtype=np.float64)), t)
 
     @overload
     def mean_greater(self, t: float) -> float: ...
@@ -97,9 +111,7 @@ class LengthDistribution(ABC):
     def mean_greater(self, t: FloatArray) -> FloatArray: ...
     def mean_greater(self, t: Any) -> Any:
         """l_long = E[L | L > t]; NaN where P(L > t) = 0."""
-        ta = np.asarray(t, dtype=np.float64)
-        num = self.mean - self._partial_mean(ta)
-        return _as_out(_ratio(num, 1.0 - self._cdf(ta)), t)
+        return _as_out(self._mean_greater(np.asarray(t, dtype=np.float64)), t)
 
     @overload
     def mean_at_most(self, t: float) -> float: ...
@@ -107,8 +119,7 @@ class LengthDistribution(ABC):
     def mean_at_most(self, t: FloatArray) -> FloatArray: ...
     def mean_at_most(self, t: Any) -> Any:
         """l_short = E[L | L <= t]; NaN where P(L <= t) = 0."""
-        ta = np.asarray(t, dtype=np.float64)
-        return _as_out(_ratio(self._partial_mean(ta), self._cdf(ta)), t)
+        return _as_out(self._mean_at_most(np.asarray(t, dtype=np.float64)), t)
 
     @overload
     def quantile(self, q: float) -> float: ...
@@ -123,7 +134,12 @@ class LengthDistribution(ABC):
 
 
 class TruncatedLogNormal(LengthDistribution):
-    """log L ~ Normal(mu, sigma), truncated to [lo, hi]; closed-form conditional moments."""
+    """log L ~ Normal(mu, sigma), truncated to [lo, hi]; closed-form conditional moments.
+
+    Every statistic is a ratio of standard-normal interval masses evaluated in log space
+    (normal_tail.log_ndtr_diff), so it keeps full relative precision when [lo, hi] lies far in
+    either tail of the untruncated distribution (mu << ln lo or mu >> ln hi).
+    """
 
     def __init__(self, mu: float, sigma: float, lo: float, hi: float) -> None:
         for field, value in (("mu", mu), ("sigma", sigma), ("lo", lo), ("hi", hi)):
@@ -137,12 +153,12 @@ class TruncatedLogNormal(LengthDistribution):
         self.name = f"lognormal(mu={mu:g}, sigma={sigma:g}, [{lo:g}, {hi:g}])"
         self._za = (math.log(lo) - mu) / sigma
         self._zb = (math.log(hi) - mu) / sigma
-        self._mass = float(ndtr(self._zb) - ndtr(self._za))
-        if self._mass <= 0:
+        self._log_mass = float(log_ndtr_diff(self._za, self._zb, math.log(hi / lo) / sigma))
+        if not math.isfinite(self._log_mass):
             raise ConfigError("lognormal truncation [lo, hi] holds no probability mass")
-        # E[X 1{X <= x}] for the untruncated log-normal is m * Phi((ln x - mu - s^2) / s).
-        self._m = math.exp(mu + sigma * sigma / 2)
-        self._mean = float(self._partial_mean(np.asarray(self.hi)))
+        # E[L 1{a < L <= x}] untruncated: e^(mu + s^2/2) (Phi(zx - s) - Phi(za - s)).
+        self._log_m = mu + sigma * sigma / 2
+        self._mean = float(self._mean_between(self._below(np.asarray(self.hi))))
 
     @property
     def mean(self) -> float:
@@ -156,23 +172,67 @@ class TruncatedLogNormal(LengthDistribution):
     def max_tokens(self) -> float:
         return self.hi
 
-    def _z(self, x: FloatArray) -> FloatArray:
-        clipped = np.clip(x, self.lo, self.hi)
-        return np.asarray((np.log(clipped) - self.mu) / self.sigma, dtype=np.float64)
+    def _below(self, x: FloatArray) -> Interval:
+        """(za, z(x), width) with x clipped to [lo, hi]; the width straight from x / lo."""
+        c = np.clip(x, self.lo, self.hi)
+        z = (np.log(c) - self.mu) / self.sigma
+        width = np.log1p((c - self.lo) / self.lo) / self.sigma
+        return np.full(np.shape(z), self._za), np.asarray(z, np.float64), width
 
-    def _cdf(self, x: FloatArray) -> FloatArray:
-        out = (ndtr(self._z(x)) - ndtr(self._za)) / self._mass
+    def _above(self, x: FloatArray) -> Interval:
+        """(z(x), zb, width) with x clipped to [lo, hi]."""
+        c = np.clip(x, self.lo, self.hi)
+        z = (np.log(c) - self.mu) / self.sigma
+        width = -np.log1p((c - self.hi) / self.hi) / self.sigma
+        return np.asarray(z, np.float64), np.full(np.shape(z), self._zb), width
+
+    def _share(self, iv: Interval) -> FloatArray:
+        """P(z0 < Z <= z1 | za <= Z <= zb) for the sub-interval iv = (z0, z1, z1 - z0)."""
+        with np.errstate(under="ignore"):
+            out = np.exp(log_ndtr_diff(*iv) - self._log_mass)
         return np.asarray(np.clip(out, 0.0, 1.0), dtype=np.float64)
 
-    def _partial_mean(self, x: FloatArray) -> FloatArray:
+    def _mean_between(self, iv: Interval) -> FloatArray:
+        """E[L | z0 < Z <= z1] (NaN where the interval is empty), clipped to [lo, hi]."""
+        z0, z1, width = iv
         s = self.sigma
-        out = self._m * (ndtr(self._z(x) - s) - ndtr(self._za - s)) / self._mass
-        return np.asarray(out, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            log_mass = log_ndtr_diff(z0, z1, width)
+            out = np.exp(self._log_m + log_ndtr_diff(z0 - s, z1 - s, width) - log_mass)
+        return np.asarray(np.clip(out, self.lo, self.hi), dtype=np.float64)
+
+    def _cdf(self, x: FloatArray) -> FloatArray:
+        return self._share(self._below(x))
+
+    def _sf(self, x: FloatArray) -> FloatArray:
+        return self._share(self._above(x))
+
+    def _partial_mean(self, x: FloatArray) -> FloatArray:
+        out = self._cdf(x) * self._mean_between(self._below(x))
+        return np.asarray(np.nan_to_num(out, nan=0.0), dtype=np.float64)
+
+    def _mean_greater(self, t: FloatArray) -> FloatArray:
+        return self._mean_between(self._above(t))
+
+    def _mean_at_most(self, t: FloatArray) -> FloatArray:
+        return self._mean_between(self._below(t))
 
     def _quantile(self, q: FloatArray) -> FloatArray:
-        u = ndtr(self._za) + q * self._mass
-        out = np.exp(self.mu + self.sigma * ndtri(np.clip(u, 0.0, 1.0)))
-        return np.asarray(np.clip(out, self.lo, self.hi), dtype=np.float64)
+        z = truncated_ndtri(q, self._za, self._zb, self._log_mass)
+        x = np.clip(np.exp(self.mu + self.sigma * z), self.lo, self.hi)
+        if max(abs(self._za), abs(self._zb)) < NEWTON_BEYOND_Z:
+            return np.asarray(x, dtype=np.float64)
+        # Far in a tail the rounding of z itself moves the cdf (by about |z| ulps); two Newton
+        # steps on the accurate cdf / sf (whichever is the smaller) put x within a few ulps.
+        low = q <= 0.5
+        for _ in range(2):
+            resid = np.where(low, self._cdf(x) - q, (1.0 - q) - self._sf(x))
+            z = (np.log(x) - self.mu) / self.sigma
+            with np.errstate(over="ignore", under="ignore"):
+                dens = np.exp(-0.5 * z * z - LOG_SQRT_2PI - self._log_mass) / self.sigma
+                step = np.where(dens > 0, resid / dens, 0.0)
+            x = np.clip(x * np.exp(-np.clip(step, -1.0, 1.0)), self.lo, self.hi)
+        return np.asarray(x, dtype=np.float64)
 
     def sample(self, rng: np.random.Generator, n: int) -> IntArray:
         values = self._quantile(rng.random(int(n)))
