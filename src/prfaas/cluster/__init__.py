@@ -1,0 +1,1 @@
+"""Cluster state in etcd: an embedded server for one machine, leased node registration, watches."""

@@ -1,0 +1,84 @@
+"""A live view of a deployment's registered nodes: one snapshot read, then a watch from there on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from prfaas.cluster.keys import NodeMeta, decode_node, node_name, nodes_prefix
+
+Listener = Callable[[str, NodeMeta | None], None]
+
+
+class NodeWatch:
+    """`nodes` maps node name -> NodeMeta for every node whose lease is alive.
+
+    The snapshot and the watch are joined at a revision (watch from snapshot revision + 1), so no
+    change between the two is missed. Listeners get (name, meta) on a put, (name, None) on a delete.
+    """
+
+    def __init__(self, client: Any, deployment: str) -> None:
+        self.client = client
+        self.deployment = deployment
+        self.nodes: dict[str, NodeMeta] = {}
+        self.listeners: list[Listener] = []
+        self.changed = asyncio.Condition()
+        self.ignored = 0  # values that did not decode (written by something else)
+        self._task: asyncio.Task[None] | None = None
+        self._watch: Any = None
+
+    async def start(self) -> None:
+        prefix = nodes_prefix(self.deployment)
+        snapshot = await self.client.get_prefix(prefix)
+        for kv in snapshot:
+            self._apply(kv.key, kv.value)
+        revision = snapshot.header.revision
+        self._watch = await self.client.watch_prefix(prefix, start_revision=revision + 1)
+        self._task = asyncio.create_task(self._follow(), name=f"watch {self.deployment}")
+
+    async def _follow(self) -> None:
+        async for event in self._watch:
+            self._apply(event.kv.key, event.kv.value if event.kind == "PUT" else None)
+            async with self.changed:
+                self.changed.notify_all()
+
+    def _apply(self, key: bytes, value: bytes | None) -> None:
+        name = node_name(key, self.deployment)
+        meta: NodeMeta | None = None
+        if value is not None:
+            try:
+                meta = decode_node(value)
+            except msgspec.DecodeError:
+                self.ignored += 1
+                return
+            self.nodes[name] = meta
+        else:
+            self.nodes.pop(name, None)
+        for listener in self.listeners:
+            listener(name, meta)
+
+    async def wait_for(self, predicate: Callable[[dict[str, NodeMeta]], bool],
+                       timeout_s: float) -> bool:
+        """Wait until `predicate(nodes)` holds; False on timeout."""
+        async def until() -> None:
+            async with self.changed:
+                await self.changed.wait_for(lambda: predicate(self.nodes))
+
+        try:
+            await asyncio.wait_for(until(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            with contextlib.suppress(Exception):
+                await self._watch.cancel()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task

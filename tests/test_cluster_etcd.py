@@ -1,0 +1,117 @@
+"""Cluster state on a real etcd: leased registration, watches, expiry on freeze, leader election."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from prfaas.cluster.client import connect
+from prfaas.cluster.embedded import EmbeddedEtcd
+from prfaas.cluster.keys import NodeMeta, node_key
+from prfaas.cluster.leader import LeaderElection
+from prfaas.cluster.registry import Registration
+from prfaas.cluster.watch import NodeWatch
+from prfaas.errors import UsageError
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("etcd") is None, reason="etcd not installed (apt-get install etcd-server)"
+)
+DEP = "test"
+
+
+@pytest.fixture(scope="module")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedEtcd(tmp_path_factory.mktemp("etcd"))
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+def _meta(name: str, role: str = "prefill") -> NodeMeta:
+    return NodeMeta(name=name, cluster="pd", role=role, advertise=f"10.0.0.1:{len(name)}")  # type: ignore[arg-type]
+
+
+def test_nodes_appear_and_a_frozen_node_expires_within_its_ttl(etcd: str) -> None:
+    async def run() -> None:
+        client = await connect(etcd)
+        watch = NodeWatch(client, DEP)
+        await watch.start()
+        regs = [Registration(client, DEP, _meta(f"n{i}"), ttl_s=2) for i in range(3)]
+        t0 = time.monotonic()
+        for reg in regs:
+            await reg.start()
+        assert await watch.wait_for(lambda n: len(n) == 3, 3.0)
+        assert time.monotonic() - t0 < 3.0
+        assert watch.nodes["n1"].advertise == "10.0.0.1:2"
+        await asyncio.sleep(2.5)  # past one TTL: the keepalives hold the others
+        assert set(watch.nodes) == {"n0", "n1", "n2"} and regs[0].refreshes >= 2
+        regs[0].pause()  # what SIGSTOP looks like from etcd: no more keepalives
+        t1 = time.monotonic()
+        assert await watch.wait_for(lambda n: "n0" not in n, 5.0)
+        assert time.monotonic() - t1 <= 2.0 + 1.5  # the TTL, plus etcd's expiry tick
+        await regs[1].close()  # a clean exit revokes: gone at once
+        assert await watch.wait_for(lambda n: "n1" not in n, 1.0)
+        await regs[0].start()  # SIGCONT: a new lease, back in
+        assert await watch.wait_for(lambda n: "n0" in n, 2.0)
+        for reg in regs:
+            await reg.close()
+        await watch.close()
+
+    asyncio.run(run())
+
+
+def test_a_late_watcher_starts_from_a_snapshot_and_ignores_garbage(etcd: str) -> None:
+    async def run() -> None:
+        client = await connect(etcd)
+        reg = Registration(client, "late", _meta("d0", "decode"), ttl_s=2)
+        await reg.start()
+        await client.put(node_key("late", "junk"), b"not json")
+        watch = NodeWatch(client, "late")
+        await watch.start()
+        assert set(watch.nodes) == {"d0"} and watch.ignored == 1
+        await reg.close()
+        assert await watch.wait_for(lambda n: not n, 1.0)
+        await watch.close()
+
+    asyncio.run(run())
+
+
+def test_exactly_one_leader_and_failover(etcd: str) -> None:
+    async def run() -> None:
+        client = await connect(etcd)
+        a = LeaderElection(client, DEP, "rebalancer", "router-a", ttl_s=2)
+        b = LeaderElection(client, DEP, "rebalancer", "router-b", ttl_s=2)
+        await a.start()
+        await asyncio.sleep(0.3)
+        await b.start()
+        await asyncio.sleep(0.5)
+        assert (a.is_leader, b.is_leader) == (True, False) and b.leader == "router-a"
+        await a.resign()
+        for _ in range(40):
+            if b.is_leader:
+                break
+            await asyncio.sleep(0.1)
+        assert b.is_leader and not a.is_leader
+        await b.resign()
+
+    asyncio.run(run())
+
+
+def test_bad_etcd_urls_are_usage_errors() -> None:
+    for url in ("localhost:2379", "https://etcd:2379", "http://etcd"):
+        with pytest.raises(UsageError):
+            asyncio.run(connect(url))
+
+
+def test_missing_binary_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from prfaas.cluster import embedded
+
+    monkeypatch.setattr(embedded.shutil, "which", lambda _: None)
+    with pytest.raises(embedded.EtcdError, match="apt-get install etcd-server"):
+        EmbeddedEtcd(tmp_path).start()
