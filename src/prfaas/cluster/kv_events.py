@@ -1,0 +1,200 @@
+"""KV-cache events in vLLM's wire format: a ZMQ publisher with a replay buffer, and a subscriber
+that fills sequence gaps by replay.
+
+Wire format (vLLM `vllm/distributed/kv_events.py`, as of vLLM 0.32): PUB frames
+`[topic, seq as 8-byte big-endian, msgpack payload]`; the payload is the array
+`[timestamp, events, data_parallel_rank]`; each event is a map tagged by `type`: `BlockStored`,
+`BlockRemoved` or `AllBlocksCleared`. A ROUTER socket serves replays: a request `[b"", start_seq]`
+is answered with every buffered `[b"", topic, seq, payload]` from start_seq on, then
+`[b"", b"", -1 as 8 bytes, b""]`. A prfaas worker publishes its prefix pool's changes this way, so
+the router's consumer is the same for prfaas workers and real vLLM engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+END_SEQ = (-1).to_bytes(8, "big", signed=True)
+
+
+# vLLM's ExternalBlockHash is bytes (a digest) or int (hash_block_size mode); prfaas sends ints.
+BlockHash = int | bytes
+
+
+class BlockStored(msgspec.Struct, tag=True, omit_defaults=True):
+    block_hashes: list[BlockHash]
+    parent_block_hash: BlockHash | None
+    token_ids: list[int]
+    block_size: int
+    lora_id: int | None  # required on the wire (vLLM encodes them even when None)
+    medium: str | None
+    lora_name: str | None
+    group_idx: int | None = None
+    kv_cache_spec_kind: str | None = None
+
+
+class BlockRemoved(msgspec.Struct, tag=True, omit_defaults=True):
+    block_hashes: list[BlockHash]
+    medium: str | None
+    group_idx: int | None = None
+
+
+class AllBlocksCleared(msgspec.Struct, tag=True, omit_defaults=True):
+    pass
+
+
+KvEvent = BlockStored | BlockRemoved | AllBlocksCleared
+
+
+class EventBatch(msgspec.Struct, array_like=True, omit_defaults=True):
+    ts: float
+    events: list[KvEvent]
+    data_parallel_rank: int | None = None
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(EventBatch)
+
+
+def encode_batch(events: Sequence[KvEvent], ts: float | None = None, dp_rank: int = 0) -> bytes:
+    return _ENCODER.encode(EventBatch(time.time() if ts is None else ts, list(events), dp_rank))
+
+
+def decode_batch(payload: bytes) -> EventBatch:
+    """Our own typed decoding (the router's tolerant decoder accepts older wire forms too)."""
+    return _DECODER.decode(payload)
+
+
+class KvEventPublisher:
+    """Binds PUB (and ROUTER for replays); `publish` numbers batches 0, 1, 2, ... per publisher."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, replay_endpoint: str | None,
+                 topic: str = "", buffer: int = 10_000) -> None:
+        self.topic = topic.encode()
+        self.pub = ctx.socket(zmq.PUB)
+        self.pub.bind(endpoint)
+        self.endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.replay: zmq.asyncio.Socket | None = None
+        self.replay_endpoint = ""
+        if replay_endpoint is not None:
+            self.replay = ctx.socket(zmq.ROUTER)
+            self.replay.bind(replay_endpoint)
+            self.replay_endpoint = self.replay.getsockopt_string(zmq.LAST_ENDPOINT)
+        self.buffer: deque[tuple[int, bytes]] = deque(maxlen=buffer)
+        self.next_seq = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.replay is not None:
+            self._task = asyncio.create_task(self._serve_replays(), name="kv-event replay")
+
+    async def publish(self, events: Sequence[KvEvent]) -> int:
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        payload = encode_batch(events)
+        self.buffer.append((seq, payload))
+        await self.pub.send_multipart((self.topic, seq.to_bytes(8, "big"), payload))
+        return seq
+
+    async def _serve_replays(self) -> None:
+        assert self.replay is not None
+        while True:
+            frame = await self.replay.recv_multipart()
+            if len(frame) != 3 or len(frame[2]) != 8:
+                continue  # not a replay request: ignore, as vLLM does
+            client, _, start = frame
+            first = int.from_bytes(start, "big")
+            for seq, payload in list(self.buffer):
+                if seq >= first:
+                    await self.replay.send_multipart(
+                        (client, b"", self.topic, seq.to_bytes(8, "big"), payload))
+            await self.replay.send_multipart((client, b"", b"", END_SEQ, b""))
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.pub.close(linger=0)
+        if self.replay is not None:
+            self.replay.close(linger=0)
+
+
+class KvEventSubscriber:
+    """Delivers each batch exactly once and in order to `on_batch(seq, payload)`.
+
+    A batch whose sequence number skips ahead (a late join, a dropped message under the PUB
+    socket's high-water mark) triggers a replay of the missing range before it is delivered.
+    `replayed` counts batches recovered that way; `lost` those the publisher no longer held.
+    """
+
+    def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, replay_endpoint: str,
+                 on_batch: Callable[[int, bytes], Any], topic: str = "",
+                 start_seq: int = 0) -> None:
+        self.ctx = ctx
+        self.sub = ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        self.sub.connect(endpoint)
+        self.replay_endpoint = replay_endpoint
+        self.on_batch = on_batch
+        self.next_seq = start_seq
+        self.replayed = 0
+        self.lost = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._follow(), name="kv-event subscriber")
+
+    async def _follow(self) -> None:
+        while True:
+            _topic, seq_bytes, payload = await self.sub.recv_multipart()
+            seq = int.from_bytes(seq_bytes, "big")
+            if seq < self.next_seq:
+                continue  # already delivered by a replay
+            if seq > self.next_seq:
+                await self.fill_gap(seq)
+            self._deliver(seq, payload)
+
+    def _deliver(self, seq: int, payload: bytes) -> None:
+        self.on_batch(seq, payload)
+        self.next_seq = seq + 1
+
+    async def fill_gap(self, upto: int, timeout_s: float = 2.0) -> None:
+        """Replay [next_seq, upto) from the publisher's buffer."""
+        req = self.ctx.socket(zmq.DEALER)
+        req.connect(self.replay_endpoint)
+        try:
+            await req.send_multipart((b"", self.next_seq.to_bytes(8, "big")))
+            while True:
+                async with asyncio.timeout(timeout_s):
+                    _, _topic, seq_bytes, payload = await req.recv_multipart()
+                if seq_bytes == END_SEQ:
+                    break
+                seq = int.from_bytes(seq_bytes, "big")
+                if self.next_seq <= seq < upto:
+                    if seq > self.next_seq:
+                        self.lost += seq - self.next_seq  # older than the publisher's buffer
+                    self._deliver(seq, payload)
+                    self.replayed += 1
+        except TimeoutError:
+            pass  # publisher gone: what it had is lost; the batch that arrived is still applied
+        finally:
+            req.close(linger=0)
+        if self.next_seq < upto:
+            self.lost += upto - self.next_seq
+            self.next_seq = upto
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.sub.close(linger=0)

@@ -1,0 +1,88 @@
+"""KV events in vLLM's wire format: framing, replay of missed batches, a late subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+
+import msgspec
+import zmq.asyncio
+
+from prfaas.cluster.kv_events import (
+    AllBlocksCleared,
+    BlockRemoved,
+    BlockStored,
+    KvEventPublisher,
+    KvEventSubscriber,
+    decode_batch,
+    encode_batch,
+)
+
+
+def _stored(i: int) -> BlockStored:
+    return BlockStored([1000 + i], 1000 + i - 1 if i else None, list(range(16)), 16, None, "GPU",
+                       None)
+
+
+def test_the_payload_is_vllms_shape() -> None:
+    payload = encode_batch([_stored(0), BlockRemoved([7], "GPU"), AllBlocksCleared()], ts=1.5)
+    raw = msgspec.msgpack.decode(payload)
+    assert raw[0] == 1.5 and raw[2] == 0  # [ts, events, data_parallel_rank]
+    assert raw[1][0]["type"] == "BlockStored" and raw[1][0]["block_hashes"] == [1000]
+    assert raw[1][0]["parent_block_hash"] is None and raw[1][0]["block_size"] == 16
+    assert raw[1][0]["lora_id"] is None and raw[1][0]["medium"] == "GPU"
+    assert raw[1][1] == {"type": "BlockRemoved", "block_hashes": [7], "medium": "GPU"}
+    assert raw[1][2] == {"type": "AllBlocksCleared"}
+    assert decode_batch(payload).events[1] == BlockRemoved([7], "GPU")
+    digest = encode_batch([BlockRemoved([b"\x01" * 32], None)])  # vLLM's default: bytes digests
+    assert decode_batch(digest).events == [BlockRemoved([b"\x01" * 32], None)]
+
+
+def test_a_late_subscriber_replays_what_it_missed_in_order() -> None:
+    async def run() -> tuple[list[int], int]:
+        ctx = zmq.asyncio.Context()
+        pub = KvEventPublisher(ctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", topic="kv@n0")
+        pub.start()
+        for i in range(5):  # nobody listens yet: PUB drops these
+            await pub.publish([_stored(i)])
+        got: list[int] = []
+        sub = KvEventSubscriber(ctx, pub.endpoint, pub.replay_endpoint,
+                                lambda seq, _payload: got.append(seq), topic="kv@n0")
+        sub.start()
+        await asyncio.sleep(0.3)  # the SUB connection settles (slow-joiner)
+        for i in range(5, 8):
+            await pub.publish([_stored(i)])
+            await asyncio.sleep(0.02)
+        for _ in range(50):
+            if len(got) >= 8:
+                break
+            await asyncio.sleep(0.05)
+        replayed = sub.replayed
+        await sub.close()
+        await pub.close()
+        ctx.term()
+        return got, replayed
+
+    got, replayed = asyncio.run(run())
+    assert got == list(range(8))
+    assert replayed >= 5
+
+
+def test_a_gap_older_than_the_buffer_is_counted_as_lost() -> None:
+    async def run() -> tuple[list[int], int]:
+        ctx = zmq.asyncio.Context()
+        pub = KvEventPublisher(ctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", buffer=2)
+        pub.start()
+        for i in range(6):
+            await pub.publish([_stored(i)])
+        got: list[int] = []
+        sub = KvEventSubscriber(ctx, pub.endpoint, pub.replay_endpoint,
+                                lambda seq, _p: got.append(seq))
+        await sub.fill_gap(6)  # the buffer holds only seq 4 and 5
+        lost = sub.lost
+        await sub.close()
+        await pub.close()
+        ctx.term()
+        return got, lost
+
+    got, lost = asyncio.run(run())
+    assert got == [4, 5] and lost == 4
