@@ -1,0 +1,47 @@
+"""Same seed -> same metrics as the simulator recorded before the issue-15 speed work."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pytest
+
+from sim_baseline_cases import BASELINE, cases
+
+REL = 1e-6
+
+
+def _compare(path: str, got: Any, want: Any, errors: list[str]) -> None:
+    if isinstance(want, dict):
+        if not isinstance(got, dict) or set(got) != set(want):
+            errors.append(f"{path}: keys {sorted(got) if isinstance(got, dict) else got!r}")
+            return
+        for key in want:
+            _compare(f"{path}.{key}", got[key], want[key], errors)
+    elif isinstance(want, list):
+        if not isinstance(got, list) or len(got) != len(want):
+            errors.append(f"{path}: {got!r} != {want!r}")
+            return
+        for i, (g, w) in enumerate(zip(got, want, strict=True)):
+            _compare(f"{path}[{i}]", g, w, errors)
+    elif isinstance(want, float) and isinstance(got, int | float):
+        if not (math.isclose(got, want, rel_tol=REL, abs_tol=1e-9) or (got != got and want != want)):
+            errors.append(f"{path}: {got!r} != {want!r}")
+    elif got != want:
+        errors.append(f"{path}: {got!r} != {want!r}")
+
+
+@pytest.fixture(scope="module")
+def now() -> dict[str, Any]:
+    # Through JSON so tuples/lists and NaN compare the way the fixture stores them.
+    return json.loads(json.dumps(cases()))
+
+
+@pytest.mark.parametrize("case", ["paper-poisson", "paper-drop", "mini-trace", "paper-10x"])
+def test_metrics_match_the_recorded_baseline(now: dict[str, Any], case: str) -> None:
+    want = json.loads(BASELINE.read_text(encoding="utf-8"))[case]
+    errors: list[str] = []
+    _compare(case, now[case], want, errors)
+    assert not errors, "\n".join(errors[:20])
