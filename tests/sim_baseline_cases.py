@@ -50,7 +50,9 @@ def _scaled(factor: int, policies: tuple[str, ...], rate: float, n: int) -> dict
         link_gbps=base.link_gbps * factor,
     )
     plan = optimise(scn)
-    cfg = RunConfig(policies=policies, rate=rate, requests=n, seed=1, arrivals=ArrivalSpec("poisson"))
+    cfg = RunConfig(
+        policies=policies, rate=rate, requests=n, seed=1, arrivals=ArrivalSpec("poisson")
+    )
     prep = prepare(RunConfig(policies=policies, rate=rate, requests=n, seed=1))
     prep.scenario, prep.plan = scn, plan
     requests = make_requests(cfg, prep)

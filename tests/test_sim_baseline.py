@@ -27,7 +27,9 @@ def _compare(path: str, got: Any, want: Any, errors: list[str]) -> None:
         for i, (g, w) in enumerate(zip(got, want, strict=True)):
             _compare(f"{path}[{i}]", g, w, errors)
     elif isinstance(want, float) and isinstance(got, int | float):
-        if not (math.isclose(got, want, rel_tol=REL, abs_tol=1e-9) or (got != got and want != want)):
+        if not (
+            math.isclose(got, want, rel_tol=REL, abs_tol=1e-9) or (got != got and want != want)
+        ):
             errors.append(f"{path}: {got!r} != {want!r}")
     elif got != want:
         errors.append(f"{path}: {got!r} != {want!r}")
