@@ -19,9 +19,11 @@ class SimAdapter:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
 
-    def view(self, spec: RequestSpec) -> ClusterView:
+    def view(self, spec: RequestSpec, *, keep: bool = False) -> ClusterView:
+        """The view for this decision; `keep` makes it self-contained (valid after the decision,
+        O(n)), otherwise clusters are views over their live indexes (O(log n) per query)."""
         sim = self.sim
-        clusters = tuple(c.view() for c in sim.clusters)
+        clusters = tuple(c.snapshot() if keep else c.view() for c in sim.clusters)
         links = tuple(
             LinkView(
                 src=link.src,

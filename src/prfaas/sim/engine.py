@@ -192,7 +192,7 @@ class Simulation:
             k.at(self.requests[i + 1].arrival_s, self._arrive, i + 1)
         rec = RequestRecord(spec)
         self.records.append(rec)
-        view = self.adapter.view(spec)
+        view = self.adapter.view(spec, keep=self.on_decision is not None)
         placement = self.route(view, spec, self.params)
         if self.on_decision is not None:
             self.on_decision(view, spec, placement)
