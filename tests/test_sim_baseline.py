@@ -11,6 +11,9 @@ import pytest
 from sim_baseline_cases import BASELINE, cases
 
 REL = 1e-6
+# The fixture also records the kernel's event count, which includes superseded link timers: an
+# implementation detail the speed work changes on purpose (fewer timers), not a result.
+NOT_RESULTS = {"events"}
 
 
 def _compare(path: str, got: Any, want: Any, errors: list[str]) -> None:
@@ -19,6 +22,8 @@ def _compare(path: str, got: Any, want: Any, errors: list[str]) -> None:
             errors.append(f"{path}: keys {sorted(got) if isinstance(got, dict) else got!r}")
             return
         for key in want:
+            if key in NOT_RESULTS:
+                continue
             _compare(f"{path}.{key}", got[key], want[key], errors)
     elif isinstance(want, list):
         if not isinstance(got, list) or len(got) != len(want):
