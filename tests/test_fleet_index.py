@@ -122,7 +122,7 @@ def _ids(x: tuple[NodeView, ClusterState, int] | None) -> tuple[str, str, int] |
     return None if x is None else (x[0].node_id, x[1].name, x[2])
 
 
-@settings(max_examples=400)
+@settings(max_examples=400, deadline=None)  # a loaded CI machine must not fail it
 @given(fleets())
 def test_indexed_and_scanned_views_choose_like_the_exhaustive_reference(
     case: tuple[ClusterView, RequestSpec],
@@ -141,7 +141,7 @@ def test_indexed_and_scanned_views_choose_like_the_exhaustive_reference(
     assert fast == plain
 
 
-@settings(max_examples=150)
+@settings(max_examples=150, deadline=None)
 @given(st.data())
 def test_index_stays_exact_through_any_update_sequence(data: st.DataObject) -> None:
     index = ClusterIndex()

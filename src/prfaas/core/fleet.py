@@ -73,7 +73,8 @@ class ClusterIndex:
             if node.queue_len == 0 and node.running < node.max_batch:
                 self._ready_key[node.node_id] = dk
                 heapq.heappush(self._ready, dk)
-        self._compact()
+        if len(self._prefill) + len(self._decode) + len(self._ready) > 3 * len(self._nodes) + 192:
+            self._compact()
 
     def remove(self, node_id: str) -> None:
         """Drop a node (it left the cluster or stopped answering)."""
@@ -140,13 +141,14 @@ class ClusterIndex:
         popped: list[DecodeKey] = []
         chosen: NodeView | None = None
         while heap:
-            top = heapq.heappop(heap)
+            top = heap[0]
             if live.get(top[2]) is not top:
-                continue  # stale
-            popped.append(top)
-            if -top[1] >= kv_bytes:
+                heapq.heappop(heap)  # stale
+            elif -top[1] >= kv_bytes:
                 chosen = self._nodes[top[2]]
                 break
+            else:
+                popped.append(heapq.heappop(heap))  # ready but short of memory: look further
         for key in popped:
             heapq.heappush(heap, key)
         if chosen is not None:

@@ -171,14 +171,13 @@ class Simulation:
         waiting = 0
         for c in self.clusters:
             depth = 0
-            for n in c.nodes:
-                if isinstance(n, PrefillNode):
-                    depth += len(n.queue) + n.pending
+            for n in c.nodes:  # one pass: this runs every sample over every node of the fleet
+                if n.role == "prefill":
+                    depth += len(n.queue) + n.pending  # type: ignore[union-attr]
+                else:
+                    waiting += len(n.waiting)  # type: ignore[union-attr]
             s.queue_depth.setdefault(c.name, []).append(depth)
             waiting += depth
-            for n in c.nodes:
-                if isinstance(n, DecodeNode):
-                    waiting += len(n.waiting)
         s.waiting.append(waiting + self.tails)
         # Keep sampling while requests remain and something else can still happen.
         if self._more_work() and self.kernel.pending > 0:
