@@ -14,7 +14,7 @@ import pytest
 
 from prfaas.errors import UsageError
 from prfaas.planner import load_scenario
-from prfaas.sweep.grid import apply, parse_axis, phi_kv_gbps, points
+from prfaas.sweep.grid import Axis, apply, parse_axis, phi_kv_gbps, points
 from prfaas.sweep.run import SweepSpec, local_executor, ray_executor, run_sweep
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -140,3 +140,23 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
         out = _cli(*args, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
         assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_table3_models_land_where_the_paper_says() -> None:
+    """Paper §2: on a 512-GPU H200 PrfaaS cluster dense models need far more than 100 Gbps,
+    Ring-2.5-1T about 170 Gbps."""
+    links = (100.0, 1000.0, 10000.0)
+    models = ("minimax-m2.5-229b", "qwen3-235b-a22b", "ring-2.5-1t")
+    spec = SweepSpec(
+        points=tuple(
+            points([parse_axis("scale=16"), Axis("link_gbps", links), Axis("model", models)])
+        )
+    )
+    rows = run_sweep(spec, local_executor(1))
+    ratio = {(r["model"], r["link_gbps"]): r["ratio_prfaas_vs_homogeneous"] for r in rows}
+    for dense in models[:2]:
+        best = max(ratio[(dense, g)] for g in links)
+        assert ratio[(dense, 100.0)] < 1.0 < best  # loses on 100 Gbps, pays off with enough link
+        assert ratio[(dense, 1000.0)] < 0.9 * best  # most of the gain needs more than 1 Tbps
+    assert ratio[("ring-2.5-1t", 100.0)] > 1.5
