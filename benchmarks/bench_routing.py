@@ -8,7 +8,10 @@ Between decisions a few nodes change (as in the simulator: ~5 node updates per r
 - indexed: the cluster views sit on core/fleet.ClusterIndex, updated per changed node (O(log n));
   a decision builds the ClusterView over them and calls the `prfaas` policy;
 - rebuilt: what a decision cost before issue 15: a node tuple per cluster rebuilt from every
-  node, then the same policy (exhaustive scans).
+  node, then the same policy (exhaustive scans);
+- live router: what router/backend.py still does per request: a MembershipRecord per node
+  (router/live_view.py), RouterAdapter.route (sort, views, policy) and the decision log's view
+  summary (router/decision_log.py) -- not yet moved onto the indexes.
 Reported: CPU microseconds (process time, so other load on the machine inflates it less) per
 decision (view + policy) and per node update, each the median of --repeat rounds in this process
 (a round runs every size once, so drifting load hits all sizes alike), and the ratio to the
@@ -25,6 +28,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
@@ -32,6 +36,8 @@ from prfaas.core.fleet import ClusterIndex
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import CacheMatch, ClusterState, ClusterView, LinkView, NodeView
 from prfaas.policy import PolicyParams, get_policy
+from prfaas.router.adapter import MembershipRecord, RouterAdapter
+from prfaas.router.decision_log import view_summary
 
 SIZES = (12, 120, 1_200, 12_000)
 LINKS = (
@@ -98,6 +104,49 @@ def run(n: int, decisions: int, indexed: bool, seed: int = 0) -> tuple[float, fl
     return 1e6 * t_decide / decisions, 1e6 * t_update / (5 * decisions)
 
 
+def run_router(n: int, decisions: int, seed: int = 0) -> float:
+    """us per decision on the live router's current path (records -> adapter -> log summary)."""
+    rng = random.Random(seed)
+    nodes = fleet(n, rng)
+    adapter, params = RouterAdapter(64, 5.0), PolicyParams(threshold_tokens=19_400)
+    ids = [(c, i) for c, ns in nodes.items() for i in ns]
+    holder = ids[len(ids) // 2]
+    index = {"pd": 64, holder[1]: 128}
+    telemetry: list[Any] = []
+    reqs = [
+        RequestSpec(f"r{i}", 0.0, rng.randrange(128, 100_000), 1024, (), 1 << 30) for i in range(64)
+    ]
+    total = 0.0
+    for d in range(decisions):
+        for c, i in (rng.choice(ids) for _ in range(5)):
+            nodes[c][i] = random_node(rng, i, nodes[c][i].role)
+        t0 = time.process_time()
+        members = [
+            MembershipRecord(
+                v.node_id,
+                c,
+                c,
+                v.role,
+                0.0,
+                v.queue_len,
+                v.queued_tokens,
+                v.running,
+                v.max_batch,
+                v.free_kv_bytes,
+                v.draining,
+            )
+            for c, ns in nodes.items()
+            for v in ns.values()
+        ]
+        view, placement = adapter.route(
+            "prfaas", params, reqs[d % 64], 0.0, members, telemetry, index
+        )
+        view_summary(view)
+        total += time.process_time() - t0
+        assert not placement.rejected
+    return 1e6 * total / decisions
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--decisions", type=int, default=20_000)
@@ -107,11 +156,16 @@ def main() -> int:
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; median of {args.repeat} runs, {args.decisions:,} decisions\n"
     )
-    print("| nodes | indexed us/decision | x 12 | us/node update | rebuilt us/decision | x 12 |")
-    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| nodes | indexed us/decision | x 12 | us/node update | rebuilt us/decision | x 12 "
+        "| live router us/decision |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     results: dict[tuple[int, bool], list[tuple[float, float]]] = {}
+    live: dict[int, list[float]] = {}
     for r in range(args.repeat):
         for n in SIZES:
+            live.setdefault(n, []).append(run_router(n, max(args.decisions // 10, 100), seed=r))
             for indexed in (True, False):
                 many = indexed or n <= 1_200
                 decisions = args.decisions if many else max(args.decisions // 10, 200)
@@ -124,7 +178,8 @@ def main() -> int:
         fast, slow = med[(n, True)], med[(n, False)]
         print(
             f"| {n:,} | {fast[0]:.1f} | {fast[0] / med[(12, True)][0]:.2f} | {fast[1]:.2f} | "
-            f"{slow[0]:.1f} | {slow[0] / med[(12, False)][0]:.1f} |"
+            f"{slow[0]:.1f} | {slow[0] / med[(12, False)][0]:.1f} | "
+            f"{statistics.median(live[n]):.0f} |"
         )
     return 0
 
