@@ -87,6 +87,12 @@ class ClusterState:
     def __repr__(self) -> str:
         return f"ClusterState(name={self.name!r}, role={self.role!r}, nodes={self.nodes!r})"
 
+    def size(self) -> int:
+        """Number of nodes (O(1) over an index)."""
+        if self._index is not None:
+            return len(self._live_index())
+        return len(self.nodes)
+
     def active(self, role: NodeRole) -> tuple[NodeView, ...]:
         """Nodes of `role` that accept new work."""
         return tuple(n for n in self.nodes if n.role == role and not n.draining)
