@@ -9,9 +9,10 @@ Between decisions a few nodes change (as in the simulator: ~5 node updates per r
   a decision builds the ClusterView over them and calls the `prfaas` policy;
 - rebuilt: what a decision cost before issue 15: a node tuple per cluster rebuilt from every
   node, then the same policy (exhaustive scans);
-- live router: what router/backend.py still does per request: a MembershipRecord per node
-  (router/live_view.py), RouterAdapter.route (sort, views, policy) and the decision log's view
-  summary (router/decision_log.py) -- not yet moved onto the indexes.
+- router, rebuilt: what router/backend.py did per request before router/fleet_view.py: a
+  MembershipRecord per node (router/live_view.py), RouterAdapter.route (sort, views, policy)
+  and the decision log's view summary (router/decision_log.py). The router now uses the
+  indexes; benchmarks/bench_router_fleet.py times its whole routing function.
 Reported: CPU microseconds (process time, so other load on the machine inflates it less) per
 decision (view + policy) and per node update, each the median of --repeat rounds in this process
 (a round runs every size once, so drifting load hits all sizes alike), and the ratio to the
@@ -105,7 +106,7 @@ def run(n: int, decisions: int, indexed: bool, seed: int = 0) -> tuple[float, fl
 
 
 def run_router(n: int, decisions: int, seed: int = 0) -> float:
-    """us per decision on the live router's current path (records -> adapter -> log summary)."""
+    """us per decision on the router's previous path (records -> adapter -> log summary)."""
     rng = random.Random(seed)
     nodes = fleet(n, rng)
     adapter, params = RouterAdapter(64, 5.0), PolicyParams(threshold_tokens=19_400)
@@ -158,7 +159,7 @@ def main() -> int:
     )
     print(
         "| nodes | indexed us/decision | x 12 | us/node update | rebuilt us/decision | x 12 "
-        "| live router us/decision |"
+        "| router (rebuilt) us/decision |"
     )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     results: dict[tuple[int, bool], list[tuple[float, float]]] = {}

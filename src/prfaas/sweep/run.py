@@ -143,9 +143,3 @@ def run_sweep(spec: SweepSpec, executor: Executor | None = None) -> list[dict[st
 
 def default_workers() -> int:
     return max(1, (os.cpu_count() or 1))
-
-
-def summary_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """Axis columns first (in the order given), then the planner's."""
-    first = rows[0] if rows else {}
-    return [k for k in first if k != "sim"]
