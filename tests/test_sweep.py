@@ -136,7 +136,8 @@ def test_cli_writes_table_json_and_plot(tmp_path: Path) -> None:
 
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
-    for args in (("--axis", "nope=1"), ()):
+    no_ray = ("--axis", "link_gbps=10", "--ray", "127.0.0.1:1")  # nothing listens: no hang
+    for args in (("--axis", "nope=1"), (), no_ray):
         out = _cli(*args, cwd=tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
         assert "Traceback" not in out.stderr

@@ -7,6 +7,7 @@ whichever executor ran them; they come back in task order.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -124,6 +125,7 @@ def ray_executor(address: str) -> Executor:
         fn: Callable[[dict[str, Any]], dict[str, Any]], tasks: list[dict[str, Any]]
     ) -> list[Any]:
         if not ray.is_initialized():
+            _reachable(address)
             try:
                 ray.init(address=address, log_to_driver=False)
             except ConnectionError as exc:
@@ -132,6 +134,19 @@ def ray_executor(address: str) -> Executor:
         return list(ray.get([remote.remote(t) for t in tasks]))
 
     return run
+
+
+def _reachable(address: str) -> None:
+    """Fail fast on a HOST:PORT nobody listens on (Ray itself retries for minutes)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray: give auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise UsageError(f"--ray {address}: cannot connect ({exc})") from None
 
 
 def run_sweep(spec: SweepSpec, executor: Executor | None = None) -> list[dict[str, Any]]:
