@@ -52,3 +52,27 @@ def test_metrics_match_the_recorded_baseline(now: dict[str, Any], case: str) -> 
     errors: list[str] = []
     _compare(case, now[case], want, errors)
     assert not errors, "\n".join(errors[:20])
+
+
+def test_paper_100x_example_is_the_paper_scaled() -> None:
+    from dataclasses import replace
+    from pathlib import Path
+
+    from prfaas.planner import load_scenario
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    paper, big = load_scenario(root / "paper.toml"), load_scenario(root / "paper-100x.toml")
+    assert (big.prfaas_instances, big.pd_instances, big.homogeneous_instances) == (400, 800, 1200)
+    assert big.link_gbps == 100 * paper.link_gbps
+    assert big.bandwidth_sweep_gbps == tuple(100 * g for g in paper.bandwidth_sweep_gbps)
+    scaled = replace(
+        paper,
+        name=big.name,
+        description=big.description,
+        prfaas_instances=400,
+        pd_instances=800,
+        homogeneous_instances=1200,
+        link_gbps=big.link_gbps,
+        bandwidth_sweep_gbps=big.bandwidth_sweep_gbps,
+    )
+    assert repr(scaled) == repr(big)  # profiles, workload, decode and KV are the paper's
