@@ -1,10 +1,4 @@
-"""Incremental node rankings of one cluster: updates and routing queries cost O(log n), not O(n).
-
-A driver (simulator or router) `put`s a node's new NodeView whenever that node changes; the policy
-asks for the least-work prefill node or the soonest decode node instead of scanning every node.
-Answers equal the exhaustive scans in policy/select.py (same keys, same tie-break on node id).
-Heaps hold stale entries lazily: an entry is live only while it is the node's current one.
-"""
+"""Incremental node rankings of one cluster: updates and routing queries in O(log n), not O(n)."""
 
 from __future__ import annotations
 
@@ -17,7 +11,14 @@ DecodeKey = tuple[float, int, str]  # (load per slot, -free KV bytes, node id)
 
 
 class ClusterIndex:
-    """One cluster's nodes by id (insertion order) with lazy min-heaps over the active ones."""
+    """One cluster's nodes by id (insertion order) with lazy min-heaps over the active ones.
+
+    A driver (simulator or router) `put`s a node's new NodeView whenever that node changes; the
+    policy asks for the least-work prefill node or the soonest decode node instead of scanning.
+    Answers equal exhaustive scans (ClusterState's scan path, the pre-index code kept in
+    tests/test_fleet_index.py): same keys, same tie-break on node id. Heaps hold stale entries
+    lazily: an entry is live only while it is the node's current one.
+    """
 
     __slots__ = (
         "_decode",

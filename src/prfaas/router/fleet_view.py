@@ -1,10 +1,4 @@
-"""The router's routing indexes: one core/fleet.ClusterIndex per cluster, kept current from the
-membership's change set, so a decision costs O(changed nodes x log n) instead of O(n).
-
-The views it builds hold exactly the nodes and matches router/adapter.py's views hold (live: a
-heartbeat within the timeout, alive, with a URL), so the policy decides the same; the views are
-valid only during their decision (they read the live indexes).
-"""
+"""The router's routing indexes: a ClusterIndex per cluster, fed by membership changes."""
 
 from __future__ import annotations
 
@@ -19,7 +13,13 @@ from prfaas.router.membership import Membership, NodeRecord
 
 
 class LiveFleet:
-    """Per-cluster indexes over the membership; `view` refreshes them, then builds the view."""
+    """Per-cluster indexes over the membership; `view` refreshes them, then builds the view.
+
+    A decision costs O(changed nodes x log n) instead of O(n). The views hold exactly the nodes
+    and matches router/adapter.py's views hold (a heartbeat within the timeout, alive, with a
+    URL), so the policy decides the same; a view reads the live indexes, so it is valid only
+    during its decision.
+    """
 
     def __init__(self, members: Membership, block_tokens: int, timeout_s: float) -> None:
         self.members = members

@@ -1,8 +1,4 @@
-"""Run a sweep: one task per (grid point, seed), on a local process pool or a Ray cluster.
-
-A task is plain data and `run_task` a pure function of it (seeded), so the rows are the same
-whichever executor ran them; they come back in task order.
-"""
+"""Run a sweep: one task per (grid point, seed), on a local process pool or a Ray cluster."""
 
 from __future__ import annotations
 
@@ -21,7 +17,11 @@ PHI_TOKENS = 32_768  # the paper's Table 3 / §2.3 reference length for Phi_kv
 
 @dataclass(frozen=True, slots=True)
 class SweepSpec:
-    """What to run at every grid point."""
+    """What to run at every grid point.
+
+    A task is plain data and `run_task` a pure function of it (seeded), so the rows are the same
+    whichever executor ran them; they come back in task order.
+    """
 
     scenario: str = "paper"
     points: tuple[dict[str, Value], ...] = ({},)
