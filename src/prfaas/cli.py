@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "kv": "kv",
     "plan": "plan",
     "simulate": "simulate",
+    "sweep": "sweep",
     "transfer-bench": "transfer_bench",
     "netns": "netns",
     "up": "up",

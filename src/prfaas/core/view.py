@@ -7,7 +7,10 @@ heartbeats, transfer telemetry and the global prefix index). The policy sees not
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from prfaas.core.fleet import ClusterIndex
 
 NodeRole = Literal["prefill", "decode"]
 ClusterRole = Literal["prfaas", "pd"]
@@ -27,17 +30,124 @@ class NodeView:
     draining: bool = False  # changing role: takes no new work
 
 
-@dataclass(frozen=True, slots=True)
-class ClusterState:
-    """A cluster: a compute-dense PrfaaS cluster (prefill only) or a local PD cluster."""
+def decode_load(node: NodeView) -> float:
+    """Requests per batch slot, running or waiting (the decode ranking's first key)."""
+    return (node.running + node.queue_len) / max(node.max_batch, 1)
 
-    name: str
-    role: ClusterRole
-    nodes: tuple[NodeView, ...]
+
+def decode_fits(node: NodeView, kv_bytes: int) -> bool:
+    """Room right now: nothing waiting, a free slot, and enough free KV memory."""
+    return node.queue_len == 0 and node.running < node.max_batch and node.free_kv_bytes >= kv_bytes
+
+
+class ClusterState:
+    """A cluster: a compute-dense PrfaaS cluster (prefill only) or a local PD cluster.
+
+    Built from a tuple of nodes, or over a driver's ClusterIndex (core/fleet.py) so a routing
+    decision costs O(log n): the node tuple is then materialised only if someone reads it, and
+    only while the index is unchanged (a view over an index is valid during its decision only).
+    """
+
+    __slots__ = ("_built_at", "_index", "_nodes", "name", "role")
+
+    def __init__(
+        self,
+        name: str,
+        role: ClusterRole,
+        nodes: tuple[NodeView, ...] = (),
+        index: ClusterIndex | None = None,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self._nodes: tuple[NodeView, ...] | None = None if index is not None else tuple(nodes)
+        self._index = index
+        self._built_at = index.version if index is not None else 0
+
+    @property
+    def nodes(self) -> tuple[NodeView, ...]:
+        if self._nodes is None:
+            self._nodes = self._live_index().snapshot()
+        return self._nodes
+
+    def _live_index(self) -> ClusterIndex:
+        index = self._index
+        assert index is not None
+        if index.version != self._built_at:
+            raise RuntimeError(f"view of cluster {self.name!r} read after its nodes changed")
+        return index
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClusterState):
+            return NotImplemented
+        return (self.name, self.role, self.nodes) == (other.name, other.role, other.nodes)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.role, self.nodes))
+
+    def __repr__(self) -> str:
+        return f"ClusterState(name={self.name!r}, role={self.role!r}, nodes={self.nodes!r})"
+
+    def size(self) -> int:
+        """Number of nodes (O(1) over an index)."""
+        if self._index is not None:
+            return len(self._live_index())
+        return len(self.nodes)
 
     def active(self, role: NodeRole) -> tuple[NodeView, ...]:
         """Nodes of `role` that accept new work."""
         return tuple(n for n in self.nodes if n.role == role and not n.draining)
+
+    # -- routing queries: O(log n) over an index, an exhaustive scan otherwise --------------
+    def node(self, node_id: str) -> NodeView | None:
+        if self._index is not None:
+            return self._live_index().get(node_id)
+        for n in self.nodes:
+            if n.node_id == node_id:
+                return n
+        return None
+
+    def least_work_prefill(self) -> NodeView | None:
+        """The active prefill node with the fewest queued tokens (ties: smallest id)."""
+        if self._index is not None:
+            return self._live_index().least_work_prefill()
+        best: tuple[int, str] | None = None
+        chosen: NodeView | None = None
+        for n in self.nodes:
+            key = (n.queued_tokens, n.node_id)
+            if n.role == "prefill" and not n.draining and (best is None or key < best):
+                best, chosen = key, n
+        return chosen
+
+    def soonest_decode(self, kv_bytes: int) -> NodeView | None:
+        """The active decode node that can admit soonest: fits now first, then the lowest
+        (load, -free KV, id)."""
+        if self._index is not None:
+            return self._live_index().soonest_decode(kv_bytes)
+        best: tuple[int, float, int, str] | None = None
+        chosen: NodeView | None = None
+        for n in self.nodes:
+            if n.role != "decode" or n.draining:
+                continue
+            key = (
+                0 if decode_fits(n, kv_bytes) else 1,
+                decode_load(n),
+                -n.free_kv_bytes,
+                n.node_id,
+            )
+            if best is None or key < best:
+                best, chosen = key, n
+        return chosen
+
+    def prefill_queue(self) -> tuple[int, int]:
+        """(waiting requests summed over active prefill nodes, number of those nodes)."""
+        if self._index is not None:
+            return self._live_index().prefill_queue()
+        total = count = 0
+        for n in self.nodes:
+            if n.role == "prefill" and not n.draining:
+                total += n.queue_len
+                count += 1
+        return total, count
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,12 +200,31 @@ class ClusterView:
     _roles: dict[str, tuple[ClusterState, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict
     )
+    # Per cluster: the cluster-wide pool's prefix, and node-local holders (id -> tokens).
+    _pool: dict[str, int] = field(init=False, repr=False, compare=False, default_factory=dict)
+    _holders: dict[str, dict[str, int]] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
 
     def __post_init__(self) -> None:
         roles: dict[str, list[ClusterState]] = {}
         for c in self.clusters:
             roles.setdefault(c.role, []).append(c)
         object.__setattr__(self, "_roles", {k: tuple(v) for k, v in roles.items()})
+        for m in self.matches:
+            if m.node is None:
+                self._pool[m.cluster] = max(self._pool.get(m.cluster, 0), m.tokens)
+            else:
+                held = self._holders.setdefault(m.cluster, {})
+                held[m.node] = max(held.get(m.node, 0), m.tokens)
+
+    def pool_prefix_tokens(self, cluster: str) -> int:
+        """Prefix reusable by any node of `cluster` (its cluster-wide pool's match)."""
+        return self._pool.get(cluster, 0)
+
+    def prefix_holders(self, cluster: str) -> dict[str, int]:
+        """Nodes of `cluster` with a node-local match: id -> tokens (usually a handful)."""
+        return self._holders.get(cluster, {})
 
     def cluster(self, name: str) -> ClusterState:
         for c in self.clusters:

@@ -1,9 +1,33 @@
-"""Node choice inside a cluster: prefix-affine least-work prefill, least-loaded decode."""
+"""Node choice inside a cluster: prefix-affine least-work prefill, least-loaded decode.
+
+Each cluster answers "least-work prefill node" and "soonest decode node" itself (in O(log n) when
+its driver keeps a ClusterIndex); only the few nodes holding a node-local prefix are scored apart.
+"""
 
 from __future__ import annotations
 
 from prfaas.core.request import RequestSpec
-from prfaas.core.view import ClusterState, ClusterView, NodeView
+from prfaas.core.view import ClusterState, ClusterView, NodeView, decode_fits, decode_load
+
+
+def _prefill_candidates(
+    view: ClusterView, cluster: ClusterState, request: RequestSpec
+) -> list[tuple[NodeView, int]]:
+    """The least-queued node (it reuses the cluster pool's prefix) plus each prefix holder.
+
+    Any other node reuses only the pool's prefix and queues at least as much, so it cannot win.
+    """
+    cap = request.input_tokens - 1
+    pool = view.pool_prefix_tokens(cluster.name)
+    out: list[tuple[NodeView, int]] = []
+    least = cluster.least_work_prefill()
+    if least is not None:
+        out.append((least, min(pool, cap)))
+    for node_id, tokens in view.prefix_holders(cluster.name).items():
+        node = cluster.node(node_id)
+        if node is not None and node.role == "prefill" and not node.draining:
+            out.append((node, min(max(pool, tokens), cap)))
+    return out
 
 
 def best_prefill(
@@ -18,12 +42,7 @@ def best_prefill(
     best: tuple[int, str] | None = None
     chosen: tuple[NodeView, ClusterState, int] | None = None
     for cluster in clusters:
-        for node in cluster.nodes:
-            if node.role != "prefill" or node.draining:
-                continue
-            prefix = min(
-                view.node_prefix_tokens(cluster.name, node.node_id), request.input_tokens - 1
-            )
+        for node, prefix in _prefill_candidates(view, cluster, request):
             key = (node.queued_tokens + request.input_tokens - prefix, node.node_id)
             if best is None or key < best:
                 best = key
@@ -36,19 +55,14 @@ def best_decode(clusters: tuple[ClusterState, ...], request: RequestSpec) -> Nod
     best: tuple[int, float, int, str] | None = None
     chosen: NodeView | None = None
     for cluster in clusters:
-        for node in cluster.nodes:
-            if node.role != "decode" or node.draining:
-                continue
-            fits = (
-                node.queue_len == 0
-                and node.running < node.max_batch
-                and node.free_kv_bytes >= request.kv_bytes
-            )
-            load = (node.running + node.queue_len) / max(node.max_batch, 1)
-            key = (0 if fits else 1, load, -node.free_kv_bytes, node.node_id)
-            if best is None or key < best:
-                best = key
-                chosen = node
+        node = cluster.soonest_decode(request.kv_bytes)
+        if node is None:
+            continue
+        fits = decode_fits(node, request.kv_bytes)
+        key = (0 if fits else 1, decode_load(node), -node.free_kv_bytes, node.node_id)
+        if best is None or key < best:
+            best = key
+            chosen = node
     return chosen
 
 
@@ -57,8 +71,7 @@ def queue_per_node(clusters: tuple[ClusterState, ...]) -> float:
     total = 0
     count = 0
     for cluster in clusters:
-        for node in cluster.nodes:
-            if node.role == "prefill" and not node.draining:
-                total += node.queue_len
-                count += 1
+        t, c = cluster.prefill_queue()
+        total += t
+        count += c
     return total / count if count else 0.0

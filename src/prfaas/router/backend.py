@@ -17,11 +17,11 @@ from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
-from prfaas.router.adapter import RouterAdapter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
-from prfaas.router.live_view import index_match, membership_records, telemetry
+from prfaas.router.fleet_view import LiveFleet
+from prfaas.router.live_view import index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.server.backend import (
     BackendError,
@@ -73,7 +73,7 @@ class RouterBackend:
         self.tokenizer = router_tokenizer(cfg.engine.model_path)
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
-        self.adapter = RouterAdapter(cfg.block_tokens, cfg.router.dead_after_s)
+        self.fleet = LiveFleet(self.members, cfg.block_tokens, cfg.router.dead_after_s)
         self.params = PolicyParams(**cfg.policy.params)
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
@@ -187,15 +187,10 @@ class RouterBackend:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
         spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
-        view, placement = self.adapter.route(
-            self.policy_name,
-            self.params,
-            spec,
-            now,
-            membership_records(self.members),
-            telemetry(self.bandwidth),
-            index_match(self.members, per_node),
-        )
+        # Over per-cluster indexes (O(log n) per decision); RouterAdapter builds the same view
+        # from scratch (tests/test_router_fleet_view.py).
+        view = self.fleet.view(now, telemetry(self.bandwidth), index_match(self.members, per_node))
+        placement = get_policy(self.policy_name)(view, spec, self.params)
         entry = self.decision_log.add(
             req.request_id, req.seed, req.arrival_s, now, len(tokens), placement, view
         )

@@ -19,13 +19,22 @@ from prfaas.worker.messages import PrefillReply
 DEFAULT_CAPACITY = 20_000  # ~2 KB each with a 12-node view: ~45 MB when full
 
 
-def view_summary(view: ClusterView) -> dict[str, Any]:
+SUMMARY_NODES = 64  # larger views log only the chosen nodes: O(1) per decision, bounded memory
+
+
+def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, Any]:
     """What the decision saw, compactly: queued prefill tokens and decode [running, waiting] per
-    node, the prefix each cluster holds for this request, and link utilisation."""
+    node, the prefix each cluster holds for this request, and link utilisation. Past
+    SUMMARY_NODES nodes only the `chosen` ones are listed, and `nodes` gives the count."""
     prefill: dict[str, int] = {}
     decode: dict[str, list[int]] = {}
+    size = sum(c.size() for c in view.clusters)
     for c in view.clusters:
-        for n in c.nodes:
+        if size > SUMMARY_NODES:
+            nodes = tuple(n for n in (c.node(i) for i in chosen) if n is not None)
+        else:
+            nodes = c.nodes
+        for n in nodes:
             if n.role == "prefill":
                 prefill[n.node_id] = n.queued_tokens
             else:
@@ -34,7 +43,10 @@ def view_summary(view: ClusterView) -> dict[str, Any]:
     for m in view.matches:
         prefix[m.cluster] = max(prefix.get(m.cluster, 0), m.tokens)
     links = {f"{lk.src}->{lk.dst}": round(lk.utilisation, 4) for lk in view.links}
-    return {"prefill_queued": prefill, "decode_load": decode, "prefix": prefix, "util": links}
+    out = {"prefill_queued": prefill, "decode_load": decode, "prefix": prefix, "util": links}
+    if size > SUMMARY_NODES:
+        out["nodes"] = size
+    return out
 
 
 class DecisionLog:
@@ -70,7 +82,7 @@ class DecisionLog:
             "threshold_tokens": placement.threshold_tokens,
             "cache_pull": None if pull is None else [pull.src_cluster, pull.tokens],
             "reason": placement.reason,
-            "view": view_summary(view),
+            "view": view_summary(view, (placement.prefill_node, placement.decode_node)),
             # Set when the prefill returns (worker-measured seconds, wall clock):
             "ran_on": None,
             "reused_tokens": None,

@@ -42,6 +42,18 @@ class NodeRecord:
     role_version: int = 0  # the worker's count of completed role changes
     # Where senders of each cluster reach this node's transfer port (a WAN relay, or direct).
     relays: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # Membership's set of changed node names: every assignment adds this node to it, so the
+    # router's routing indexes re-read only the nodes that changed (router/fleet_view.py).
+    changes: set[str] | None = field(default=None, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        object.__setattr__(self, name, value)
+        try:
+            changes = object.__getattribute__(self, "changes")
+        except AttributeError:
+            return  # still in __init__
+        if changes is not None:
+            changes.add(self.name)
 
     @property
     def usable(self) -> bool:
@@ -56,11 +68,13 @@ class Membership:
     _seen: dict[str, dict[int, int]] = field(default_factory=dict)
     dead_after_s: float = 2.0
     on_dead: Callable[[str], None] | None = None  # the dispatcher breaks the node's streams
+    changed: set[str] = field(default_factory=set)  # nodes whose record changed (see NodeRecord)
 
     def __post_init__(self) -> None:
         self.dead_after_s = self.cfg.router.dead_after_s
         for n in self.cfg.nodes:
-            self.nodes[n.name] = NodeRecord(n.name, n.cluster, n.role)
+            self.nodes[n.name] = NodeRecord(n.name, n.cluster, n.role, changes=self.changed)
+            self.changed.add(n.name)
 
     def cluster_of(self, node: str) -> str:
         return self.nodes[node].cluster

@@ -14,14 +14,17 @@ if TYPE_CHECKING:
 class SimAdapter:
     """Builds views in canonical order: clusters by name, nodes by id, links by (src, dst)."""
 
-    __slots__ = ("sim",)
+    __slots__ = ("links", "sim")
 
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
+        self.links = [link for _, link in sorted(sim.links.items())]  # fixed for the run
 
-    def view(self, spec: RequestSpec) -> ClusterView:
+    def view(self, spec: RequestSpec, *, keep: bool = False) -> ClusterView:
+        """The view for this decision; `keep` makes it self-contained (valid after the decision,
+        O(n)), otherwise clusters are views over their live indexes (O(log n) per query)."""
         sim = self.sim
-        clusters = tuple(c.view() for c in sim.clusters)
+        clusters = tuple(c.snapshot() if keep else c.view() for c in sim.clusters)
         links = tuple(
             LinkView(
                 src=link.src,
@@ -32,7 +35,7 @@ class SimAdapter:
                 rtt_ms=link.rtt_ms,
                 retransmit_rate=0.0,
             )
-            for _, link in sorted(sim.links.items())
+            for link in self.links
         )
         matches: list[CacheMatch] = []
         if spec.block_hashes:

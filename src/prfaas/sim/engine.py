@@ -171,14 +171,13 @@ class Simulation:
         waiting = 0
         for c in self.clusters:
             depth = 0
-            for n in c.nodes:
-                if isinstance(n, PrefillNode):
-                    depth += len(n.queue) + n.pending
+            for n in c.nodes:  # one pass: this runs every sample over every node of the fleet
+                if n.role == "prefill":
+                    depth += len(n.queue) + n.pending  # type: ignore[union-attr]
+                else:
+                    waiting += len(n.waiting)  # type: ignore[union-attr]
             s.queue_depth.setdefault(c.name, []).append(depth)
             waiting += depth
-            for n in c.nodes:
-                if isinstance(n, DecodeNode):
-                    waiting += len(n.waiting)
         s.waiting.append(waiting + self.tails)
         # Keep sampling while requests remain and something else can still happen.
         if self._more_work() and self.kernel.pending > 0:
@@ -192,7 +191,7 @@ class Simulation:
             k.at(self.requests[i + 1].arrival_s, self._arrive, i + 1)
         rec = RequestRecord(spec)
         self.records.append(rec)
-        view = self.adapter.view(spec)
+        view = self.adapter.view(spec, keep=self.on_decision is not None)
         placement = self.route(view, spec, self.params)
         if self.on_decision is not None:
             self.on_decision(view, spec, placement)

@@ -66,13 +66,14 @@ class _CachedViewNode:
 
     def __init__(self) -> None:
         self._view: NodeView | None = None
-        self.owner: Any = None  # the SimCluster, whose cached view this node invalidates
+        self.owner: Any = None  # the SimCluster, whose index this node's new view goes into
 
     def touch(self) -> None:
-        """State changed: drop the cached views (this node's and its cluster's)."""
-        self._view = None
-        if self.owner is not None:
-            self.owner.state = None
+        """State changed: drop the cached view; the cluster re-indexes it before the next view."""
+        if self._view is not None:
+            self._view = None
+            if self.owner is not None:
+                self.owner.dirty.append(self)
 
 
 class PrefillNode(_CachedViewNode):

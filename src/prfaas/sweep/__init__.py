@@ -1,0 +1,1 @@
+"""`prfaas sweep`: grids of scenario fields x policies x seeds through the planner and simulator."""
