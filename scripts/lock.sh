@@ -2,11 +2,12 @@
 # Refresh the committed lock files (`make lock`): each profile is installed into a throwaway venv from
 # pyproject.toml's ranges and frozen, so a fresh machine installs exactly what CI tested.
 #   requirements/base.lock  `pip install prfaas` (planner, simulator; no torch, no web stack)
-#   requirements/dev.lock   `make install`: the engine, serve and dev extras (tests, lint, typecheck)
+#   requirements/dev.lock   `make install`: the engine, serve, dev and sweep extras (tests, lint,
+#                           typecheck, Ray for `prfaas sweep --ray`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-declare -A PROFILES=([base]="." [dev]=".[engine,serve,dev]")
+declare -A PROFILES=([base]="." [dev]=".[engine,serve,dev,sweep]")
 for name in "${!PROFILES[@]}"; do
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
