@@ -26,10 +26,10 @@ class Target(msgspec.Struct, frozen=True):
 
 
 class PullSpec(msgspec.Struct, frozen=True):
-    """Fetch a cached prefix from another node (a cross-cluster cache pull) before prefilling."""
+    """Fetch a cached prefix from another node (a cross-cluster cache pull) before prefilling;
+    the puller finds `src_node` in its membership view (no address travels in the job)."""
 
     src_node: str
-    src_url: str
     blocks: int
     target: Target  # where the holder sends the blocks: this node, or the WAN relay before it
 
@@ -119,6 +119,14 @@ class Heartbeat(msgspec.Struct):
     needs_state: bool = True  # prefix reuse needs a linear-state checkpoint (hybrid models)
     events: list[WireEvent] = []
     links: dict[str, LinkStats] = {}
+
+
+class HeartbeatReply(msgspec.Struct):
+    """The router's answer: where the other nodes' control listeners are (cache pulls dial these,
+    never an address from a job)."""
+
+    ok: bool
+    peers: dict[str, str] = {}
 
 
 class RoleChange(msgspec.Struct, frozen=True):

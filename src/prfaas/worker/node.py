@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ class WorkerNode:
         kv: KvLink,
         *,
         fault_hooks: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg, self.node, self.engine, self.kv = cfg, node, engine, kv
         self.name, self.cluster = node.name, node.cluster
@@ -74,7 +76,11 @@ class WorkerNode:
         self._peers: dict[str, set[tuple[str, int]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0))
+        self.peers: dict[str, str] = {}  # node -> control URL, from the router's heartbeat replies
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0),
+            verify=tls if tls is not None else True,
+        )
 
     # -- cache events ----------------------------------------------------------------------
     def _on_event(self, event: CacheEvent) -> None:
@@ -182,12 +188,18 @@ class WorkerNode:
         hashes = token_block_hashes(job.token_ids, self.engine.block_tokens)[: job.pull.blocks]
         if not hashes or self.pool.peek(hashes).usable_blocks >= len(hashes):
             return 0
+        src_url = self.peers.get(job.pull.src_node)
+        if src_url is None:  # not a live member: never dial an address from the job itself
+            log.warning("cache pull for %s: %r is no known peer", job.request_id, job.pull.src_node)
+            return 0
         key = f"pull:{job.request_id}:{job.attempt}"
         fut = self.kv.expect(key)
         push = PushJob(key, hashes, len(hashes), job.pull.target)
         try:
             resp = await self.http.post(
-                f"{job.pull.src_url}/push", content=msgspec.json.encode(push)
+                f"{src_url}/push",
+                content=msgspec.json.encode(push),
+                extensions={"sni_hostname": job.pull.src_node},  # it must prove that name
             )
             resp.raise_for_status()
             inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
