@@ -43,6 +43,11 @@ def add_parser(subparsers: Any, name: str) -> None:
         help="keep the run folder with every process's log after stopping",
     )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    p.add_argument(
+        "--api-key",
+        help="require this key on the OpenAI API (also $PRFAAS_API_KEY, or [[security.api_keys]] "
+        "in the file); the router gets it through its environment, never its command line",
+    )
     p.set_defaults(run=run)
 
 
@@ -71,6 +76,10 @@ def _sigterm(_signo: int, _frame: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from prfaas.deploy.supervisor import Deployment
 
+    import os
+
+    if args.api_key:
+        os.environ["PRFAAS_API_KEY"] = args.api_key  # inherited by the router process
     with config_file(args.config) as path:
         dep = Deployment(path, args.policy, log_level=args.log_level, keep_run_dir=args.keep_logs)
         # Both stop everything; SIGINT explicitly too, since a shell starts background jobs

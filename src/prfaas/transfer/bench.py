@@ -203,11 +203,12 @@ def _start_ours(env: BenchEnv, spec: BenchSpec) -> tuple[Worker, Worker, tuple[s
     size = str(spec.size_bytes)
     mod = "prfaas.transfer.benchproc"
     reuse = ["--reuse"] if spec.reuse_buffers else []
-    recv = env.python("b", mod, "recv", "--secret-hex", secret, "--prealloc", size, *reuse)
+    recv = env.python("b", mod, "recv", "--prealloc", size, *reuse)
+    recv.send_line(secret)  # on stdin, not argv: `ps` would show it to every user
     port = int(recv.read()["port"])
     host, eport = env.expose(port)
-    args = ["--host", host, "--port", str(eport), "--secret-hex", secret, "--source", size]
-    send = env.python("a", mod, "send", *args)
+    send = env.python("a", mod, "send", "--host", host, "--port", str(eport), "--source", size)
+    send.send_line(secret)
     send.read()
     return recv, send, (host, eport)
 

@@ -48,6 +48,11 @@ class Worker:
         result: dict[str, Any] = json.loads(line)
         return result
 
+    def send_line(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
     def ask(self, cmd: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(cmd) + "\n")
