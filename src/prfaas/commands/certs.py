@@ -1,7 +1,8 @@
 """`prfaas certs init|issue`: a cluster CA and per-identity certificates for multi-host clusters.
 
 `prfaas up` makes a throwaway CA per run by itself; this is for nodes placed by hand (set
-`[security] pki = "DIR"` in the deployment file, copy DIR/ca.pem and each NAME.pem/.key to its host).
+`[security] pki = "DIR"` in the deployment file; copy DIR/ca.pem and each NAME.pem/.key to the
+host that runs NAME).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ def run(args: argparse.Namespace) -> int:
 
     action, names = args.words[0], list(args.words[1:])
     if action not in ("init", "issue") or (action == "init" and names):
-        raise UsageError("usage: prfaas certs init --dir DIR | prfaas certs issue NAME... --dir DIR")
+        raise UsageError(
+            "usage: prfaas certs init --dir DIR | prfaas certs issue NAME... --dir DIR"
+        )
     if action == "init":
         if (args.dir / "ca.key").exists():
             raise UsageError(f"{args.dir} already holds a CA (ca.key); refusing to overwrite it")

@@ -74,9 +74,9 @@ def _sigterm(_signo: int, _frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from prfaas.deploy.supervisor import Deployment
-
     import os
+
+    from prfaas.deploy.supervisor import Deployment
 
     if args.api_key:
         os.environ["PRFAAS_API_KEY"] = args.api_key  # inherited by the router process

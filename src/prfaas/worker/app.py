@@ -242,7 +242,8 @@ async def run_worker(
     node_cfg = cfg.node(node_name)
     host = node_cfg.host
     engine = await asyncio.to_thread(make_engine, cfg, node_cfg)
-    kv = KvLink(secret, host)
+    kv_tls = pki is not None and cfg.security.kv_tls != "off"
+    kv = KvLink(secret, host, pki if kv_tls else None, cfg.security.kv_tls == "all")
     await kv.start(node_cfg.transfer_port)
     tls = pki.client if pki is not None else None
     worker = WorkerNode(cfg, node_cfg, engine, kv, fault_hooks=fault_hooks, tls=tls)

@@ -110,9 +110,22 @@ class WorkerNode:
         self._peers.setdefault(dst_cluster, set()).add((target.host, target.port))
         t0 = time.monotonic()
         sent = await self.kv.send(
-            target.host, target.port, key, layers, stats, self._connections(dst_cluster)
+            target.host,
+            target.port,
+            key,
+            layers,
+            stats,
+            self._connections(dst_cluster),
+            tls_peer=target.node if self._kv_tls(dst_cluster) else None,
         )
         return sent, time.monotonic() - t0
+
+    def _kv_tls(self, dst_cluster: str) -> bool:
+        """KV crosses datacenters encrypted by default; inside one, only with kv_tls = "all"."""
+        sec = self.cfg.security
+        if sec.insecure or sec.kv_tls == "off":
+            return False
+        return sec.kv_tls == "all" or dst_cluster != self.cluster
 
     # -- prefill ---------------------------------------------------------------------------
     def _check_role(self, role: str) -> None:
