@@ -71,6 +71,7 @@ class Deployment:
         self.wan_url = ""
         self.pki_dir: Path | None = None  # None: insecure mode (plain HTTP control network)
         self.node_urls: dict[str, str] = {}
+        self.transfer_ports: dict[str, int] = {}
         self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
 
     # -- start -----------------------------------------------------------------------------
@@ -123,6 +124,7 @@ class Deployment:
                 info = self._wait_ready(name, deadline)
                 if name not in ("wan", "router"):
                     self.node_urls[name] = info["url"]
+                    self.transfer_ports[name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()

@@ -105,6 +105,7 @@ class WorkerNode:
         self, target: Target, key: str, layers: AsyncIterator[Layer]
     ) -> tuple[int, float]:
         """Ship layers to `target` (the receiver itself, or the WAN relay in front of it)."""
+        self._check_target(target)
         dst_cluster = self.cfg.node(target.node).cluster
         stats = self.links.setdefault(dst_cluster, LinkStats())
         self._peers.setdefault(dst_cluster, set()).add((target.host, target.port))
@@ -119,6 +120,17 @@ class WorkerNode:
             tls_peer=target.node if self._kv_tls(dst_cluster) else None,
         )
         return sent, time.monotonic() - t0
+
+    def _check_target(self, target: Target) -> None:
+        """KV goes only to a node of the deployment, at its advertised host or at a relay on the
+        WAN emulator's host: never to an arbitrary address from a job."""
+        names = {n.name: n for n in self.cfg.nodes}
+        if target.node not in names:
+            raise WorkerError(f"unknown target node {target.node!r}")
+        router = self.cfg.router
+        hosts = {names[target.node].advertise, router.control_host, router.advertise}
+        if target.host not in hosts:
+            raise WorkerError(f"target host for {target.node!r} is not where that node lives")
 
     def _kv_tls(self, dst_cluster: str) -> bool:
         """KV crosses datacenters encrypted by default; inside one, only with kv_tls = "all"."""
@@ -136,6 +148,7 @@ class WorkerNode:
 
     async def prefill(self, job: PrefillJob) -> PrefillReply:
         self._check_role("prefill")
+        self._check_target(job.target)
         t_arrive = time.monotonic()
         self.prefill_tokens += len(job.token_ids)
         self._idle.clear()
@@ -227,6 +240,7 @@ class WorkerNode:
 
     async def push(self, job: PushJob) -> PushReply:
         """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
+        self._check_target(job.target)
         try:
             layers = await self.engine.export_blocks(self.pool, job.hashes, job.blocks)
         except KeyError as exc:
