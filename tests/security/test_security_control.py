@@ -45,9 +45,9 @@ def test_a_listener_that_cannot_prove_its_name_is_refused(dep: Deployment, targe
     """The operator expects `router` but dials a worker's port: the certificate name differs."""
     wrong = "pd-p0" if target != "pd-p0" else "router"
     assert dep.pki_dir is not None
-    with httpx.Client(verify=Pki(dep.pki_dir, "operator").client, timeout=5) as client:
-        with pytest.raises(httpx.ConnectError):
-            client.get(_base(dep, target) + "/health", extensions={"sni_hostname": wrong})
+    operator = Pki(dep.pki_dir, "operator").client
+    with httpx.Client(verify=operator, timeout=5) as client, pytest.raises(httpx.ConnectError):
+        client.get(_base(dep, target) + "/health", extensions={"sni_hostname": wrong})
 
 
 def _beat(node: str, url: str) -> dict[str, Any]:
