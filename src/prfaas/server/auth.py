@@ -6,6 +6,7 @@ Only /v1/* needs a key; /health, /metrics and /dashboard are governed by [securi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -15,6 +16,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 ENV_KEY = "PRFAAS_API_KEY"
+BODY_TIMEOUT_S = 30.0  # a request body must arrive within this (slow uploads hold a slot)
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -90,12 +92,19 @@ class _Gate:
                           "rate_limit_exceeded", "rate_limit_error")
             await _answer(send, 429, body, [(b"retry-after", b"1")])
             return
-        replay = await self._read_body(scope, receive, send)
-        if replay is None:
-            return
+        # A request holds its slot from its first byte: a slow upload counts as in flight.
         self.active[client] = self.active.get(client, 0) + 1
         try:
-            await self.app(scope, replay, send)
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT_S):
+                    replay = await self._read_body(scope, receive, send)
+            except TimeoutError:
+                body = _error(408, f"request body not received within {BODY_TIMEOUT_S:g} s",
+                              "request_timeout")
+                await _answer(send, 408, body, [(b"connection", b"close")])
+                return
+            if replay is not None:
+                await self.app(scope, replay, send)
         finally:
             self.active[client] -= 1
             if not self.active[client]:
