@@ -60,9 +60,9 @@ def test_the_openai_client_needs_the_right_key(dep: Deployment) -> None:
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
         assert len(text) == 6
     for key in ("sk-wrong-key-0123456789", KEY[:-1]):
-        with openai.OpenAI(base_url=f"{dep.url}/v1", api_key=key, max_retries=0) as client:
-            with pytest.raises(openai.AuthenticationError):
-                client.completions.create(model="emu-model", prompt="hi", max_tokens=2)
+        wrong = openai.OpenAI(base_url=f"{dep.url}/v1", api_key=key, max_retries=0)
+        with wrong, pytest.raises(openai.AuthenticationError):
+            wrong.completions.create(model="emu-model", prompt="hi", max_tokens=2)
     resp = complete(dep.url, "hi", key=None)
     assert resp.status_code == 401
     assert resp.json()["error"]["code"] == "invalid_api_key"
