@@ -68,9 +68,13 @@ def test_tls_to_a_transfer_port_needs_a_cluster_certificate(
     assert dep.pki_dir is not None
     no_cert = ssl.create_default_context(cafile=dep.pki_dir / "ca.pem")
     for ctx, name in ((Pki(rogue_pki, "pd-p0").client, node), (no_cert, node)):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
-            with pytest.raises((ssl.SSLError, ConnectionError, TimeoutError)):
-                with ctx.wrap_socket(raw, server_hostname=name) as tls:
-                    tls.sendall(fr.encode(fr.Hello(b"s" * fr.SESSION_BYTES, b"n" * 32, 0)))
-                    if not tls.recv(1):  # TLS 1.3: a rejected client cert shows on first read
-                        raise ConnectionError("closed")
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        with raw, pytest.raises((ssl.SSLError, ConnectionError, TimeoutError)):
+            _hello_over_tls(ctx.wrap_socket(raw, server_hostname=name))
+
+
+def _hello_over_tls(tls: ssl.SSLSocket) -> None:
+    with tls:
+        tls.sendall(fr.encode(fr.Hello(b"s" * fr.SESSION_BYTES, b"n" * 32, 0)))
+        if not tls.recv(1):  # TLS 1.3: a rejected client certificate shows on the first read
+            raise ConnectionError("closed")

@@ -108,7 +108,7 @@ async def serve(
     """Serve `app` on the bound socket until SIGTERM/SIGINT (or the task is cancelled)."""
     server = make_server(app, ssl_context, limit_concurrency=limit_concurrency)
     if not install_signals:
-        server.capture_signals = _no_signals  # type: ignore[method-assign]
+        server.capture_signals = _no_signals
     await server.serve(sockets=[sock])
 
 
