@@ -23,8 +23,10 @@ import resource
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+from prfaas.security.tls import Pki
 from prfaas.transfer import checksum
 from prfaas.transfer.client import TransferClient
 from prfaas.transfer.payloads import LayerPayload, ReceivedTransfer
@@ -117,8 +119,10 @@ async def _recv(args: argparse.Namespace) -> None:
             }
         )
 
+    tls = _pki(args, "receiver")
     server = TransferServer(
-        args.host, args.port, args.secret, on_done, allocator=prealloc
+        args.host, args.port, args.secret, on_done, allocator=prealloc,
+        tls=tls.server if tls else None,
     )
     await server.start()
     emit({"event": "ready", "port": server.port})
@@ -142,9 +146,14 @@ async def _layers(
         yield LayerPayload(i, src[lo:hi])
 
 
+def _pki(args: argparse.Namespace, name: str) -> Pki | None:
+    return Pki(Path(args.pki), name) if args.pki else None
+
+
 async def _send_one(
     args: argparse.Namespace, src: memoryview, cmd: dict[str, Any]
 ) -> dict[str, Any]:
+    tls = _pki(args, "sender")
     client = TransferClient(
         args.host,
         args.port,
@@ -153,6 +162,8 @@ async def _send_one(
         chunk_bytes=int(cmd.get("chunk_bytes", 4 << 20)),
         checksum_alg=cmd.get("checksum"),
         capacity_gbps=cmd.get("link_gbps"),
+        tls=tls.client if tls is not None and cmd.get("tls") else None,
+        server_name="receiver",
     )
     size = int(cmd["size"])
     async with client:
@@ -207,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prealloc", type=int, default=0)
     p.add_argument("--source", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="recv: land every layer at offset 0")
+    p.add_argument("--pki", help="PKI folder with sender/receiver certificates: TLS on request")
     args = p.parse_args(argv)
     try:
         args.secret = bytes.fromhex(sys.stdin.readline().strip())
