@@ -45,6 +45,7 @@ class Pki:
         ctx.load_cert_chain(self.cert, self.key)
         ctx.load_verify_locations(self.ca)
         ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.num_tickets = 0  # no session resumption: nothing to send after the handshake
         return ctx
 
     @cached_property

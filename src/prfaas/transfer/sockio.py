@@ -117,15 +117,17 @@ class Reader:
         are still in the CPU cache the kernel's copy just filled. With `timeout`, every read that
         makes progress pushes the deadline `stall_s` further: slow links live, stalled ones die.
         """
-        got, n = 0, len(view)
+        got, n, pushed = 0, len(view), 0
         step = HASH_STEP_BYTES if hasher is not None else n
         while got < n:
             k = await self.recv_into(view[got : min(n, got + step)], n - got)
             if hasher is not None:
                 hasher.update(view[got : got + k])
             got += k
-            if timeout is not None:
+            # Push the deadline per hash step, not per read: over TLS a read is one 16 KiB record.
+            if timeout is not None and (got - pushed >= HASH_STEP_BYTES or got == n):
                 timeout.reschedule(self.loop.time() + stall_s)
+                pushed = got
         self.decoder.consume_payload(n)
 
 
