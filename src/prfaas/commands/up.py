@@ -108,13 +108,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(url: str, dep: Any) -> None:
+    import os
+
     model = dep.cfg.engine.model
     print(
         f"prfaas is up: {url}  (OpenAI API at {url}/v1, dashboard {url}/dashboard, "
         f"metrics {url}/metrics)"
     )
+    keyed = bool(dep.cfg.security.api_keys) or bool(os.environ.get("PRFAAS_API_KEY"))
+    auth = "-H \"Authorization: Bearer $PRFAAS_API_KEY\" " if keyed else ""  # never the key itself
     print(
-        f"try: curl -s {url}/v1/completions -H 'Content-Type: application/json' "
+        f"try: curl -s {url}/v1/completions {auth}-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
     print("Ctrl-C stops every process.", flush=True)
