@@ -21,7 +21,8 @@ def add_parser(subparsers: Any, name: str) -> None:
         description="Run the router (--router) or one worker node (--node NAME) of a deployment "
         "file. `prfaas up` starts every process of a deployment; use this to debug one.",
         epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
-        "--router-url http://127.0.0.1:8000 --secret-file secret.txt",
+        "--router-url https://10.0.0.1:9000 --secret-file secret.txt --pki pki "
+        "(the router's control listener; pki/ from `prfaas certs`)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
