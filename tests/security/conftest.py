@@ -46,7 +46,7 @@ max_concurrent_per_key = {MAX_CONCURRENT}
 
 @pytest.fixture(scope="session")
 def dep(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    d = Deployment(write_config(tmp_path_factory.mktemp("secured"), SECURED_TOML))
+    d = Deployment(write_config(tmp_path_factory.mktemp("secured"), SECURED_TOML), fault_hooks=True)
     d.start(timeout_s=90)
     try:
         yield d

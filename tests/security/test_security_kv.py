@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Honest
+from conftest import Honest, as_identity, complete
+from live_support import LONG_PROMPT
 from prfaas.deploy.supervisor import Deployment
 from prfaas.security.tls import Pki
 from prfaas.transfer import frames as fr
@@ -78,3 +79,27 @@ def _hello_over_tls(tls: ssl.SSLSocket) -> None:
         tls.sendall(fr.encode(fr.Hello(b"s" * fr.SESSION_BYTES, b"n" * 32, 0)))
         if not tls.recv(1):  # TLS 1.3: a rejected client certificate shows on the first read
             raise ConnectionError("closed")
+
+
+def test_flipped_bits_on_the_link_are_detected_and_resent(dep: Deployment, honest: Honest) -> None:
+    """The WAN emulator flips one bit of ciphertext crossing prfaas -> pd; the receiver's TLS
+    rejects the record and drops the connection, the sender re-connects and re-sends what was
+    not acknowledged, and the request completes."""
+    before = as_identity(dep, "operator", "wan", "GET", "/health").json()["faults"]
+    armed = as_identity(dep, "operator", "wan", "POST", "/fault",
+                        json={"kind": "flip_bit", "count": 1})
+    assert armed.status_code == 200, armed.text
+    for i in range(20):  # until a transfer carried the flip (honest traffic may take it first)
+        resp = complete(dep.url, f"[flip {i}] " + LONG_PROMPT * 3, max_tokens=4)
+        assert resp.status_code == 200, resp.text
+        after = as_identity(dep, "operator", "wan", "GET", "/health").json()["faults"]
+        if after["flipped"] > before["flipped"]:
+            break
+    assert after["flipped"] == before["flipped"] + 1
+    # the damaged connection was replaced: the relay saw a new one after the flip
+    resp = complete(dep.url, "[flip after] " + LONG_PROMPT * 3, max_tokens=4)
+    assert resp.status_code == 200, resp.text
+    final = as_identity(dep, "operator", "wan", "GET", "/health").json()["faults"]
+    assert final["connections"] > before["connections"]
+    assert as_identity(dep, "pd-p0", "wan", "POST", "/fault",
+                       json={"kind": "flip_bit"}).status_code == 403

@@ -45,7 +45,9 @@ def add_parser(subparsers: Any, name: str) -> None:
         "without it the control network is plain HTTP (only for [security] insecure = true)",
     )
     p.add_argument("--ready-file", type=Path, help="write the process's address here when ready")
-    p.add_argument("--fault-hooks", action="store_true", help="enable POST /fault (tests)")
+    p.add_argument(
+        "--fault-hooks", action="store_true", help="enable POST /fault (tests; nodes and WAN)"
+    )
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     p.set_defaults(run=run)
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wan:
         from prfaas.worker.wan import run_wan
 
-        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki))
+        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks))
         return 0
     if not args.router_url:
         raise UsageError("--router-url is required with --node")

@@ -91,7 +91,8 @@ class Deployment:
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
             if needs_wan(self.cfg):
-                self._spawn("wan", ["--wan", "--policy", self.policy, *pki])
+                hooks = ["--fault-hooks"] if self.fault_hooks else []
+                self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks])
                 ready = self._wait_ready("wan", deadline)
                 self.wan_url = ready["url"]
                 wan = ["--wan-url", ready["url"]]

@@ -33,7 +33,8 @@ from prfaas.deploy.config import DeploymentConfig
 from prfaas.security.asgi import Guard, read_bounded
 from prfaas.security.tls import OPERATOR, ROUTER, Pki
 from prfaas.transfer.netns import NetnsLink, socket_in
-from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, TokenBucket
+from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, Tamper, TokenBucket
+from prfaas.worker.wanfaults import BitFlipper, fault_route
 
 
 class RelayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -143,8 +144,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class Wan:
-    def __init__(self, cfg: DeploymentConfig, host: str) -> None:
+    def __init__(self, cfg: DeploymentConfig, host: str, tamper: Tamper | None = None) -> None:
         self.cfg, self.host = cfg, host
+        self.tamper = tamper  # test hook on every shaped relay (worker/wanfaults.py)
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.relays: dict[tuple[str, str, str], ShapingRelay | NetnsRelay] = {}
         self.targets: dict[tuple[str, str, str], int] = {}  # relay -> the node's port
@@ -218,6 +220,7 @@ class Wan:
                     req.port,
                     one_way_delay_s=delay_s,
                     rate_gbps=rate_gbps or None,
+                    tamper=self.tamper,
                 )
                 if rate_gbps:
                     bucket = self.buckets.setdefault((req.src, dst), TokenBucket(rate_gbps))
@@ -237,8 +240,10 @@ class Wan:
 
 
 def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
-    """/relay for the router (and the operator) only; /health for any cluster identity."""
+    """/relay for the router (and the operator) only; /health for any cluster identity; with
+    fault hooks, /fault for the operator."""
     guard = guard or Guard(insecure=True)
+    flipper = wan.tamper if isinstance(wan.tamper, BitFlipper) else None
 
     async def relay(request: Request) -> Response:
         if (deny := guard.check(request, (ROUTER, OPERATOR))) is not None:
@@ -253,11 +258,13 @@ def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
     async def health(request: Request) -> Response:
         if (deny := guard.check(request, lambda _peer: True)) is not None:
             return deny
-        return JSONResponse({"ok": True, "relays": len(wan.relays)})
+        faults = flipper.state() if flipper is not None else None
+        return JSONResponse({"ok": True, "relays": len(wan.relays), "faults": faults})
 
-    return Starlette(
-        routes=[Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
-    )
+    routes = [Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    if flipper is not None:
+        routes.append(Route("/fault", fault_route(flipper, guard), methods=["POST"]))
+    return Starlette(routes=routes)
 
 
 def needs_wan(cfg: DeploymentConfig) -> bool:
@@ -265,12 +272,16 @@ def needs_wan(cfg: DeploymentConfig) -> bool:
 
 
 async def run_wan(
-    cfg: DeploymentConfig, ready_file: Path | None, port: int | None = None, pki: Pki | None = None
+    cfg: DeploymentConfig,
+    ready_file: Path | None,
+    port: int | None = None,
+    pki: Pki | None = None,
+    fault_hooks: bool = False,
 ) -> None:
     from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
 
     host = cfg.router.control_host
-    wan = Wan(cfg, host)
+    wan = Wan(cfg, host, BitFlipper() if fault_hooks else None)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
     # that would end the process before the `finally` below deletes the namespaces.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
