@@ -23,8 +23,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from prfaas.bench.client import run_plan
 from prfaas.bench.stats import latency_summary
 from prfaas.bench.workload import PlannedRequest
@@ -105,7 +103,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             results, wall = asyncio.run(
                 run_plan(url, load, model="emu", endpoint="completions", timeout_s=30)
             )
-            state = httpx.get(f"{url}/internal/state", timeout=10).json()
+            state = dep.control("GET", "/internal/state", timeout=10).json()
         finally:
             dep.stop()
     ok = [r for r in results if r.ok]

@@ -9,6 +9,8 @@ from urllib.parse import urlparse
 
 import httpx
 
+from prfaas.deploy.supervisor import Deployment
+
 # A small emulated deployment: the paper's profiles, time-scaled 20x so requests take milliseconds.
 EMULATED_TOML = """
 [deployment]
@@ -92,13 +94,22 @@ def complete(
     return httpx.post(f"{url}/v1/completions", json=body, timeout=timeout)
 
 
-def state(url: str) -> dict[str, object]:
-    result: dict[str, object] = httpx.get(f"{url}/internal/state", timeout=5).json()
+def state(dep: Deployment) -> dict[str, object]:
+    """The router's /internal/state, asked on its control listener with the operator's cert."""
+    resp = dep.control("GET", "/internal/state", timeout=5)
+    resp.raise_for_status()
+    result: dict[str, object] = resp.json()
     return result
 
 
-def arm_fault(node_url: str, kind: str, **kw: object) -> None:
-    httpx.post(f"{node_url}/fault", json={"kind": kind, **kw}, timeout=5).raise_for_status()
+def operator_post(dep: Deployment, path: str, body: object, timeout: float = 30.0) -> None:
+    """POST to the router's control listener as the operator; fails the test on an error."""
+    dep.control("POST", path, json=body, timeout=timeout).raise_for_status()
+
+
+def arm_fault(dep: Deployment, node: str, kind: str, **kw: object) -> None:
+    resp = dep.control("POST", "/fault", node=node, json={"kind": kind, **kw}, timeout=5)
+    resp.raise_for_status()
 
 
 def process_gone(pid: int) -> bool:

@@ -17,6 +17,7 @@ from live_support import (
     SHORT_PROMPT,
     arm_fault,
     complete,
+    operator_post,
     port_free,
     process_gone,
     state,
@@ -112,7 +113,7 @@ def test_routes_by_threshold_on_the_uncached_length(shared: Deployment) -> None:
     assert [d["input_tokens"] for d in decisions[:2]] == [len(prompt), len(SHORT_PROMPT)]
     # the bandwidth monitor learns of the KV bytes from the sender's next heartbeat
     deadline = time.monotonic() + 5
-    while state(url)["links"]["prfaas->pd"]["bytes_total"] == 0:  # type: ignore[index]
+    while state(shared)["links"]["prfaas->pd"]["bytes_total"] == 0:  # type: ignore[index]
         assert time.monotonic() < deadline, "no KV bytes reported on the prfaas->pd link"
         time.sleep(0.05)
 
@@ -120,7 +121,7 @@ def test_routes_by_threshold_on_the_uncached_length(shared: Deployment) -> None:
 def test_same_request_offloaded_or_local_gives_the_same_completion(deployment: Deployment) -> None:
     url = deployment.url
     offloaded = complete(url, LONG_PROMPT, max_tokens=12).json()
-    httpx.post(f"{url}/internal/policy", json={"name": "homogeneous"}).raise_for_status()
+    operator_post(deployment, "/internal/policy", {"name": "homogeneous"})
     local = complete(url, LONG_PROMPT, max_tokens=12).json()
     decisions = httpx.get(f"{url}/dashboard/state").json()["decisions"]
     assert [d["prefill"] for d in decisions[:2]] == ["pd-p0", "prfaas-0"]
@@ -159,7 +160,7 @@ def test_cross_cluster_cache_pull_reuses_the_prefix(shared: Deployment) -> None:
 def test_prefill_worker_death_mid_request_is_retried_locally(deployment: Deployment) -> None:
     url = deployment.url
     prompt = LONG_PROMPT.upper()  # nothing cached: the policy offloads it to prfaas-0
-    arm_fault(deployment.node_urls["prfaas-0"], "die_mid_prefill")
+    arm_fault(deployment, "prfaas-0", "die_mid_prefill")
     t0 = time.monotonic()
     resp = complete(url, prompt)
     assert resp.status_code == 200, resp.text
@@ -179,7 +180,7 @@ def test_prefill_worker_death_mid_request_is_retried_locally(deployment: Deploym
 
 def test_failed_transfer_is_retried_locally(shared: Deployment) -> None:
     url = shared.url
-    arm_fault(shared.node_urls["prfaas-0"], "fail_transfer")
+    arm_fault(shared, "prfaas-0", "fail_transfer")
     resp = complete(url, long_prompt("transfer"))
     assert resp.status_code == 200, resp.text
     decision = httpx.get(f"{url}/dashboard/state").json()["decisions"][0]
@@ -189,7 +190,7 @@ def test_failed_transfer_is_retried_locally(shared: Deployment) -> None:
 
 def test_decode_worker_death_gives_a_clear_error_not_a_hang(deployment: Deployment) -> None:
     url = deployment.url
-    arm_fault(deployment.node_urls["pd-d0"], "die_in_decode", after_tokens=3)
+    arm_fault(deployment, "pd-d0", "die_in_decode", after_tokens=3)
     t0 = time.monotonic()
     resp = complete(url, SHORT_PROMPT, max_tokens=50, timeout=30)
     assert time.monotonic() - t0 < 15
@@ -198,7 +199,7 @@ def test_decode_worker_death_gives_a_clear_error_not_a_hang(deployment: Deployme
     # with no decode node left, new requests fail fast with 503 instead of waiting
     deployment.procs["pd-d0"].wait(timeout=10)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and state(url)["nodes"]["pd-d0"]["alive"]:  # type: ignore[index]
+    while time.monotonic() < deadline and state(deployment)["nodes"]["pd-d0"]["alive"]:  # type: ignore[index]
         time.sleep(0.1)
     resp = complete(url, SHORT_PROMPT, timeout=10)
     assert resp.status_code == 503, resp.text

@@ -21,13 +21,18 @@ PROMPT = "".join(f"line {i}: prefill as a service moves kv across datacenters. "
 
 
 @pytest.fixture(scope="module")
-def url() -> Iterator[str]:
+def dep() -> Iterator[Deployment]:
     dep = Deployment(LOCAL)
     dep.start(timeout_s=120)
     try:
-        yield dep.url
+        yield dep
     finally:
         dep.stop()
+
+
+@pytest.fixture(scope="module")
+def url(dep: Deployment) -> str:
+    return dep.url
 
 
 def _reference(prompt: str, max_tokens: int) -> str:
@@ -45,16 +50,18 @@ def _decisions(url: str) -> list[dict[str, object]]:
     return result
 
 
-def test_offloaded_and_local_prefill_give_the_single_process_completion(url: str) -> None:
+def test_offloaded_and_local_prefill_give_the_single_process_completion(
+    dep: Deployment, url: str
+) -> None:
     assert len(PROMPT) > 256
     offloaded = complete(url, PROMPT, max_tokens=16, model=MODEL, timeout=120)
     assert offloaded.status_code == 200, offloaded.text
     assert _decisions(url)[0]["prefill"] == "prfaas-0"
-    httpx.post(f"{url}/internal/policy", json={"name": "homogeneous"}).raise_for_status()
+    dep.control("POST", "/internal/policy", json={"name": "homogeneous"}).raise_for_status()
     try:
         local = complete(url, PROMPT, max_tokens=16, model=MODEL, timeout=120)
     finally:
-        httpx.post(f"{url}/internal/policy", json={"name": "prfaas"}).raise_for_status()
+        dep.control("POST", "/internal/policy", json={"name": "prfaas"}).raise_for_status()
     assert local.status_code == 200, local.text
     assert _decisions(url)[0]["prefill"] == "pd-p0"
     text = offloaded.json()["choices"][0]["text"]

@@ -122,7 +122,7 @@ def test_offloaded_kv_crosses_the_veth_at_the_tbf_rate(dep: Deployment) -> None:
         resp = complete(url, f"[netns {k}] " + LONG_PROMPT * 12, max_tokens=4)
         assert resp.status_code == 200, resp.text
         assert len(resp.json()["choices"][0]["text"]) == 4
-        entry = httpx.get(f"{url}/internal/decisions", timeout=5).json()["decisions"][-1]
+        entry = dep.control("GET", "/internal/decisions", timeout=5).json()["decisions"][-1]
         assert entry["offloaded"] and entry["decode_node"] == "pd-d0"
         sent = (payload_bytes(url) - pay0) * PAYLOAD_SCALE
         crossed = veth_tx_bytes(dep) - tx0
@@ -140,7 +140,7 @@ def test_local_requests_stay_off_the_veth(dep: Deployment) -> None:
     tx0 = veth_tx_bytes(dep)
     resp = complete(dep.url, f"[local] {SHORT_PROMPT}")
     assert resp.status_code == 200, resp.text
-    entry = httpx.get(f"{dep.url}/internal/decisions", timeout=5).json()["decisions"][-1]
+    entry = dep.control("GET", "/internal/decisions", timeout=5).json()["decisions"][-1]
     assert not entry["offloaded"]
     assert veth_tx_bytes(dep) - tx0 < 4096
 

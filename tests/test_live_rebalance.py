@@ -112,14 +112,15 @@ def test_role_switches_drain_without_dropping_a_request(deployment: Deployment) 
     # node: its switch waits until that stream has finished.
     for node, role in (("pd-p0", "decode"), ("pd-d0", "prefill")):
         assert reader.is_alive()  # the stream is still running on pd-d0
-        resp = httpx.post(f"{url}/internal/role", json={"node": node, "role": role}, timeout=60)
+        body = {"node": node, "role": role}
+        resp = deployment.control("POST", "/internal/role", json=body, timeout=60)
         assert resp.status_code == 200, resp.text
     reader.join(30)
     assert not reader.is_alive()
     assert '"finish_reason":"length"' in streamed[-1].replace(" ", "")
     text = "".join(line.split('"text":"', 1)[1].split('"', 1)[0] for line in streamed)
     assert len(text) == 2000  # every token arrived (emulated tokens are single characters)
-    nodes = state(url)["nodes"]
+    nodes = state(deployment)["nodes"]
     assert nodes["pd-p0"]["role"] == "decode" and nodes["pd-d0"]["role"] == "prefill"  # type: ignore[index]
     resp = complete(url, SHORT_PROMPT)  # the swapped cluster still serves
     assert resp.status_code == 200, resp.text

@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "up": "up",
     "bench": "bench",
     "worker": "worker",
+    "certs": "certs",
 }
 
 

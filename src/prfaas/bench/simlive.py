@@ -15,8 +15,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from prfaas.bench.client import run_plan
 from prfaas.bench.workload import PlannedRequest
 from prfaas.cache.hashing import token_block_hashes
@@ -157,7 +155,7 @@ def run_live(
                 tag=True,
             )
         )
-        log = httpx.get(f"{url}/internal/decisions", timeout=30).json()["decisions"]
+        log = dep.control("GET", "/internal/decisions", timeout=30).json()["decisions"]
     finally:
         dep.stop()
     ttft = {r.index: r.ttft_s for r in results if r.ok}

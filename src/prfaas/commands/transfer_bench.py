@@ -59,6 +59,12 @@ def add_parser(subparsers: Any, name: str) -> None:
         action="store_true",
         help="also run a bare Python socket loop on the same buffers (the memory-bound ceiling)",
     )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="also run every transfer over TLS (stdlib ssl, throwaway CA), interleaved with the "
+        "plain one: goodput ratio and CPU-seconds per GiB of each",
+    )
     p.add_argument("--json", action="store_true", help="print the full report as JSON")
     p.add_argument("--out", type=Path, help="also write the JSON report to this file")
     p.set_defaults(run=run)
@@ -118,6 +124,7 @@ def build_spec(args: argparse.Namespace) -> Any:
         compare_iperf3=args.compare_iperf3,
         compare_mooncake=args.compare_mooncake,
         compare_raw=args.compare_raw,
+        compare_tls=args.tls,
     )
 
 
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = build_spec(args)
     peers = spec.compare_iperf3 + spec.compare_mooncake + spec.compare_raw
-    steps = spec.reps * (len(spec.connections) + peers)
+    steps = spec.reps * (len(spec.connections) * (1 + spec.compare_tls) + peers)
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task("transfer-bench", total=steps)
 
@@ -171,7 +178,7 @@ def print_report(data: dict[str, Any], console: Any) -> None:
         ratio = f"{r['gbps'] / ref:.2f}" if ref else "—"
         runs = f"{min(r['gbps_all']):.2f}–{max(r['gbps_all']):.2f}"
         ok = {True: "yes", False: "NO", None: "—"}[r["verified"]]
-        if r["verified"] is None and r["peer"] == "prfaas":
+        if r["verified"] is None and r["peer"].startswith("prfaas"):
             ok = "per chunk"
         cells = [r["peer"], str(r["connections"]), f"{r['gbps']:.2f}", ratio]
         table.add_row(*cells, str(r["retransmits"]), tail, ok, runs)
@@ -184,6 +191,13 @@ def print_report(data: dict[str, Any], console: Any) -> None:
                 f"{r['median']:.2f}  [{by}]",
                 markup=False,
             )
+    for n, t in (data.get("tls") or {}).items():
+        console.print(
+            f"TLS x{n}: goodput {t['goodput_ratio']:.3f} of plain (median of same-repetition "
+            f"ratios); CPU-s per GiB (sender + receiver) TLS {t['cpu_s_per_gib_tls']:.2f} vs "
+            f"plain {t['cpu_s_per_gib_plain']:.2f}",
+            markup=False,
+        )
     if link and spec["layer_interval_s"] > 0:
         _print_pipelining(data, console)
     for note in data["notes"]:

@@ -43,6 +43,11 @@ def add_parser(subparsers: Any, name: str) -> None:
         help="keep the run folder with every process's log after stopping",
     )
     p.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for health")
+    p.add_argument(
+        "--api-key",
+        help="require this key on the OpenAI API (also $PRFAAS_API_KEY, or [[security.api_keys]] "
+        "in the file); the router gets it through its environment, never its command line",
+    )
     p.set_defaults(run=run)
 
 
@@ -69,8 +74,12 @@ def _sigterm(_signo: int, _frame: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     from prfaas.deploy.supervisor import Deployment
 
+    if args.api_key:
+        os.environ["PRFAAS_API_KEY"] = args.api_key  # inherited by the router process
     with config_file(args.config) as path:
         dep = Deployment(path, args.policy, log_level=args.log_level, keep_run_dir=args.keep_logs)
         # Both stop everything; SIGINT explicitly too, since a shell starts background jobs
@@ -99,13 +108,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(url: str, dep: Any) -> None:
+    import os
+
     model = dep.cfg.engine.model
     print(
         f"prfaas is up: {url}  (OpenAI API at {url}/v1, dashboard {url}/dashboard, "
         f"metrics {url}/metrics)"
     )
+    keyed = bool(dep.cfg.security.api_keys) or bool(os.environ.get("PRFAAS_API_KEY"))
+    auth = "-H \"Authorization: Bearer $PRFAAS_API_KEY\" " if keyed else ""  # never the key itself
     print(
-        f"try: curl -s {url}/v1/completions -H 'Content-Type: application/json' "
+        f"try: curl -s {url}/v1/completions {auth}-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
     print("Ctrl-C stops every process.", flush=True)

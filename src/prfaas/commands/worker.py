@@ -21,7 +21,8 @@ def add_parser(subparsers: Any, name: str) -> None:
         description="Run the router (--router) or one worker node (--node NAME) of a deployment "
         "file. `prfaas up` starts every process of a deployment; use this to debug one.",
         epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
-        "--router-url http://127.0.0.1:8000 --secret-file secret.txt",
+        "--router-url https://10.0.0.1:9000 --secret-file secret.txt --pki pki "
+        "(the router's control listener; pki/ from `prfaas certs`)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
@@ -37,8 +38,16 @@ def add_parser(subparsers: Any, name: str) -> None:
     )
     p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
     p.add_argument("--secret-file", type=Path, help="KV-transfer secret (default: the file's)")
+    p.add_argument(
+        "--pki",
+        type=Path,
+        help="cluster PKI folder (`prfaas certs`): ca.pem and this process's NAME.pem/.key; "
+        "without it the control network is plain HTTP (only for [security] insecure = true)",
+    )
     p.add_argument("--ready-file", type=Path, help="write the process's address here when ready")
-    p.add_argument("--fault-hooks", action="store_true", help="enable POST /fault (tests)")
+    p.add_argument(
+        "--fault-hooks", action="store_true", help="enable POST /fault (tests; nodes and WAN)"
+    )
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     p.set_defaults(run=run)
 
@@ -82,15 +91,17 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_deployment(args.config)
     if args.policy:
         cfg = cfg.with_policy(args.policy)
+    pki = _pki(args, cfg, name)
     if args.router:
         from prfaas.router.app import run_router
 
-        asyncio.run(run_router(cfg, args.ready_file, args.wan_url.rstrip("/"), _port(args.url)))
+        wan_url = args.wan_url.rstrip("/")
+        asyncio.run(run_router(cfg, args.ready_file, wan_url, _port(args.url), pki))
         return 0
     if args.wan:
         from prfaas.worker.wan import run_wan
 
-        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url)))
+        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks))
         return 0
     if not args.router_url:
         raise UsageError("--router-url is required with --node")
@@ -105,6 +116,21 @@ def run(args: argparse.Namespace) -> int:
             _secret(args),
             args.ready_file,
             args.fault_hooks,
+            pki,
         )
     )
     return 0
+
+
+def _pki(args: argparse.Namespace, cfg: Any, name: str) -> Any:
+    """This process's TLS identity; None (plain HTTP) only if the file says insecure = true."""
+    from prfaas.security.tls import Pki
+
+    folder = args.pki or (Path(cfg.security.pki) if cfg.security.pki else None)
+    if folder is None:
+        if not cfg.security.insecure:
+            raise UsageError("no cluster PKI: pass --pki DIR (see `prfaas certs`), or set "
+                             "[security] insecure = true for a plain-HTTP control network")
+        logging.getLogger(__name__).warning("insecure mode: control network is plain HTTP")
+        return None
+    return Pki(folder, name)

@@ -5,7 +5,10 @@ Format (examples/local.toml is the annotated reference):
     [deployment]  name, block_tokens, secret (optional)
     [engine]      kind = "transformers" | "emulated", model, ... (EngineConfig)
     [policy]      name, [policy.params] (passed to the policy as-is)
-    [router]      host, port (0 = pick a free one), heartbeat_s, dead_after_s, rebalance_s
+    [router]      host, port (the public OpenAI listener; 0 = pick a free one), control_host,
+                  control_port, advertise (the cluster's control listener), heartbeat_s, ...
+    [security]    insecure, pki, kv_tls, public_metrics, public_dashboard, [[security.api_keys]]
+    [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
     [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns", connections
 """
@@ -44,6 +47,8 @@ class NodeConfig:
     pool_bytes: int  # hybrid prefix-cache pool capacity (modelled bytes for the emulated engine)
     port: int  # control HTTP port, 0 = pick a free one
     transfer_port: int  # KV transfer port, 0 = pick a free one
+    host: str = "127.0.0.1"  # bind address of the control and transfer listeners
+    advertise: str = "127.0.0.1"  # where the others reach it (the router never asks the node)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +109,41 @@ class PolicyConfig:
 
 @dataclass(frozen=True, slots=True)
 class RouterConfig:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the public listener (OpenAI API)
     port: int = 0
+    control_host: str = "127.0.0.1"  # the control listener (/internal/*, mutual TLS)
+    control_port: int = 0
+    advertise: str = "127.0.0.1"  # where workers reach the control listener
     heartbeat_s: float = 0.2
     dead_after_s: float = 2.0
     rebalance_s: float = 0.0  # long-timescale rebalancer period; 0 = off
     rebalance_min_samples: int = 200  # served requests in the window before it may act
     request_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    name: str  # the client this key identifies
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityConfig:
+    insecure: bool = False  # plain HTTP and no identities on the control network (warned)
+    pki: str | None = None  # a `prfaas certs` folder; None = a throwaway CA per `prfaas up`
+    kv_tls: str = "cross"  # KV over TLS: off | cross (cross-cluster transfers) | all
+    public_metrics: bool = True  # /metrics on the public listener
+    public_dashboard: bool = True  # /dashboard on the public listener
+    api_keys: tuple[ApiKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_body_bytes: int = 4 << 20  # request body on the public listener
+    max_prompt_tokens: int = 0  # 0 = the context window
+    max_tokens: int = 4096  # cap on a request's max_tokens
+    max_concurrent_per_key: int = 64  # in-flight requests per API key (or per anonymous client)
+    max_connections: int = 2048  # per listener; beyond it uvicorn answers 503
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +158,8 @@ class DeploymentConfig:
     links: tuple[LinkConfig, ...]
     secret: str | None = None
     variants: Mapping[str, DeploymentConfig] = field(default_factory=dict)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -220,9 +255,13 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
     router = sec.router_section(root)
     clusters = sec.clusters_section(root, engine)
     links = sec.links_section(root, {c.name for c in clusters})
+    from prfaas.deploy.security_sections import limits_section, security_section
+
+    security, limits = security_section(root), limits_section(root)
     root.finish()
     cfg = DeploymentConfig(
-        name, source, block_tokens, engine, policy, router, clusters, links, secret
+        name, source, block_tokens, engine, policy, router, clusters, links, secret,
+        security=security, limits=limits,
     )
     sec.check_topology(cfg)
     return cfg

@@ -97,9 +97,14 @@ def router_section(root: Table) -> RouterConfig:
     t = root.table("router", optional=True)
     if t is None:
         return RouterConfig()
+    host = t.string("host", default="127.0.0.1")
+    control_host = t.string("control_host", default="127.0.0.1")
     cfg = RouterConfig(
-        host=t.string("host", default="127.0.0.1"),
+        host=host,
         port=_port(t, "port"),
+        control_host=control_host,
+        control_port=_port(t, "control_port"),
+        advertise=advertise(t, control_host),
         heartbeat_s=t.number("heartbeat_s", default=0.2, strict_min=True),
         dead_after_s=t.number("dead_after_s", default=2.0, strict_min=True),
         rebalance_s=t.number("rebalance_s", default=0.0),
@@ -110,6 +115,15 @@ def router_section(root: Table) -> RouterConfig:
         raise t.fail("dead_after_s", f"must exceed heartbeat_s ({cfg.heartbeat_s:g})")
     t.finish()
     return cfg
+
+
+def advertise(t: Table, bind: str) -> str:
+    """The address others dial: `advertise`, else the bind address if it is a concrete one."""
+    if t.has("advertise"):
+        return t.string("advertise")
+    if bind in ("0.0.0.0", "::", ""):
+        raise t.fail("advertise", f"is required when binding {bind!r} (where do peers dial?)")
+    return bind
 
 
 def _port(t: Table, key: str) -> int:
@@ -152,6 +166,8 @@ def _nodes(t: Table, cluster: str, role: str, engine: EngineConfig) -> list[Node
 
 
 def _node(t: Table, cluster: str, cluster_role: str, engine: EngineConfig) -> NodeConfig:
+    from dataclasses import replace
+
     role = choice(t, "role", NODE_ROLES)
     if cluster_role == "prfaas" and role != "prefill":
         raise t.fail("role", "must be prefill: a PrfaaS cluster is prefill-only")
@@ -167,7 +183,9 @@ def _node(t: Table, cluster: str, cluster_role: str, engine: EngineConfig) -> No
         pool_bytes=int(t.number("pool_gib", default=1.0) * GIB),
         port=_port(t, "port"),
         transfer_port=_port(t, "transfer_port"),
+        host=t.string("host", default="127.0.0.1"),
     )
+    node = replace(node, advertise=advertise(t, node.host))
     if engine.kind == "emulated":
         from prfaas.deploy.hardware import check_node_profiles
 
@@ -220,7 +238,8 @@ def check_topology(cfg: DeploymentConfig) -> None:
             raise ConfigError(
                 f"{src}: field 'links' has no link from PrfaaS cluster {c.name!r} to a PD cluster"
             )
-    ports = [p for n in cfg.nodes for p in (n.port, n.transfer_port) if p] + [cfg.router.port]
+    ports = [p for n in cfg.nodes for p in (n.port, n.transfer_port) if p]
+    ports += [cfg.router.port, cfg.router.control_port]
     fixed = [p for p in ports if p]
     if len(fixed) != len(set(fixed)):
         raise ConfigError(f"{src}: the same fixed port is given twice")

@@ -66,8 +66,12 @@ class Deployment:
         self.keep_run_dir = keep_run_dir
         self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.url = ""
+        self.url = ""  # the public listener (OpenAI API)
+        self.control_url = ""  # the router's control listener (mutual TLS)
+        self.wan_url = ""
+        self.pki_dir: Path | None = None  # None: insecure mode (plain HTTP control network)
         self.node_urls: dict[str, str] = {}
+        self.transfer_ports: dict[str, int] = {}
         self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
 
     # -- start -----------------------------------------------------------------------------
@@ -79,7 +83,7 @@ class Deployment:
             secret_file = self.run_dir / "secret"
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
-            host = self.cfg.router.host
+            pki = self._make_pki()
             wan = []
             # The WAN emulator and the router bind their own ports (0 = any free one) and report
             # the address they got: picking a "free" port here and binding it later races with
@@ -87,15 +91,19 @@ class Deployment:
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
             if needs_wan(self.cfg):
-                self._spawn("wan", ["--wan", "--policy", self.policy, "--url", f"http://{host}:0"])
+                hooks = ["--fault-hooks"] if self.fault_hooks else []
+                self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks])
                 ready = self._wait_ready("wan", deadline)
+                self.wan_url = ready["url"]
                 wan = ["--wan-url", ready["url"]]
                 self.notes = list(ready.get("notes", []))
                 for note in self.notes:
                     print(f"note: {note}", file=sys.stderr, flush=True)
-            router_url = f"http://{host}:{self.cfg.router.port}"
-            self._spawn("router", ["--router", "--policy", self.policy, "--url", router_url, *wan])
-            self.url = self._wait_ready("router", deadline)["url"]
+            router_url = f"http://{self.cfg.router.host}:{self.cfg.router.port}"
+            args = ["--router", "--policy", self.policy, "--url", router_url, *wan, *pki]
+            self._spawn("router", args)
+            ready = self._wait_ready("router", deadline)
+            self.url, self.control_url = ready["url"], ready["control_url"]
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
                 self._spawn(
@@ -104,11 +112,12 @@ class Deployment:
                         "--node",
                         node.name,
                         "--router-url",
-                        self.url,
+                        self.control_url,
                         "--policy",
                         self.policy,
                         "--secret-file",
                         str(secret_file),
+                        *pki,
                         *extra,
                     ],
                 )
@@ -116,11 +125,44 @@ class Deployment:
                 info = self._wait_ready(name, deadline)
                 if name not in ("wan", "router"):
                     self.node_urls[name] = info["url"]
+                    self.transfer_ports[name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()
             raise
         return self.url
+
+    def _make_pki(self) -> list[str]:
+        """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
+        in the run folder, deleted with it; the CA key is deleted once the certificates exist)."""
+        sec = self.cfg.security
+        if sec.insecure:
+            print("warning: [security] insecure = true: the control network is plain HTTP and "
+                  "unauthenticated", file=sys.stderr, flush=True)
+            return []
+        if sec.pki:
+            self.pki_dir = Path(sec.pki)
+        else:
+            from prfaas.security.certs import issue_all
+
+            self.pki_dir = self.run_dir / "pki"
+            names = ["router", "wan", "operator", *(n.name for n in self.cfg.nodes)]
+            issue_all(self.pki_dir, names)
+        return ["--pki", str(self.pki_dir)]
+
+    def operator_client(self, timeout: float = 30.0) -> httpx.Client:
+        """An HTTP client with the operator's certificate (for /internal/* and node calls)."""
+        if self.pki_dir is None:
+            return httpx.Client(timeout=timeout)
+        from prfaas.security.tls import OPERATOR, Pki
+
+        return httpx.Client(timeout=timeout, verify=Pki(self.pki_dir, OPERATOR).client)
+
+    def control(self, method: str, path: str, node: str = "router", **kw: Any) -> httpx.Response:
+        """Call the router's control listener (or a node's, or "wan") as the operator."""
+        base = {"router": self.control_url, "wan": self.wan_url}.get(node) or self.node_urls[node]
+        with self.operator_client() as client:
+            return client.request(method, base + path, extensions={"sni_hostname": node}, **kw)
 
     def _spawn(self, name: str, args: list[str]) -> None:
         cmd = [

@@ -1,4 +1,4 @@
-"""The router process: the OpenAI app over RouterBackend, heartbeats, monitors, rebalancer."""
+"""The router process: the public OpenAI app over RouterBackend, the control listener, monitors."""
 
 from __future__ import annotations
 
@@ -9,17 +9,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-import msgspec
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.errors import UsageError
 from prfaas.router.backend import RouterBackend
-from prfaas.worker.messages import Heartbeat
+from prfaas.security.tls import Pki
+from prfaas.server.app import PublicOptions
 
 log = logging.getLogger(__name__)
-_BEAT = msgspec.json.Decoder(Heartbeat)
 
 
 class RouterDashboard:
@@ -71,130 +68,33 @@ class RouterDashboard:
         }
 
 
-def build_router_app(cfg: DeploymentConfig, wan_url: str = "") -> tuple[FastAPI, RouterBackend]:
+def build_router_app(
+    cfg: DeploymentConfig, wan_url: str = "", tls: Any = None
+) -> tuple[FastAPI, RouterBackend]:
+    """The public app (OpenAI API; /health, /metrics, /dashboard as configured) and its backend.
+    Nothing /internal/ is on it: see build_control_app."""
     from prfaas.server.app import create_app
+    from prfaas.server.auth import ApiKeys
     from prfaas.server.metrics import ServerMetrics
 
     metrics = ServerMetrics()
-    backend = RouterBackend(cfg, metrics, wan_url)
+    backend = RouterBackend(cfg, metrics, wan_url, tls)
+    sec, lim = cfg.security, cfg.limits
     app = create_app(
         backend,
         model_name=cfg.engine.model,
         max_context_tokens=backend.max_context_tokens,
         metrics=metrics,
-        dashboard=RouterDashboard(backend),
+        dashboard=RouterDashboard(backend) if sec.public_dashboard else None,
+        public=PublicOptions(
+            metrics=sec.public_metrics,
+            dashboard=sec.public_dashboard,
+            max_tokens=lim.max_tokens,
+            max_prompt_tokens=lim.max_prompt_tokens,
+        ),
     )
-
-    async def heartbeat(request: Request) -> Response:
-        try:
-            beat = _BEAT.decode(await request.body())
-            if beat.node not in backend.members.nodes:
-                raise KeyError(beat.node)
-            await backend.ensure_relays(beat)
-            backend.members.heartbeat(beat)
-        except (msgspec.ValidationError, msgspec.DecodeError, KeyError) as exc:
-            return Response(f'{{"error": "{type(exc).__name__}"}}', status_code=400)
-        except httpx.HTTPError as exc:  # the WAN emulator is not reachable (yet)
-            return Response(f'{{"error": "wan: {type(exc).__name__}"}}', status_code=503)
-        backend.bandwidth.report(beat.node, beat.cluster, beat.links)
-        return Response(b'{"ok":true}', media_type="application/json")
-
-    async def state(_: Request) -> Response:
-        nodes = {
-            r.name: {
-                "cluster": r.cluster,
-                "role": r.role,
-                "alive": r.alive,
-                "draining": r.draining,
-                "url": r.url,
-                "served": r.served,
-                "failures": r.failures,
-                "prefill_inflight": r.prefill_inflight,
-                "decode_active": r.decode_active,
-            }
-            for r in backend.node_records()
-        }
-        links = {
-            s.name: {
-                "egress_gbps": s.egress_gbps,
-                "bytes_total": s.bytes_total,
-                "capacity_gbps": s.capacity_gbps,
-            }
-            for s in backend.bandwidth.links.values()
-        }
-        history = backend.rebalancer.history if backend.rebalancer is not None else []
-        body = {
-            "nodes": nodes,
-            "links": links,
-            "policy": backend.policy_name,
-            "threshold_tokens": backend.threshold_tokens,
-            "offload_fraction": backend.offload_fraction(),
-            "index_blocks": {n: backend.members.index.blocks_held(n) for n in nodes},
-            "rebalances": history,
-            "routed": len(backend.route_s),
-            "route_ms": _percentiles_ms(backend.route_s),
-            "relays": {r.name: r.relays for r in backend.node_records()},
-        }
-        return Response(msgspec.json.encode(body), media_type="application/json")
-
-    async def policy(request: Request) -> Response:
-        try:
-            body = msgspec.json.decode(await request.body())
-            backend.set_policy(str(body["name"]), body.get("params"))
-        except (msgspec.DecodeError, KeyError, TypeError, ValueError, UsageError) as exc:
-            return Response(
-                msgspec.json.encode({"error": str(exc)}),
-                status_code=400,
-                media_type="application/json",
-            )
-        return Response(
-            msgspec.json.encode({"policy": backend.policy_name}), media_type="application/json"
-        )
-
-    async def role(request: Request) -> Response:
-        """Drain a node and switch its role (what the rebalancer does), e.g. for tests."""
-        try:
-            body = msgspec.json.decode(await request.body())
-            node, new_role = str(body["node"]), str(body["role"])
-            if node not in backend.members.nodes or new_role not in ("prefill", "decode"):
-                raise ValueError(f"unknown node {node!r} or role {new_role!r}")
-            await backend.change_role(node, new_role)
-        except (msgspec.DecodeError, KeyError, TypeError, ValueError, httpx.HTTPError) as exc:
-            return Response(
-                msgspec.json.encode({"error": str(exc)}),
-                status_code=400,
-                media_type="application/json",
-            )
-        return Response(
-            msgspec.json.encode({"node": node, "role": new_role}), media_type="application/json"
-        )
-
-    async def decisions(request: Request) -> Response:
-        """Routing decisions in order (?since=SEQ for those after SEQ); see decision_log.py."""
-        try:
-            since = int(request.query_params.get("since", "0"))
-        except ValueError:
-            return Response(b'{"error": "since must be an integer"}', status_code=400)
-        log_ = backend.decision_log
-        body = {"count": log_.count, "decisions": log_.since(since)}
-        return Response(msgspec.json.encode(body), media_type="application/json")
-
-    app.add_api_route("/internal/decisions", decisions, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/internal/role", role, methods=["POST"], include_in_schema=False)
-    app.add_api_route("/internal/policy", policy, methods=["POST"], include_in_schema=False)
-    app.add_api_route("/internal/heartbeat", heartbeat, methods=["POST"], include_in_schema=False)
-    app.add_api_route("/internal/state", state, methods=["GET"], include_in_schema=False)
-    return app, backend
-
-
-def _percentiles_ms(samples: Any) -> dict[str, float]:
-    values = sorted(samples)
-    if not values:
-        return {}
-    return {
-        f"p{q}": round(1e3 * values[min(len(values) - 1, q * len(values) // 100)], 4)
-        for q in (50, 90, 99)
-    }
+    keys = ApiKeys.from_config(cfg)
+    return keys.wrap(app, lim.max_body_bytes, lim.max_concurrent_per_key), backend  # type: ignore[return-value]
 
 
 async def maintenance_loop(backend: RouterBackend, period_s: float) -> None:
@@ -216,21 +116,39 @@ async def maintenance_loop(backend: RouterBackend, period_s: float) -> None:
 
 
 async def run_router(
-    cfg: DeploymentConfig, ready_file: Path | None, wan_url: str = "", port: int | None = None
+    cfg: DeploymentConfig,
+    ready_file: Path | None,
+    wan_url: str = "",
+    port: int | None = None,
+    pki: Pki | None = None,
 ) -> None:
-    from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
+    """Two listeners: the public OpenAI API (plain HTTP, API keys) and the control listener
+    (mutual TLS: workers' heartbeats, the operator's policy/role/state calls)."""
+    from prfaas.router.control import build_control_app
+    from prfaas.security.asgi import Guard, make_server, serve_many
+    from prfaas.worker.app import bind_socket, write_ready
 
-    app, backend = build_router_app(cfg, wan_url)
-    sock = bind_socket(cfg.router.host, cfg.router.port if port is None else port)
-    url = f"http://{cfg.router.host}:{sock.getsockname()[1]}"
+    tls = pki.client if pki is not None else None
+    app, backend = build_router_app(cfg, wan_url, tls)
+    control = build_control_app(backend, Guard(pki is None))
+    public_sock = bind_socket(cfg.router.host, cfg.router.port if port is None else port)
+    control_sock = bind_socket(cfg.router.control_host, cfg.router.control_port)
+    url = f"http://{cfg.router.host}:{public_sock.getsockname()[1]}"
+    scheme = "https" if pki is not None else "http"
+    control_url = f"{scheme}://{cfg.router.advertise}:{control_sock.getsockname()[1]}"
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]
     if cfg.router.rebalance_s > 0:
         from prfaas.router.rebalancer import rebalance_loop
 
         tasks.append(asyncio.create_task(rebalance_loop(backend, cfg.router.rebalance_s)))
-    write_ready(ready_file, {"url": url})
+    write_ready(ready_file, {"url": url, "control_url": control_url})
+    limit = cfg.limits.max_connections
     try:
-        await serve_uvicorn(app, sock)
+        await serve_many([
+            (make_server(app, None, limit_concurrency=limit), public_sock),
+            (make_server(control, pki.server if pki else None, limit_concurrency=limit),
+             control_sock),
+        ])
     finally:
         for t in tasks:
             t.cancel()

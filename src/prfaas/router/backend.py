@@ -23,6 +23,7 @@ from prfaas.router.dispatch import Dispatcher, WorkerLost
 from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
+from prfaas.security.tls import WAN
 from prfaas.server.backend import (
     BackendError,
     BackendUnavailable,
@@ -64,12 +65,15 @@ def default_context_tokens(cfg: DeploymentConfig) -> int:
 
 
 class RouterBackend:
-    def __init__(self, cfg: DeploymentConfig, metrics: Any = None, wan_url: str = "") -> None:
+    def __init__(
+        self, cfg: DeploymentConfig, metrics: Any = None, wan_url: str = "", tls: Any = None
+    ) -> None:
         self.cfg = cfg
         self.wan_url = wan_url
         self.members = Membership(cfg)
         self.bandwidth = BandwidthMonitor(cfg)
-        self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s)
+        # tls: the router's client ssl.SSLContext (None in insecure mode)
+        self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s, tls)
         self.tokenizer = router_tokenizer(cfg.engine.model_path)
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
@@ -99,18 +103,20 @@ class RouterBackend:
         return len(self.tokenizer.encode(text))
 
     async def health(self) -> dict[str, Any]:
-        nodes = {
-            r.name: {"alive": r.alive, "role": r.role, "draining": r.draining}
-            for r in self.members.nodes.values()
-        }
+        """What the public /health says: counts only (node names and roles are internal)."""
         ok = bool(self.members.alive("prefill")) and bool(self.members.alive("decode"))
         return {
             "ok": ok,
             "registered": sum(r.alive for r in self.members.nodes.values()),
             "expected": len(self.members.nodes),
-            "policy": self.policy_name,
-            "nodes": nodes,
         }
+
+    async def health_detail(self) -> dict[str, Any]:
+        nodes = {
+            r.name: {"alive": r.alive, "role": r.role, "draining": r.draining}
+            for r in self.members.nodes.values()
+        }
+        return {**await self.health(), "policy": self.policy_name, "nodes": nodes}
 
     async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
         t0 = time.perf_counter()
@@ -148,20 +154,25 @@ class RouterBackend:
             except WorkerLost as exc:
                 raise BackendError(f"prefill failed on every node tried: {exc}") from None
 
+    def peer_urls(self) -> dict[str, str]:
+        """Control URLs of the live nodes (sent to workers with each heartbeat reply)."""
+        return {r.name: r.url for r in self.members.nodes.values() if r.alive and r.url}
+
     async def ensure_relays(self, beat: Heartbeat) -> None:
         """Ask the WAN emulator for a relay in front of a (re)registering node, per sending
         cluster whose link to it is shaped; the node becomes routable once they exist."""
         rec = self.members.nodes[beat.node]
-        addr = (beat.transfer_host, beat.transfer_port)
-        if (rec.transfer_host, rec.transfer_port) == addr and rec.alive:
+        if rec.transfer_port == beat.transfer_port and rec.alive:
             return
         relays: dict[str, tuple[str, int]] = {}
         if self.wan_url:
             for c in self.cfg.clusters:
                 if link_shape(self.cfg, c.name, rec.cluster) is None:
                     continue
-                body = {"src": c.name, "dst": rec.cluster, "host": addr[0], "port": addr[1]}
-                resp = await self.dispatch.http.post(f"{self.wan_url}/relay", json=body)
+                body = {"src": c.name, "node": rec.name, "port": beat.transfer_port}
+                resp = await self.dispatch.http.post(
+                    f"{self.wan_url}/relay", json=body, extensions={"sni_hostname": WAN}
+                )
                 resp.raise_for_status()
                 got = resp.json()
                 relays[c.name] = (str(got["host"]), int(got["port"]))
@@ -218,7 +229,7 @@ class RouterBackend:
             return None
         src = min(holders, key=lambda n: (self.members.nodes[n].prefill_inflight, n))
         target = self.dispatch.target(src_cluster, self.members.nodes[p.prefill_node])
-        return PullSpec(src, self.members.nodes[src].url, blocks, target)
+        return PullSpec(src, blocks, target)
 
     async def _serve(
         self,

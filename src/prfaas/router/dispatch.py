@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -40,11 +41,14 @@ class WorkerLost(Exception):
 
 
 class Dispatcher:
-    def __init__(self, members: Membership, timeout_s: float) -> None:
+    def __init__(self, members: Membership, timeout_s: float, tls: ssl.SSLContext | None = None):
         self.members = members
         self.timeout_s = timeout_s
+        self.tls = tls  # the router's client context: workers must prove their node name
         # httpx for rare calls (roles, relays); the per-request hot path uses rpc.NodeClient.
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(None, connect=5.0), verify=tls if tls is not None else True
+        )
         self._clients: dict[str, NodeClient] = {}
         self._streams: dict[str, set[Stream]] = {}
         members.on_dead = self.node_dead
@@ -53,7 +57,9 @@ class Dispatcher:
         client = self._clients.get(rec.url)
         if client is None:
             parts = urlsplit(rec.url)
-            client = NodeClient(parts.hostname or "127.0.0.1", parts.port or 80)
+            client = NodeClient(
+                parts.hostname or "127.0.0.1", parts.port or 80, self.tls, server_name=rec.name
+            )
             self._clients[rec.url] = client
         return client
 
@@ -189,4 +195,11 @@ class Dispatcher:
             stream.close()
 
     async def post(self, url: str, body: object) -> httpx.Response:
-        return await self.http.post(url, content=_ENC.encode(body))
+        """POST to a node's control URL, checking that the server is that node."""
+        node = next((r.name for r in self.members.nodes.values() if r.url and
+                     url.startswith(r.url + "/")), None)
+        if node is None:
+            raise httpx.InvalidURL(f"{url} is no known node's control URL")
+        return await self.http.post(
+            url, content=_ENC.encode(body), extensions={"sni_hostname": node}
+        )

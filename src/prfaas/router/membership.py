@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from prfaas.cache.index import GlobalPrefixIndex
 from prfaas.cache.pool import CacheEvent
@@ -87,8 +88,10 @@ class Membership:
         if rec.epoch and beat.epoch != rec.epoch:
             self.forget_cache(rec.name)  # a restarted worker starts with an empty pool
             rec.role_version = 0  # ... and from its configured role
-        rec.epoch, rec.url, rec.last_seen, rec.alive = beat.epoch, beat.url, now, True
-        rec.transfer_host, rec.transfer_port = beat.transfer_host, beat.transfer_port
+        rec.epoch, rec.last_seen, rec.alive = beat.epoch, now, True
+        # Only ports come from the node (it may bind port 0); hosts come from the deployment file.
+        rec.url = self.url_of(rec.name, beat.url)
+        rec.transfer_host, rec.transfer_port = self.cfg.node(rec.name).advertise, beat.transfer_port
         if beat.role_version >= rec.role_version:  # else sent before a role change finished
             rec.role, rec.draining, rec.role_version = beat.role, beat.draining, beat.role_version
             rec.max_batch = beat.max_batch
@@ -96,6 +99,12 @@ class Membership:
         self.index.needs_state = beat.needs_state
         self.apply_events(rec.name, beat.events)
         return rec
+
+    def url_of(self, node: str, reported: str) -> str:
+        """The node's control URL: its advertised host, the port it reported."""
+        port = urlsplit(reported).port or 0
+        scheme = "http" if self.cfg.security.insecure else "https"
+        return f"{scheme}://{self.cfg.node(node).advertise}:{port}"
 
     def apply_events(self, node: str, events: list[WireEvent]) -> None:
         """Apply in per-block sequence order: a late (stale) event never undoes a newer one."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -32,8 +33,11 @@ class Reply:
 class NodeClient:
     """Idle connections to one worker, reused call after call."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(
+        self, host: str, port: int, tls: ssl.SSLContext | None = None, server_name: str = ""
+    ) -> None:
         self.host, self.port = host, port
+        self.tls, self.server_name = tls, server_name  # TLS: the peer must prove server_name
         self._idle: list[_Conn] = []
         self._head = f"Host: {host}:{port}\r\nContent-Type: application/json\r\n".encode()
 
@@ -45,9 +49,15 @@ class NodeClient:
             writer.close()
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), CONNECT_TIMEOUT_S
+                asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self.tls,
+                    server_hostname=self.server_name if self.tls is not None else None,
+                ),
+                CONNECT_TIMEOUT_S,
             )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             raise RpcError(f"cannot connect to {self.host}:{self.port}: {exc}") from None
         sock = writer.get_extra_info("socket")
         if sock is not None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -22,6 +23,17 @@ from prfaas.server.openai_format import DONE, Formatter, sse
 from prfaas.server.schemas import ChatBody, CompletionBody
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PublicOptions:
+    """What the public listener offers besides the OpenAI API, and the deployment's caps."""
+
+    metrics: bool = True
+    dashboard: bool = True
+    max_tokens: int = 0  # cap on a request's max_tokens; 0 = only the context window
+    max_prompt_tokens: int = 0  # 0 = only the context window
+
 HEALTH_TIMEOUT_S = 5.0
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -104,12 +116,15 @@ def create_app(
     metrics: ServerMetrics | None = None,
     dashboard: DashboardSource | None = None,
     timeouts: Timeouts | None = None,
+    public: PublicOptions | None = None,
 ) -> FastAPI:
     """The OpenAI-compatible app. Edge metrics go to `metrics` (a private registry when None)."""
+    public = public or PublicOptions()
     app = FastAPI(title="prfaas", version=__version__,
                   description="OpenAI-compatible API of a PrfaaS-PD deployment.")
     metrics = metrics if metrics is not None else ServerMetrics()
-    limits = Limits(model_name=model_name, max_context_tokens=max_context_tokens)
+    limits = Limits(model_name=model_name, max_context_tokens=max_context_tokens,
+                    max_tokens=public.max_tokens, max_prompt_tokens=public.max_prompt_tokens)
     edge = _Edge(backend, metrics, timeouts or Timeouts())
     app.state.backend, app.state.metrics, app.state.limits = backend, metrics, limits
     install_error_handlers(app, on_error=lambda path, status: _count_error(metrics, path, status))
@@ -122,7 +137,7 @@ def create_app(
     async def chat_completions(body: ChatBody) -> Response:
         return await edge.serve(chat_request(body, backend, limits), "chat", True)
 
-    _add_info_routes(app, backend, metrics, limits, dashboard)
+    _add_info_routes(app, backend, metrics, limits, dashboard, public)
     _pin_model_in_openapi(app, model_name)
     return app
 
@@ -158,7 +173,7 @@ def _model_card(limits: Limits) -> dict[str, Any]:
 
 
 def _add_info_routes(app: FastAPI, backend: Backend, metrics: ServerMetrics, limits: Limits,
-                     dashboard: DashboardSource | None) -> None:
+                     dashboard: DashboardSource | None, public: PublicOptions) -> None:
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
         return {"object": "list", "data": [_model_card(limits)]}
@@ -178,11 +193,17 @@ def _add_info_routes(app: FastAPI, backend: Backend, metrics: ServerMetrics, lim
             status = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         return JSONResponse(status, status_code=200 if status.get("ok", True) else 503)
 
-    @app.get("/metrics", response_model=None)
-    async def prometheus() -> Response:
-        body, content_type = metrics.exposition()
-        return Response(body, media_type=content_type)
+    if public.metrics:
+        @app.get("/metrics", response_model=None)
+        async def prometheus() -> Response:
+            body, content_type = metrics.exposition()
+            return Response(body, media_type=content_type)
 
+    if public.dashboard:
+        _add_dashboard(app, limits, dashboard)
+
+
+def _add_dashboard(app: FastAPI, limits: Limits, dashboard: DashboardSource | None) -> None:
     @app.get("/dashboard", response_class=HTMLResponse)
     async def dashboard_page() -> HTMLResponse:
         return HTMLResponse(dashboard_html())

@@ -19,6 +19,8 @@ CHAT_DEFAULT_MAX_TOKENS = 1024  # chat has no documented default; clamped to the
 class Limits:
     model_name: str
     max_context_tokens: int
+    max_tokens: int = 0  # deployment-level cap on max_tokens; 0 = none
+    max_prompt_tokens: int = 0  # 0 = only the context window
 
 
 def _reject_unsupported(body: _Sampling) -> None:
@@ -70,6 +72,15 @@ def _check_model(body: _Sampling, limits: Limits) -> None:
 
 def _max_tokens(requested: int | None, default: int, prompt_tokens: int, limits: Limits,
                 prompt_param: str) -> int:
+    if limits.max_prompt_tokens and prompt_tokens > limits.max_prompt_tokens:
+        raise ApiError(400, f"the prompt has {prompt_tokens} tokens; this deployment accepts at "
+                       f"most {limits.max_prompt_tokens}", param=prompt_param,
+                       code="context_length_exceeded")
+    if limits.max_tokens and requested is not None and requested > limits.max_tokens:
+        raise ApiError(400, f"max_tokens={requested} is over this deployment's cap of "
+                       f"{limits.max_tokens}", param="max_tokens", code="invalid_value")
+    if limits.max_tokens:
+        default = min(default, limits.max_tokens)
     free = limits.max_context_tokens - prompt_tokens
     if free < 1:
         raise ApiError(400, f"the prompt has {prompt_tokens} tokens; this model's context window "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
@@ -77,8 +78,18 @@ def backend_failure(exc: BaseException) -> ApiError:
     if isinstance(exc, BackendUnavailable):
         return ApiError(503, f"backend unavailable: {exc}", type="server_error",
                         code="backend_unavailable")
-    return ApiError(502, f"backend failed: {type(exc).__name__}: {exc}", type="server_error",
-                    code="backend_error")
+    log.warning("backend failed: %s: %s", type(exc).__name__, exc)
+    return ApiError(502, f"backend failed: {type(exc).__name__}: {scrub(str(exc))}",
+                    type="server_error", code="backend_error")
+
+
+_ADDRESS = re.compile(r"(?:[a-z]+://)?(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]+\]|localhost)(?::\d+)?\S*",
+                      re.IGNORECASE)
+
+
+def scrub(message: str) -> str:
+    """The message without network addresses (clients never learn the cluster's layout)."""
+    return _ADDRESS.sub("<internal>", message)
 
 
 class Generation:

@@ -46,6 +46,7 @@ class BenchSpec:
     # iperf3-like: one chunk-sized source region is sent over and over and every layer lands on
     # the same receiver region (cache-resident), isolating protocol cost from memory traffic.
     reuse_buffers: bool = False
+    compare_tls: bool = False  # also run ours over TLS ("prfaas-tls"), interleaved with plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +128,32 @@ class BenchReport:
                 "prfaas/mooncake": self.best_ratio("prfaas", "mooncake"),
                 "prfaas/python-raw": self.best_ratio("prfaas", "python-raw"),
             },
+            "tls": self.tls_cost(),
             "notes": self.notes,
         }
+
+    def tls_cost(self) -> dict[str, Any] | None:
+        """Per connection count: TLS goodput over plain in the same repetition (median), and the
+        CPU-seconds per GiB moved (sender + receiver) of each."""
+        plain = {(s.rep, s.connections): s for s in self.samples if s.peer == "prfaas"}
+        tls = [s for s in self.samples if s.peer == "prfaas-tls"]
+        if not tls:
+            return None
+        gib = self.spec.size_bytes / 2**30
+        out: dict[str, Any] = {}
+        for n in sorted({s.connections for s in tls}):
+            pairs = [(t, plain[(t.rep, n)]) for t in tls if t.connections == n
+                     and (t.rep, n) in plain]
+            out[str(n)] = {
+                "goodput_ratio": statistics.median(t.gbps / p.gbps for t, p in pairs),
+                "cpu_s_per_gib_tls": statistics.median(_cpu(t) / gib for t, _ in pairs),
+                "cpu_s_per_gib_plain": statistics.median(_cpu(p) / gib for _, p in pairs),
+            }
+        return out
+
+
+def _cpu(s: Sample) -> float:
+    return (s.cpu_send_s or 0.0) + (s.cpu_recv_s or 0.0)
 
 
 def _all_verified(samples: list[Sample]) -> bool | None:
@@ -175,7 +200,7 @@ def run_bench(spec: BenchSpec, progress: Progress | None = None) -> BenchReport:
                 "iperf3-like buffers: each layer is one chunk-sized source region sent again and "
                 "landing on one receiver region; verified per chunk by checksum only"
             )
-        recv, send, addr = _start_ours(env, spec)
+        recv, send, addr = _start_ours(env, spec, env.pki_dir() if spec.compare_tls else None)
         want = send.ask({"op": "digest", "size": spec.size_bytes})["digest"]
         iperf = _start_iperf3(env, report) if spec.compare_iperf3 else None
         mooncake = _start_mooncake(env, spec, report) if spec.compare_mooncake else None
@@ -184,6 +209,9 @@ def run_bench(spec: BenchSpec, progress: Progress | None = None) -> BenchReport:
             for n in spec.connections:
                 tick(f"prfaas x{n} rep {rep + 1}")
                 report.samples.append(_ours(spec, send, recv, addr, n, rep, want))
+                if spec.compare_tls:
+                    tick(f"prfaas-tls x{n} rep {rep + 1}")
+                    report.samples.append(_ours(spec, send, recv, addr, n, rep, want, tls=True))
             if iperf is not None:
                 tick(f"iperf3 rep {rep + 1}")
                 report.samples.append(_iperf3(env, spec, iperf, rep))
@@ -198,16 +226,21 @@ def run_bench(spec: BenchSpec, progress: Progress | None = None) -> BenchReport:
     return report
 
 
-def _start_ours(env: BenchEnv, spec: BenchSpec) -> tuple[Worker, Worker, tuple[str, int]]:
+def _start_ours(
+    env: BenchEnv, spec: BenchSpec, pki: str | None = None
+) -> tuple[Worker, Worker, tuple[str, int]]:
     secret = os.urandom(16).hex()
     size = str(spec.size_bytes)
     mod = "prfaas.transfer.benchproc"
     reuse = ["--reuse"] if spec.reuse_buffers else []
-    recv = env.python("b", mod, "recv", "--secret-hex", secret, "--prealloc", size, *reuse)
+    tls = ["--pki", pki] if pki else []
+    recv = env.python("b", mod, "recv", "--prealloc", size, *reuse, *tls)
+    recv.send_line(secret)  # on stdin, not argv: `ps` would show it to every user
     port = int(recv.read()["port"])
     host, eport = env.expose(port)
-    args = ["--host", host, "--port", str(eport), "--secret-hex", secret, "--source", size]
+    args = ["--host", host, "--port", str(eport), "--source", size, *tls]
     send = env.python("a", mod, "send", *args)
+    send.send_line(secret)
     send.read()
     return recv, send, (host, eport)
 
@@ -220,8 +253,10 @@ def _ours(
     n: int,
     rep: int,
     want: str,
+    tls: bool = False,
 ) -> Sample:
     cmd = {
+        "tls": tls,
         "id": f"bench-r{rep}-c{n}",
         "size": spec.size_bytes,
         "connections": n,
@@ -236,7 +271,7 @@ def _ours(
         raise RuntimeError(f"transfer failed: {res.get('error', res)}")
     done = recv.read()
     return Sample(
-        peer="prfaas",
+        peer="prfaas-tls" if tls else "prfaas",
         connections=n,
         rep=rep,
         gbps=res["gbps"],

@@ -48,6 +48,11 @@ class Worker:
         result: dict[str, Any] = json.loads(line)
         return result
 
+    def send_line(self, text: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
     def ask(self, cmd: dict[str, Any], timeout_s: float = 900.0) -> dict[str, Any]:
         assert self.proc.stdin is not None
         self.proc.stdin.write(json.dumps(cmd) + "\n")
@@ -63,6 +68,16 @@ class BenchEnv:
         self._procs: list[subprocess.Popen[str]] = []
         self._logs: list[IO[str]] = []
         self._old_sigterm: Any = None
+        self._pki: tempfile.TemporaryDirectory[str] | None = None
+
+    def pki_dir(self) -> str:
+        """A throwaway CA with `sender` and `receiver` certificates (removed on exit)."""
+        if self._pki is None:
+            from prfaas.security.certs import issue_all
+
+            self._pki = tempfile.TemporaryDirectory(prefix="prfaas-bench-pki-")
+            issue_all(Path(self._pki.name) / "pki", ["sender", "receiver"])
+        return str(Path(self._pki.name) / "pki")
 
     def __enter__(self) -> BenchEnv:
         # SIGTERM becomes KeyboardInterrupt so the cleanup below runs.
@@ -109,6 +124,8 @@ class BenchEnv:
             for log in self._logs:
                 log.close()
         finally:
+            if self._pki is not None:
+                self._pki.cleanup()
             if self.netns is not None:
                 self.netns.teardown()
             if self._old_sigterm is not None:

@@ -1,7 +1,10 @@
 """Benchmark child processes (receiver and sender), driven by JSON lines on stdin/stdout.
 
-    python -m prfaas.transfer.benchproc recv --host H --port P --secret-hex S --prealloc BYTES
-    python -m prfaas.transfer.benchproc send --host H --port P --secret-hex S --source BYTES
+    python -m prfaas.transfer.benchproc recv --host H --port P --prealloc BYTES
+    python -m prfaas.transfer.benchproc send --host H --port P --source BYTES
+
+The transfer secret is the first line on stdin (hex): never on the command line, where `ps`
+shows it to every user.
 
 The receiver prints {"event": "ready", "port": P}, then one {"event": "done", ...} line per
 completed transfer (with a digest of the received bytes, computed after the transfer). The sender
@@ -20,8 +23,10 @@ import resource
 import sys
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+from prfaas.security.tls import Pki
 from prfaas.transfer import checksum
 from prfaas.transfer.client import TransferClient
 from prfaas.transfer.payloads import LayerPayload, ReceivedTransfer
@@ -114,8 +119,10 @@ async def _recv(args: argparse.Namespace) -> None:
             }
         )
 
+    tls = _pki(args, "receiver")
     server = TransferServer(
-        args.host, args.port, bytes.fromhex(args.secret_hex), on_done, allocator=prealloc
+        args.host, args.port, args.secret, on_done, allocator=prealloc,
+        tls=tls.server if tls else None,
     )
     await server.start()
     emit({"event": "ready", "port": server.port})
@@ -139,17 +146,24 @@ async def _layers(
         yield LayerPayload(i, src[lo:hi])
 
 
+def _pki(args: argparse.Namespace, name: str) -> Pki | None:
+    return Pki(Path(args.pki), name) if args.pki else None
+
+
 async def _send_one(
     args: argparse.Namespace, src: memoryview, cmd: dict[str, Any]
 ) -> dict[str, Any]:
+    tls = _pki(args, "sender")
     client = TransferClient(
         args.host,
         args.port,
-        bytes.fromhex(args.secret_hex),
+        args.secret,
         connections=int(cmd["connections"]),
         chunk_bytes=int(cmd.get("chunk_bytes", 4 << 20)),
         checksum_alg=cmd.get("checksum"),
         capacity_gbps=cmd.get("link_gbps"),
+        tls=tls.client if tls is not None and cmd.get("tls") else None,
+        server_name="receiver",
     )
     size = int(cmd["size"])
     async with client:
@@ -201,11 +215,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("role", choices=("recv", "send"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0)
-    p.add_argument("--secret-hex", required=True)
     p.add_argument("--prealloc", type=int, default=0)
     p.add_argument("--source", type=int, default=0)
     p.add_argument("--reuse", action="store_true", help="recv: land every layer at offset 0")
+    p.add_argument("--pki", help="PKI folder with sender/receiver certificates: TLS on request")
     args = p.parse_args(argv)
+    try:
+        args.secret = bytes.fromhex(sys.stdin.readline().strip())
+    except ValueError:
+        p.error("the first stdin line must be the transfer secret in hex")
     if args.role == "recv":
         asyncio.run(_recv(args))
     else:

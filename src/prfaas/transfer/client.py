@@ -14,6 +14,7 @@ from prfaas.transfer.errors import ChecksumError, LinkError, ProtocolError, Tran
 from prfaas.transfer.payloads import LayerPayload, TransferResult
 from prfaas.transfer.pool import ConnectionPool, _Commit, _Conn, _Outgoing
 from prfaas.transfer.sockio import send_buffers
+from prfaas.transfer.tlsio import sendall
 from prfaas.transfer.tracker import Chunk, SendTracker
 
 Layers = AsyncIterable[LayerPayload] | Iterable[LayerPayload]
@@ -71,7 +72,7 @@ class TransferClient(ConnectionPool):
         try:
             while True:
                 while conn.control:
-                    await loop.sock_sendall(conn.sock, conn.control.popleft())
+                    await sendall(loop, conn.sock, conn.control.popleft())
                 item = self._try_take()
                 if item is None:
                     self._wake.clear()
@@ -96,7 +97,7 @@ class TransferClient(ConnectionPool):
                 if layer.nbytes == 0:  # no DATA will announce an empty layer: do it here
                     head += conn.proto.preamble(tracker.begin, layer)
             head += fr.encode(tracker.commit)
-            await loop.sock_sendall(conn.sock, head)
+            await sendall(loop, conn.sock, head)
             return
         if not conn.inflight:
             conn.last_progress = time.monotonic()

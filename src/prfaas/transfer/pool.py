@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -19,6 +20,7 @@ from prfaas.transfer.errors import (
 from prfaas.transfer.protocol import READY, ClientConnection
 from prfaas.transfer.sockio import Reader, tune
 from prfaas.transfer.telemetry import LinkMonitor, LinkTelemetry
+from prfaas.transfer.tlsio import handshake, sendall
 from prfaas.transfer.tracker import Chunk, SendTracker
 
 _CKey = tuple[int, int, int]  # (xid, layer, offset)
@@ -79,12 +81,16 @@ class ConnectionPool:
         max_chunk_attempts: int = 4,
         capacity_gbps: float | None = None,
         checksum_alg: str | None = None,
+        tls: ssl.SSLContext | None = None,
+        server_name: str | None = None,
     ) -> None:
         if connections < 1:
             raise ValueError("connections must be >= 1")
         if not fr.MIN_CHUNK_BYTES <= chunk_bytes <= fr.MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be in [{fr.MIN_CHUNK_BYTES}, {fr.MAX_CHUNK_BYTES}]")
         self.host, self.port, self._secret = host, port, secret
+        # TLS: every connection is encrypted and the receiver must prove `server_name`.
+        self.tls, self.server_name = tls, server_name
         self.connections = connections
         self.chunk_bytes = chunk_bytes
         self.max_inflight_bytes = max_inflight_bytes
@@ -162,16 +168,20 @@ class ConnectionPool:
         sock = socket.socket(family, socket.SOCK_STREAM)
         tune(sock)
         proto = ClientConnection(self._secret, self._session, index)
-        reader = Reader(loop, sock)
         try:
             async with asyncio.timeout(self.connect_timeout_s):
                 await loop.sock_connect(sock, (self.host, self.port))
                 t0 = time.monotonic()
-                await loop.sock_sendall(sock, proto.hello())
+                if self.tls is not None:
+                    sock = await handshake(
+                        loop, sock, self.tls, server_side=False, server_hostname=self.server_name
+                    )
+                reader = Reader(loop, sock)
+                await sendall(loop, sock, proto.hello())
                 while proto.state != READY:
                     reply = proto.receive(await reader.read_frame())
                     if reply:
-                        await loop.sock_sendall(sock, reply)
+                        await sendall(loop, sock, reply)
                 self.monitor.on_handshake((time.monotonic() - t0) / 2)  # two round trips
         except BaseException:
             sock.close()

@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import socket
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from prfaas.transfer.errors import AuthError, ProtocolError, SequenceError
 from prfaas.transfer.payloads import ReceivedTransfer
 from prfaas.transfer.protocol import ERR_AUTH, ERR_PROTOCOL, READY, ServerConnection
 from prfaas.transfer.sockio import Reader, send_frames, tune
+from prfaas.transfer.tlsio import handshake, starts_with_tls, wait_fd
 from prfaas.transfer.tracker import BUSY, DUPLICATE, NEW, ReceiveTracker
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,13 @@ class TransferServer:
         handshake_timeout_s: float = 10.0,
         stall_timeout_s: float = 30.0,
         transfer_timeout_s: float = 600.0,
+        tls: ssl.SSLContext | None = None,
+        allow_plain: bool = True,
     ) -> None:
         self.host, self.port = host, port
+        # tls: accept TLS connections (client certificates from the cluster CA required);
+        # allow_plain: also accept plain ones (the HMAC handshake still authenticates them).
+        self.tls, self.allow_plain = tls, allow_plain
         self._secret = secret
         self._on_complete = on_transfer_complete
         self._allocator = allocator
@@ -150,9 +157,10 @@ class TransferServer:
         conn = ServerConnection(
             self._secret, checksum_mask=checksum.supported(), instance=self._instance
         )
-        reader = Reader(loop, sock)
         try:
             async with asyncio.timeout(self.handshake_timeout_s):
+                sock = await self._secure(loop, sock)
+                reader = Reader(loop, sock)
                 while conn.state != READY:
                     frame = await reader.read_frame()
                     await send_frames(loop, sock, conn.receive(frame))
@@ -173,6 +181,15 @@ class TransferServer:
         finally:
             sock.close()
 
+    async def _secure(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> socket.socket:
+        """The connection as TLS (if it opens with a ClientHello) or plain (if allowed)."""
+        if self.tls is not None and await starts_with_tls(loop, sock):
+            return await handshake(loop, sock, self.tls, server_side=True)
+        if not self.allow_plain:
+            self.stats.auth_failures += 1
+            raise ConnectionRefusedError("plain connection refused: this endpoint requires TLS")
+        return sock
+
     async def _refuse(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, code: int, msg: str
     ) -> None:
@@ -185,7 +202,7 @@ class TransferServer:
                 sock.shutdown(socket.SHUT_WR)
                 sink = memoryview(bytearray(64 << 10))
                 for _ in range(16):
-                    if not await loop.sock_recv_into(sock, sink):
+                    if not await _drain(loop, sock, sink):
                         break
 
     async def _dispatch(self, reader: Reader, conn: ServerConnection, frame: fr.Frame) -> None:
@@ -322,3 +339,12 @@ class TransferServer:
                 return
             if inspect.isawaitable(outcome):
                 self._spawn(outcome)
+
+
+async def _drain(loop: asyncio.AbstractEventLoop, sock: socket.socket, sink: memoryview) -> int:
+    """One read of what the peer still sends (plain or TLS), into `sink`."""
+    while True:
+        try:
+            return sock.recv_into(sink)
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            await wait_fd(loop, sock, write=False)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 
 from prfaas.transfer import frames as fr
 from prfaas.transfer.checksum import Hasher
 from prfaas.transfer.errors import FrameError
+from prfaas.transfer.tlsio import sendall
 
 # Hash landed bytes in steps of at least this much: large enough to keep Python overhead low,
 # small enough that the bytes are still in cache when hashed.
@@ -40,9 +42,12 @@ class Reader:
         self.decoder = fr.FrameDecoder()
         self._scratch = memoryview(bytearray(fr.HEADER_BYTES + fr.MAX_META_BYTES))
         self._lowat = 1
+        self.tls = isinstance(sock, ssl.SSLSocket)
 
     async def _wait(self, want: int, patience_s: float = 0.0) -> None:
-        lowat = max(1, min(want, MAX_LOWAT_BYTES))
+        # Over TLS the kernel holds ciphertext and the TLS object may hold decrypted bytes: a
+        # low-water mark in plaintext terms could wait for bytes that never come.
+        lowat = 1 if self.tls else max(1, min(want, MAX_LOWAT_BYTES))
         if lowat != self._lowat:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, lowat)
             self._lowat = lowat
@@ -68,9 +73,12 @@ class Reader:
         while True:
             try:
                 k = self.sock.recv_into(view)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
                 await self._wait(max(guess, expect or len(view)), patience)
                 guess, patience = 0, 0.0
+                continue
+            except ssl.SSLWantWriteError:
+                await writable(self.loop, self.sock)
                 continue
             if k == 0:
                 raise PeerClosed("peer closed the connection")
@@ -109,15 +117,17 @@ class Reader:
         are still in the CPU cache the kernel's copy just filled. With `timeout`, every read that
         makes progress pushes the deadline `stall_s` further: slow links live, stalled ones die.
         """
-        got, n = 0, len(view)
+        got, n, pushed = 0, len(view), 0
         step = HASH_STEP_BYTES if hasher is not None else n
         while got < n:
             k = await self.recv_into(view[got : min(n, got + step)], n - got)
             if hasher is not None:
                 hasher.update(view[got : got + k])
             got += k
-            if timeout is not None:
+            # Push the deadline per hash step, not per read: over TLS a read is one 16 KiB record.
+            if timeout is not None and (got - pushed >= HASH_STEP_BYTES or got == n):
                 timeout.reschedule(self.loop.time() + stall_s)
+                pushed = got
         self.decoder.consume_payload(n)
 
 
@@ -139,7 +149,12 @@ async def writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None
 async def send_buffers(
     loop: asyncio.AbstractEventLoop, sock: socket.socket, bufs: list[memoryview]
 ) -> None:
-    """Send all of `bufs` with scatter/gather `sendmsg` (no joining copy)."""
+    """Send all of `bufs` with scatter/gather `sendmsg` (no joining copy); TLS encrypts each
+    buffer in turn (it copies into records anyway)."""
+    if isinstance(sock, ssl.SSLSocket):
+        for buf in bufs:
+            await sendall(loop, sock, buf)
+        return
     pending = [b for b in bufs if len(b)]
     while pending:
         try:
@@ -159,4 +174,4 @@ async def send_buffers(
 
 async def send_frames(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes) -> None:
     if data:
-        await loop.sock_sendall(sock, data)
+        await sendall(loop, sock, data)

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,23 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.worker.messages import DecodeJob, FaultSpec, PrefillJob, PushJob, RoleChange
+from prfaas.security.asgi import Guard, read_bounded
+from prfaas.security.tls import OPERATOR, ROUTER, Pki
+from prfaas.worker.messages import (
+    DecodeJob,
+    FaultSpec,
+    HeartbeatReply,
+    PrefillJob,
+    PushJob,
+    RoleChange,
+)
 from prfaas.worker.node import WorkerError, WorkerNode
 
 log = logging.getLogger(__name__)
 _ENC = msgspec.json.Encoder()
+_REPLY = msgspec.json.Decoder(HeartbeatReply)
+MAX_RPC_BODY = 64 << 20  # a prefill job carries the prompt's token ids
+
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -50,10 +63,18 @@ async def _first_or_disconnect(request: Request, stream: AsyncIterator[Any]) -> 
             return None
 
 
-def build_app(worker: WorkerNode) -> Starlette:
-    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /role, /fault."""
+def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
+    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /role, /fault. Only the
+    router may give jobs, roles and faults (the operator too: faults); /push serves cache pulls
+    of the other nodes."""
+    guard = guard or Guard(insecure=True)
+    nodes = {n.name for n in worker.cfg.nodes} - {worker.name}
+    from_router = {ROUTER}
+    from_operator = {ROUTER, OPERATOR}
 
-    async def health(_: Request) -> Response:
+    async def health(request: Request) -> Response:
+        if (deny := guard.check(request, lambda _peer: True)) is not None:
+            return deny
         return _json(
             {
                 "ok": True,
@@ -65,25 +86,36 @@ def build_app(worker: WorkerNode) -> Starlette:
         )
 
     async def call(request: Request, job_type: type[Any], run: Any, what: str) -> Response:
-        """Decode a job, run it, answer JSON: refusals are 409, unexpected failures 500."""
+        """Decode a job, run it, answer JSON: malformed bodies are 400, refusals 409, unexpected
+        failures 500."""
         try:
-            job = msgspec.json.decode(await request.body(), type=job_type)
+            job = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=job_type)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return _error(exc, 400)
+        try:
             return _json(await run(job))
-        except (WorkerError, msgspec.ValidationError) as exc:
+        except WorkerError as exc:
             return _error(exc, 409)
         except Exception as exc:
             log.exception("%s failed", what)
             return _error(exc, 500)
 
     async def prefill(request: Request) -> Response:
+        if (deny := guard.check(request, from_router)) is not None:
+            return deny
         return await call(request, PrefillJob, worker.prefill, "prefill")
 
     async def decode(request: Request) -> Response:
+        if (deny := guard.check(request, from_router)) is not None:
+            return deny
         try:
-            job = msgspec.json.decode(await request.body(), type=DecodeJob)
+            job = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=DecodeJob)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return _error(exc, 400)
+        try:
             stream = worker.decode(job)
             first = await _first_or_disconnect(request, stream)
-        except (WorkerError, msgspec.ValidationError) as exc:
+        except WorkerError as exc:
             return _error(exc, 409)
         if first is None:  # the router gave up (e.g. prefill failed everywhere): free the slot
             return Response(status_code=499)
@@ -96,13 +128,20 @@ def build_app(worker: WorkerNode) -> Starlette:
         return StreamingResponse(body(), media_type="application/x-ndjson")
 
     async def push(request: Request) -> Response:
+        if (deny := guard.check(request, nodes)) is not None:
+            return deny
         return await call(request, PushJob, worker.push, "push")
 
     async def role(request: Request) -> Response:
+        if (deny := guard.check(request, from_router)) is not None:
+            return deny
         try:
-            change = msgspec.json.decode(await request.body(), type=RoleChange)
+            change = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=RoleChange)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return _error(exc, 400)
+        try:
             await worker.change_role(change.role)
-        except (WorkerError, msgspec.ValidationError) as exc:
+        except WorkerError as exc:
             return _error(exc, 409)
         return _json(
             {
@@ -114,9 +153,15 @@ def build_app(worker: WorkerNode) -> Starlette:
         )
 
     async def fault(request: Request) -> Response:
+        if (deny := guard.check(request, from_operator)) is not None:
+            return deny
         try:
-            worker.arm_fault(msgspec.json.decode(await request.body(), type=FaultSpec))
-        except (WorkerError, msgspec.ValidationError) as exc:
+            spec = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=FaultSpec)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return _error(exc, 400)
+        try:
+            worker.arm_fault(spec)
+        except WorkerError as exc:
             return _error(exc, 409)
         return _json({"ok": True})
 
@@ -132,18 +177,25 @@ def build_app(worker: WorkerNode) -> Starlette:
     )
 
 
-async def heartbeat_loop(worker: WorkerNode, router_url: str, period_s: float) -> None:
-    """Push load, cache events and link counters to the router; events survive a failed post."""
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0)) as client:
+async def heartbeat_loop(
+    worker: WorkerNode, router_url: str, period_s: float, tls: ssl.SSLContext | None = None
+) -> None:
+    """Push load, cache events and link counters to the router (which must prove it is the
+    router); learn the peers' addresses from its answers; events survive a failed post."""
+    verify: ssl.SSLContext | bool = tls if tls is not None else True
+    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), verify=verify) as client:
         while True:
             beat = worker.heartbeat()
             try:
                 resp = await client.post(
-                    f"{router_url}/internal/heartbeat", content=_ENC.encode(beat)
+                    f"{router_url}/internal/heartbeat",
+                    content=_ENC.encode(beat),
+                    extensions={"sni_hostname": ROUTER},
                 )
                 resp.raise_for_status()
-            except httpx.HTTPError as exc:
-                log.debug("heartbeat to %s failed: %s", router_url, exc)
+                worker.peers = _REPLY.decode(resp.content).peers
+            except (httpx.HTTPError, msgspec.MsgspecError) as exc:
+                log.debug("heartbeat to the router failed: %s", type(exc).__name__)
                 worker.requeue_events(beat.events)
             await asyncio.sleep(period_s)
 
@@ -169,14 +221,10 @@ def write_ready(path: Path | None, info: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-async def serve_uvicorn(app: Any, sock: socket.socket) -> None:
-    import uvicorn
+async def serve_uvicorn(app: Any, sock: socket.socket, tls: ssl.SSLContext | None = None) -> None:
+    from prfaas.security.asgi import serve
 
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_keep_alive=30
-    )
-    server = uvicorn.Server(config)
-    await server.serve(sockets=[sock])
+    await serve(app, sock, tls)
 
 
 async def run_worker(
@@ -186,22 +234,28 @@ async def run_worker(
     secret: bytes,
     ready_file: Path | None,
     fault_hooks: bool,
+    pki: Pki | None = None,
 ) -> None:
     from prfaas.worker.engines import make_engine
     from prfaas.worker.kvlink import KvLink
 
     node_cfg = cfg.node(node_name)
-    host = cfg.router.host
+    host = node_cfg.host
     engine = await asyncio.to_thread(make_engine, cfg, node_cfg)
-    kv = KvLink(secret, host)
+    kv_tls = pki is not None and cfg.security.kv_tls != "off"
+    kv = KvLink(secret, host, pki if kv_tls else None, cfg.security.kv_tls == "all")
     await kv.start(node_cfg.transfer_port)
-    worker = WorkerNode(cfg, node_cfg, engine, kv, fault_hooks=fault_hooks)
+    tls = pki.client if pki is not None else None
+    worker = WorkerNode(cfg, node_cfg, engine, kv, fault_hooks=fault_hooks, tls=tls)
     sock = bind_socket(host, node_cfg.port)
-    worker.url = f"http://{host}:{sock.getsockname()[1]}"
-    beats = asyncio.create_task(heartbeat_loop(worker, router_url, cfg.router.heartbeat_s))
+    scheme = "https" if pki is not None else "http"
+    worker.url = f"{scheme}://{node_cfg.advertise}:{sock.getsockname()[1]}"
+    beats = asyncio.create_task(heartbeat_loop(worker, router_url, cfg.router.heartbeat_s, tls))
     write_ready(ready_file, {"url": worker.url, "transfer_port": kv.port})
     try:
-        await serve_uvicorn(build_app(worker), sock)
+        await serve_uvicorn(
+            build_app(worker, Guard(pki is None)), sock, pki.server if pki is not None else None
+        )
     finally:
         beats.cancel()
         with contextlib.suppress(BaseException):

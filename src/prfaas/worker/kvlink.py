@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prfaas.security.tls import Pki
 from prfaas.transfer.errors import TransferError
 from prfaas.transfer.tcp import LayerPayload, ReceivedTransfer, TransferClient, TransferServer
 from prfaas.worker.messages import LinkStats
@@ -25,6 +26,7 @@ UNCLAIMED_TTL_S = 120.0
 CHUNK_BYTES = 1 << 20
 
 Buffer = bytes | bytearray | memoryview
+_Peer = tuple[str, int, str | None]  # host, port, the TLS name the receiver must prove
 Layer = tuple[dict[str, Any], Sequence[Buffer]]  # (meta, buffers); meta {} for a data layer
 
 
@@ -47,18 +49,35 @@ class _Pending:
 
 
 class KvLink:
-    def __init__(self, secret: bytes, host: str = "127.0.0.1") -> None:
+    """`tls`: this node's Pki (None: plain only, HMAC-authenticated); `require_tls`: refuse
+    plain inbound connections (kv_tls = "all")."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        host: str = "127.0.0.1",
+        tls: Pki | None = None,
+        require_tls: bool = False,
+    ) -> None:
         self.secret = secret
         self.host = host
+        self.tls, self.require_tls = tls, require_tls
         self.port = 0
         self._server: TransferServer | None = None
         self._pending: dict[str, _Pending] = {}
-        self._clients: dict[tuple[str, int], TransferClient] = {}
-        self._connecting: dict[tuple[str, int], asyncio.Lock] = {}
+        self._clients: dict[_Peer, TransferClient] = {}
+        self._connecting: dict[_Peer, asyncio.Lock] = {}
         self.fail_next_sends = 0  # fault hook: the next N sends break after their first layer
 
     async def start(self, port: int = 0) -> int:
-        self._server = TransferServer(self.host, port, self.secret, self._on_complete)
+        self._server = TransferServer(
+            self.host,
+            port,
+            self.secret,
+            self._on_complete,
+            tls=self.tls.server if self.tls is not None else None,
+            allow_plain=not self.require_tls,
+        )
         await self._server.start()
         self.port = int(self._server.port)
         return self.port
@@ -115,8 +134,10 @@ class KvLink:
             del self._pending[key]
 
     # -- sending ---------------------------------------------------------------------------
-    async def _client(self, host: str, port: int, connections: int) -> TransferClient:
-        key = (host, port)
+    async def _client(
+        self, host: str, port: int, connections: int, peer: str | None
+    ) -> TransferClient:
+        key = (host, port, peer)
         lock = self._connecting.setdefault(key, asyncio.Lock())
         async with lock:
             client = self._clients.get(key)
@@ -131,6 +152,8 @@ class KvLink:
                     chunk_bytes=CHUNK_BYTES,
                     stall_timeout_s=10.0,
                     max_reconnects=2,
+                    tls=self.tls.client if peer is not None and self.tls is not None else None,
+                    server_name=peer,
                 )
                 try:
                     await client.connect()
@@ -143,7 +166,9 @@ class KvLink:
 
     def in_flight_bytes(self, peers: set[tuple[str, int]]) -> int:
         """Bytes sent to `peers` and not yet acknowledged (transfer-client telemetry)."""
-        return sum(c.telemetry().in_flight_bytes for k, c in self._clients.items() if k in peers)
+        return sum(
+            c.telemetry().in_flight_bytes for k, c in self._clients.items() if k[:2] in peers
+        )
 
     async def send(
         self,
@@ -153,11 +178,15 @@ class KvLink:
         layers: AsyncIterator[Layer],
         stats: LinkStats | None = None,
         connections: int = 1,
+        tls_peer: str | None = None,
     ) -> int:
-        """Send every layer as it is produced; returns data bytes once the peer verified all."""
+        """Send every layer as it is produced; returns data bytes once the peer verified all.
+        `tls_peer`: encrypt, and the receiver must prove this node name."""
         stats = stats or LinkStats()
         t0 = time.monotonic()
-        client = await self._client(host, port, connections)
+        if tls_peer is not None and self.tls is None:
+            raise TransferFailed("TLS requested but this node has no certificate")
+        client = await self._client(host, port, connections, tls_peer)
         sent = 0
 
         async def payloads() -> AsyncIterator[LayerPayload]:
@@ -179,7 +208,7 @@ class KvLink:
             await client.send(key, payloads())
         except (TransferError, OSError, TransferFailed) as exc:
             stats.failures += 1
-            self._clients.pop((host, port), None)
+            self._clients.pop((host, port, tls_peer), None)
             with contextlib.suppress(Exception):
                 await client.close()
             raise TransferFailed(f"transfer {key} to {host}:{port} failed: {exc}") from None

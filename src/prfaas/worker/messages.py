@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import msgspec
 
 # One cache event on the wire: (seq, kind "s"tored | "e"victed, block hash, has_state).
 WireEvent = tuple[int, str, int, bool]
 
 
+# Bounds of what a control message may ask for (validated on decode: a 400, never a 500).
+Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+Name = Annotated[str, msgspec.Meta(max_length=256)]
+TokenIds = Annotated[list[Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]],
+                     msgspec.Meta(max_length=4 << 20)]
+
+
 class Sampling(msgspec.Struct, frozen=True):
-    max_tokens: int
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)]
     temperature: float = 0.0
     top_p: float = 1.0
-    seed: int = 0
+    seed: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)] = 0
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
 
@@ -20,24 +30,24 @@ class Sampling(msgspec.Struct, frozen=True):
 class Target(msgspec.Struct, frozen=True):
     """Where prefill ships the request's KV: the decode node's transfer endpoint."""
 
-    node: str
-    host: str
-    port: int
+    node: Name
+    host: Name
+    port: Port
 
 
 class PullSpec(msgspec.Struct, frozen=True):
-    """Fetch a cached prefix from another node (a cross-cluster cache pull) before prefilling."""
+    """Fetch a cached prefix from another node (a cross-cluster cache pull) before prefilling;
+    the puller finds `src_node` in its membership view (no address travels in the job)."""
 
-    src_node: str
-    src_url: str
-    blocks: int
+    src_node: Name
+    blocks: Count
     target: Target  # where the holder sends the blocks: this node, or the WAN relay before it
 
 
 class PrefillJob(msgspec.Struct, frozen=True):
-    request_id: str
-    attempt: int
-    token_ids: list[int]
+    request_id: Name
+    attempt: Annotated[int, msgspec.Meta(ge=0, le=16)]
+    token_ids: TokenIds
     sampling: Sampling
     target: Target
     pull: PullSpec | None = None
@@ -55,10 +65,10 @@ class PrefillReply(msgspec.Struct):
 
 
 class DecodeJob(msgspec.Struct, frozen=True):
-    request_id: str
-    prompt_tokens: int
+    request_id: Name
+    prompt_tokens: Count
     sampling: Sampling
-    wait_s: float  # how long to wait for the KV before giving up
+    wait_s: Annotated[float, msgspec.Meta(ge=0, le=3600)]  # wait this long for the KV
 
 
 class TokenLine(msgspec.Struct, omit_defaults=True):
@@ -74,9 +84,9 @@ class TokenLine(msgspec.Struct, omit_defaults=True):
 class PushJob(msgspec.Struct, frozen=True):
     """Ask a cache holder to send `blocks` leading blocks of `hashes` to a peer's transfer port."""
 
-    transfer_id: str
-    hashes: list[int]
-    blocks: int
+    transfer_id: Name
+    hashes: Annotated[list[int], msgspec.Meta(max_length=1 << 20)]
+    blocks: Count
     target: Target
 
 
@@ -121,13 +131,21 @@ class Heartbeat(msgspec.Struct):
     links: dict[str, LinkStats] = {}
 
 
+class HeartbeatReply(msgspec.Struct):
+    """The router's answer: where the other nodes' control listeners are (cache pulls dial these,
+    never an address from a job)."""
+
+    ok: bool
+    peers: dict[str, str] = {}
+
+
 class RoleChange(msgspec.Struct, frozen=True):
-    role: str
+    role: Name
 
 
 class FaultSpec(msgspec.Struct, frozen=True):
     """Test hooks: die (os._exit) or fail a transfer at a given point, a number of times."""
 
-    kind: str  # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode
-    count: int = 1
-    after_tokens: int = 0  # die_in_decode: after emitting this many tokens
+    kind: Name  # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode
+    count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    after_tokens: Count = 0  # die_in_decode: after emitting this many tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ class WorkerNode:
         kv: KvLink,
         *,
         fault_hooks: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.cfg, self.node, self.engine, self.kv = cfg, node, engine, kv
         self.name, self.cluster = node.name, node.cluster
@@ -74,7 +76,11 @@ class WorkerNode:
         self._peers: dict[str, set[tuple[str, int]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.http = httpx.AsyncClient(timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0))
+        self.peers: dict[str, str] = {}  # node -> control URL, from the router's heartbeat replies
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0),
+            verify=tls if tls is not None else True,
+        )
 
     # -- cache events ----------------------------------------------------------------------
     def _on_event(self, event: CacheEvent) -> None:
@@ -99,14 +105,39 @@ class WorkerNode:
         self, target: Target, key: str, layers: AsyncIterator[Layer]
     ) -> tuple[int, float]:
         """Ship layers to `target` (the receiver itself, or the WAN relay in front of it)."""
+        self._check_target(target)
         dst_cluster = self.cfg.node(target.node).cluster
         stats = self.links.setdefault(dst_cluster, LinkStats())
         self._peers.setdefault(dst_cluster, set()).add((target.host, target.port))
         t0 = time.monotonic()
         sent = await self.kv.send(
-            target.host, target.port, key, layers, stats, self._connections(dst_cluster)
+            target.host,
+            target.port,
+            key,
+            layers,
+            stats,
+            self._connections(dst_cluster),
+            tls_peer=target.node if self._kv_tls(dst_cluster) else None,
         )
         return sent, time.monotonic() - t0
+
+    def _check_target(self, target: Target) -> None:
+        """KV goes only to a node of the deployment, at its advertised host or at a relay on the
+        WAN emulator's host: never to an arbitrary address from a job."""
+        names = {n.name: n for n in self.cfg.nodes}
+        if target.node not in names:
+            raise WorkerError(f"unknown target node {target.node!r}")
+        router = self.cfg.router
+        hosts = {names[target.node].advertise, router.control_host, router.advertise}
+        if target.host not in hosts:
+            raise WorkerError(f"target host for {target.node!r} is not where that node lives")
+
+    def _kv_tls(self, dst_cluster: str) -> bool:
+        """KV crosses datacenters encrypted by default; inside one, only with kv_tls = "all"."""
+        sec = self.cfg.security
+        if sec.insecure or sec.kv_tls == "off":
+            return False
+        return sec.kv_tls == "all" or dst_cluster != self.cluster
 
     # -- prefill ---------------------------------------------------------------------------
     def _check_role(self, role: str) -> None:
@@ -117,6 +148,7 @@ class WorkerNode:
 
     async def prefill(self, job: PrefillJob) -> PrefillReply:
         self._check_role("prefill")
+        self._check_target(job.target)
         t_arrive = time.monotonic()
         self.prefill_tokens += len(job.token_ids)
         self._idle.clear()
@@ -182,12 +214,18 @@ class WorkerNode:
         hashes = token_block_hashes(job.token_ids, self.engine.block_tokens)[: job.pull.blocks]
         if not hashes or self.pool.peek(hashes).usable_blocks >= len(hashes):
             return 0
+        src_url = self.peers.get(job.pull.src_node)
+        if src_url is None:  # not a live member: never dial an address from the job itself
+            log.warning("cache pull for %s: %r is no known peer", job.request_id, job.pull.src_node)
+            return 0
         key = f"pull:{job.request_id}:{job.attempt}"
         fut = self.kv.expect(key)
         push = PushJob(key, hashes, len(hashes), job.pull.target)
         try:
             resp = await self.http.post(
-                f"{job.pull.src_url}/push", content=msgspec.json.encode(push)
+                f"{src_url}/push",
+                content=msgspec.json.encode(push),
+                extensions={"sni_hostname": job.pull.src_node},  # it must prove that name
             )
             resp.raise_for_status()
             inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
@@ -202,6 +240,7 @@ class WorkerNode:
 
     async def push(self, job: PushJob) -> PushReply:
         """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
+        self._check_target(job.target)
         try:
             layers = await self.engine.export_blocks(self.pool, job.hashes, job.blocks)
         except KeyError as exc:

@@ -21,23 +21,33 @@ import os
 import signal
 import socket
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from prfaas.deploy.config import DeploymentConfig
+from prfaas.security.asgi import Guard, read_bounded
+from prfaas.security.tls import OPERATOR, ROUTER, Pki
 from prfaas.transfer.netns import NetnsLink, socket_in
-from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, TokenBucket
+from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, Tamper, TokenBucket
+from prfaas.worker.wanfaults import BitFlipper, fault_route
 
 
-class RelayRequest(msgspec.Struct, frozen=True):
+class RelayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A relay for senders of cluster `src` in front of `node`'s transfer port. The host is the
+    node's advertised address from the deployment file: no address is taken from the request."""
+
     src: str  # sending cluster
-    dst: str  # receiving cluster
-    host: str  # the receiving node's transfer endpoint
-    port: int
+    node: str  # receiving node
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class RelayRefused(Exception):
+    """Not a configured link or node: the emulator relays only what the deployment declares."""
 
 
 def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float] | None:
@@ -134,10 +144,12 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 
 class Wan:
-    def __init__(self, cfg: DeploymentConfig, host: str) -> None:
+    def __init__(self, cfg: DeploymentConfig, host: str, tamper: Tamper | None = None) -> None:
         self.cfg, self.host = cfg, host
+        self.tamper = tamper  # test hook on every shaped relay (worker/wanfaults.py)
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
-        self.relays: dict[tuple[str, str, str, int], ShapingRelay | NetnsRelay] = {}
+        self.relays: dict[tuple[str, str, str], ShapingRelay | NetnsRelay] = {}
+        self.targets: dict[tuple[str, str, str], int] = {}  # relay -> the node's port
         self.netns: dict[tuple[str, str], NetnsLink] = {}  # (link src, link dst) -> namespaces
         self.notes: list[str] = []
         self._lock = asyncio.Lock()
@@ -171,16 +183,32 @@ class Wan:
             return self.netns[(dst, src)], "b"
         return None
 
+    def _resolve(self, req: RelayRequest) -> tuple[str, str]:
+        """(receiving cluster, the node's advertised host), or RelayRefused."""
+        names = {n.name: n for n in self.cfg.nodes}
+        if req.node not in names or req.src not in {c.name for c in self.cfg.clusters}:
+            raise RelayRefused(f"unknown cluster {req.src!r} or node {req.node!r}")
+        node = names[req.node]
+        return node.cluster, node.advertise
+
     async def relay(self, req: RelayRequest) -> int | None:
-        shape = link_shape(self.cfg, req.src, req.dst)
+        dst, host = self._resolve(req)
+        shape = link_shape(self.cfg, req.src, dst)
         if shape is None:
             return None
-        key = (req.src, req.dst, req.host, req.port)
+        # One relay per (sending cluster, node): a restarted node's new port replaces the old
+        # relay, so their number is bounded by the deployment's size.
+        key = (req.src, dst, req.node)
         async with self._lock:
             relay = self.relays.get(key)
-            netns = self._netns_side(req.src, req.dst)
+            if relay is not None and self.targets.get(key) != req.port:
+                with contextlib.suppress(Exception):
+                    await relay.close()
+                relay = None
+            self.targets[key] = req.port
+            netns = self._netns_side(req.src, dst)
             if relay is None and netns is not None:
-                relay = NetnsRelay(self.host, netns[0], netns[1], (req.host, req.port), shape[1])
+                relay = NetnsRelay(self.host, netns[0], netns[1], (host, req.port), shape[1])
                 await relay.start()
                 self.relays[key] = relay
             elif relay is None:
@@ -188,13 +216,14 @@ class Wan:
                 relay = ShapingRelay(
                     self.host,
                     0,
-                    req.host,
+                    host,
                     req.port,
                     one_way_delay_s=delay_s,
                     rate_gbps=rate_gbps or None,
+                    tamper=self.tamper,
                 )
                 if rate_gbps:
-                    bucket = self.buckets.setdefault((req.src, req.dst), TokenBucket(rate_gbps))
+                    bucket = self.buckets.setdefault((req.src, dst), TokenBucket(rate_gbps))
                     relay.bucket = bucket  # one line per link direction, shared by all relays
                 await relay.start()
                 self.relays[key] = relay
@@ -210,41 +239,60 @@ class Wan:
                 ns.teardown()
 
 
-def build_wan_app(wan: Wan) -> Starlette:
-    async def relay(request: Request) -> JSONResponse:
+def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
+    """/relay for the router (and the operator) only; /health for any cluster identity; with
+    fault hooks, /fault for the operator."""
+    guard = guard or Guard(insecure=True)
+    flipper = wan.tamper if isinstance(wan.tamper, BitFlipper) else None
+
+    async def relay(request: Request) -> Response:
+        if (deny := guard.check(request, (ROUTER, OPERATOR))) is not None:
+            return deny
         try:
-            req = msgspec.json.decode(await request.body(), type=RelayRequest)
-        except msgspec.MsgspecError as exc:
+            req = msgspec.json.decode(await read_bounded(request, 4096), type=RelayRequest)
+            port = await wan.relay(req)
+        except (msgspec.MsgspecError, RelayRefused, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        port = await wan.relay(req)
         return JSONResponse({"host": wan.host, "port": port})
 
-    async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"ok": True, "relays": len(wan.relays)})
+    async def health(request: Request) -> Response:
+        if (deny := guard.check(request, lambda _peer: True)) is not None:
+            return deny
+        faults = flipper.state() if flipper is not None else None
+        return JSONResponse({"ok": True, "relays": len(wan.relays), "faults": faults})
 
-    return Starlette(
-        routes=[Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
-    )
+    routes = [Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    if flipper is not None:
+        routes.append(Route("/fault", fault_route(flipper, guard), methods=["POST"]))
+    return Starlette(routes=routes)
 
 
 def needs_wan(cfg: DeploymentConfig) -> bool:
     return bool(cfg.links) or any(c.intra_gbps > 0 for c in cfg.clusters)
 
 
-async def run_wan(cfg: DeploymentConfig, ready_file: Path | None, port: int | None = None) -> None:
+async def run_wan(
+    cfg: DeploymentConfig,
+    ready_file: Path | None,
+    port: int | None = None,
+    pki: Pki | None = None,
+    fault_hooks: bool = False,
+) -> None:
     from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
 
-    host = cfg.router.host
-    wan = Wan(cfg, host)
+    host = cfg.router.control_host
+    wan = Wan(cfg, host, BitFlipper() if fault_hooks else None)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
     # that would end the process before the `finally` below deletes the namespaces.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         wan.build_netns()
         sock = bind_socket(host, port or 0)
-        url = f"http://{host}:{sock.getsockname()[1]}"
+        scheme = "https" if pki is not None else "http"
+        url = f"{scheme}://{cfg.router.advertise}:{sock.getsockname()[1]}"
         write_ready(ready_file, {"url": url, "notes": wan.notes})
-        await serve_uvicorn(build_wan_app(wan), sock)
+        app = build_wan_app(wan, Guard(pki is None))
+        await serve_uvicorn(app, sock, pki.server if pki is not None else None)
     finally:
         await wan.close()
         signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,1 @@
+"""Cluster PKI, TLS contexts and peer identities for every internal connection."""

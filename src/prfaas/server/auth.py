@@ -1,0 +1,140 @@
+"""The public listener's gate (pure ASGI): API keys, a body-size cap, per-client concurrency.
+
+A key names a client (`[[security.api_keys]]`, `--api-key` / PRFAAS_API_KEY as client "default").
+Only /v1/* needs a key; /health, /metrics and /dashboard are governed by [security] switches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+ENV_KEY = "PRFAAS_API_KEY"
+BODY_TIMEOUT_S = 30.0  # a request body must arrive within this (slow uploads hold a slot)
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def _error(status: int, message: str, code: str, kind: str = "invalid_request_error") -> bytes:
+    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return json.dumps(body).encode()
+
+
+async def _answer(send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": head + headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeys:
+    """key -> client name; empty = no key needed (a warning says so at start)."""
+
+    def __init__(self, keys: dict[str, str]) -> None:
+        self.keys = keys
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> ApiKeys:
+        keys = {k.key: k.name for k in cfg.security.api_keys}
+        env = os.environ.get(ENV_KEY, "").strip()
+        if env:
+            keys[env] = "default"
+        return cls(keys)
+
+    def client(self, scope: Scope) -> str | None:
+        """The client the request's key names; None if the key is missing or wrong."""
+        if not self.keys:
+            client = scope.get("client")
+            return f"anonymous@{client[0]}" if client else "anonymous"
+        auth = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return None
+        found = None
+        for key, name in self.keys.items():  # compare with every key: no timing hint
+            if hmac.compare_digest(key.encode(), token.strip().encode()):
+                found = name
+        return found
+
+    def wrap(self, app: App, max_body: int, max_concurrent: int) -> App:
+        return _Gate(app, self, max_body, max_concurrent)
+
+
+class _Gate:
+    def __init__(self, app: App, keys: ApiKeys, max_body: int, max_concurrent: int) -> None:
+        self.app, self.keys = app, keys
+        self.max_body, self.max_concurrent = max_body, max_concurrent
+        self.active: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:  # state, openapi, ... of the wrapped FastAPI app
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            await self.app(scope, receive, send)
+            return
+        client = self.keys.client(scope)
+        if client is None:
+            body = _error(401, "Incorrect or missing API key: send `Authorization: Bearer KEY`",
+                          "invalid_api_key")
+            await _answer(send, 401, body, [(b"www-authenticate", b"Bearer")])
+            return
+        if self.active.get(client, 0) >= self.max_concurrent:
+            body = _error(429, f"too many concurrent requests (limit {self.max_concurrent})",
+                          "rate_limit_exceeded", "rate_limit_error")
+            await _answer(send, 429, body, [(b"retry-after", b"1")])
+            return
+        # A request holds its slot from its first byte: a slow upload counts as in flight.
+        self.active[client] = self.active.get(client, 0) + 1
+        try:
+            try:
+                async with asyncio.timeout(BODY_TIMEOUT_S):
+                    replay = await self._read_body(scope, receive, send)
+            except TimeoutError:
+                body = _error(408, f"request body not received within {BODY_TIMEOUT_S:g} s",
+                              "request_timeout")
+                await _answer(send, 408, body, [(b"connection", b"close")])
+                return
+            if replay is not None:
+                await self.app(scope, replay, send)
+        finally:
+            self.active[client] -= 1
+            if not self.active[client]:
+                del self.active[client]
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """Read the whole (bounded) body; a receive that replays it, or None once 413 was sent."""
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        too_big = _error(413, f"request body over {self.max_body} bytes", "request_too_large")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            await _answer(send, 413, too_big, [(b"connection", b"close")])
+            return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_body:
+                await _answer(send, 413, too_big, [(b"connection", b"close")])
+                return None
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        return replay
