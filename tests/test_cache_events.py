@@ -58,9 +58,9 @@ def test_index_fed_by_events_predicts_the_router_side_hashes():
                                   _map_stored([b"e3"], b"e2", tokens[8:12]),
                                   _map_stored([b"m1"], None, tokens[:4], kind="mamba", group=1)]))
     feed.apply(evs)
-    ours = token_block_hashes(tokens + [1, 2], BS)
+    ours = token_block_hashes([*tokens, 1, 2], BS)
     assert index.match(ours) == {"node-a": 3}
-    assert index.match(token_block_hashes([9] + tokens[1:], BS)) == {}
+    assert index.match(token_block_hashes([9, *tokens[1:]], BS)) == {}
     feed.apply([Removed((b"e2",), 0, "GPU")])
     assert index.match(ours) == {"node-a": 1}
     feed.apply([Cleared()])
