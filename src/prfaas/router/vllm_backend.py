@@ -46,8 +46,10 @@ class VllmBackend:
         self.log: list[dict[str, Any]] = []  # one entry per request: where it ran and why
 
     def start_events(self) -> None:
+        # Only prefill instances' caches can serve a prefill: a decode instance also caches the
+        # blocks it received, but vLLM never prefills there, so its hits would mislead the policy.
         for n in self.fleet.nodes.values():
-            if n.events:
+            if n.events and n.role == "prefill":
                 self.events.start(n.name, n.events)
 
     def count_tokens(self, text: str) -> int:

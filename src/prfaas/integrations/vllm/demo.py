@@ -54,7 +54,8 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # 1) 20 distinct prompts, half short (local PD-P), half long (PrfaaS).
     local0 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
-    prompts = [prompt(s, 12 if s % 2 else 90) for s in range(20)]
+    # Trace-shaped lengths: short chat turns stay local, long documents cross the threshold.
+    prompts = [prompt(s, 20 + 13 * s if s % 2 else 420 + 17 * s) for s in range(20)]
     got = [complete(client, p) for p in prompts]
     local1 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
     decisions = httpx.get(f"{router}/internal/vllm", timeout=10).json()["decisions"]
@@ -69,7 +70,7 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
     out["bytes_match_layers_x_blocks"] = all(e.get("bytes") == e["expected_bytes"] for e in sends)
     out["kv_bytes"] = sum(e.get("bytes", 0) for e in sends)
     # 2) Prefix reuse: a long shared prefix, three suffixes, one after another.
-    shared = prompt(101, 80)
+    shared = prompt(101, 600)  # two full 256-token blocks the prefix cache can keep
     node_url = {i.name: i.url for i in fleet.instances}
     reuse = []
     for k in range(3):
@@ -81,13 +82,41 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
         pred = d["attempts"][-1]["predicted_prefix_tokens"]
         reuse.append({"prefill": where, "predicted_prefix_tokens": pred, "vllm_hit_tokens": hits})
     out["prefix_reuse"] = reuse
+    out["token_level"] = token_level(fleet, prompts[:10])
     out["kill"] = kill_phase(fleet, client)
     return out
 
 
+def token_level(fleet: Fleet, prompts: list[str]) -> dict[str, Any]:
+    """Token ids and first-token logprobs, disaggregated (pd-p0 -> pd-d0, no router) vs one
+    instance: separates transport errors (any model) from bf16 rounding of a split prefill."""
+    by = {i.name: i for i in fleet.instances}
+    p, d = by["pd-p0"], by["pd-d0"]
+    c = httpx.Client(timeout=300)
+    first = seq = 0
+    worst = 0.0
+    for text in prompts:
+        body = {"model": str(fleet.model), "prompt": text, "max_tokens": 16, "temperature": 0,
+                "return_token_ids": True, "logprobs": 1}
+        ref = c.post(f"{d.url}/v1/completions",
+                     json={**body, "cache_salt": uuid.uuid4().hex}).json()["choices"][0]
+        tid = f"xfer-{uuid.uuid4().hex}"
+        c.post(f"{p.url}/v1/completions", json={**body, "max_tokens": 1, "kv_transfer_params": {
+            "do_remote_decode": True, "transfer_id": tid, "remote_engine_id": d.name}})
+        dis = c.post(f"{d.url}/v1/completions", json={**body, "kv_transfer_params": {
+            "do_remote_prefill": True, "transfer_id": tid, "remote_engine_id": p.name}})
+        got = dis.json()["choices"][0]
+        first += ref["token_ids"][0] == got["token_ids"][0]
+        seq += ref["token_ids"] == got["token_ids"]
+        worst = max(worst, abs(ref["logprobs"]["token_logprobs"][0]
+                               - got["logprobs"]["token_logprobs"][0]))
+    return {"prompts": len(prompts), "first_token_equal": first, "sequence_equal": seq,
+            "max_first_logprob_diff": worst}
+
+
 def kill_phase(fleet: Fleet, client: OpenAI) -> dict[str, Any]:
     """Long requests in flight, then the PrfaaS instance dies: all must still be answered."""
-    texts = [prompt(300 + s, 90) for s in range(8)]
+    texts = [prompt(300 + s, 500) for s in range(8)]
     with ThreadPoolExecutor(4) as pool:
         futs = [pool.submit(complete, client, t, 8) for t in texts]
         time.sleep(1.0)

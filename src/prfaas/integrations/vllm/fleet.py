@@ -113,7 +113,7 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 self.kill(name)
 
-    def deployment_toml(self, policy: str = "prfaas-static", threshold: int = 400) -> str:
+    def deployment_toml(self, policy: str = "prfaas-static", threshold: int = 300) -> str:
         lines = ['engine = "vllm"', f'model = "{self.model}"', f'policy = "{policy}"',
                  "block_tokens = 256", "link_gbps = 10.0",
                  f"policy_params = {{ threshold_tokens = {threshold} }}", "",

@@ -41,12 +41,12 @@ def gather(tensors: Sequence[torch.Tensor], ids: Sequence[int], num_blocks: int)
     """One uint8 tensor: each of the layer's tensors' blocks `ids`, tensor after tensor."""
     if not ids:
         return torch.empty(0, dtype=torch.uint8)
-    idx = torch.tensor(list(ids), dtype=torch.long)
     parts = []
     for t in tensors:
+        idx = torch.tensor(list(ids), dtype=torch.long, device=t.device)
         sel = t.movedim(block_dim(t, num_blocks), 0).index_select(0, idx).contiguous()
         parts.append(sel.view(-1).view(torch.uint8))
-    return torch.cat(parts)
+    return torch.cat(parts).cpu()  # the wire sends host memory (a no-op on CPU)
 
 
 def scatter(
@@ -61,7 +61,6 @@ def scatter(
         return sent
     start = tail_align(sent, len(ids))
     raw = torch.frombuffer(data, dtype=torch.uint8) if data.nbytes else None
-    idx = torch.tensor(list(ids), dtype=torch.long)
     off = 0
     for t in tensors:
         view = t.movedim(block_dim(t, num_blocks), 0)
@@ -69,6 +68,7 @@ def scatter(
         pb = one.numel() * one.element_size()
         assert raw is not None
         part = raw[off + start * pb : off + sent * pb]
-        view[idx] = part.view(t.dtype).reshape(len(ids), *one.shape)
+        idx = torch.tensor(list(ids), dtype=torch.long, device=t.device)
+        view[idx] = part.view(t.dtype).reshape(len(ids), *one.shape).to(t.device)
         off += sent * pb
     return sent

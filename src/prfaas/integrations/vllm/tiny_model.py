@@ -57,18 +57,28 @@ def _write_tokenizer(out: Path) -> None:
     fast.save_pretrained(str(out))
 
 
-def _config(hybrid: bool) -> object:
+# "medium" is the larger hybrid for GPU runs (benchmarks/gpu_vllm.sh): ~1 B parameters.
+SIZES = {
+    "tiny": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 4},
+    "medium": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+               "num_attention_heads": 16, "num_key_value_heads": 4, "num_experts": 16},
+}
+
+
+def _config(hybrid: bool, size: str = "tiny") -> object:
+    dims = dict(SIZES[size])
+    experts = dims.pop("num_experts")
     common = dict(
-        vocab_size=1024, hidden_size=256, intermediate_size=512, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
-        eos_token_id=0, bos_token_id=0, tie_word_embeddings=False,
+        vocab_size=1024, head_dim=64, max_position_embeddings=32768,
+        eos_token_id=0, bos_token_id=0, tie_word_embeddings=False, **dims,
     )
     if hybrid:
         from transformers import Qwen3NextConfig
 
         return Qwen3NextConfig(
             linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=64,
-            linear_value_head_dim=64, num_experts=4, num_experts_per_tok=2,
+            linear_value_head_dim=64, num_experts=experts, num_experts_per_tok=2,
             moe_intermediate_size=128, shared_expert_intermediate_size=128,
             full_attention_interval=4, **common,
         )
@@ -77,27 +87,29 @@ def _config(hybrid: bool) -> object:
     return Qwen3Config(**common)
 
 
-def write(out: Path, hybrid: bool, seed: int = 0) -> dict[str, object]:
+def write(out: Path, hybrid: bool, seed: int = 0, size: str = "tiny") -> dict[str, object]:
     """Save config, random weights (safetensors: one draw every instance loads) and tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    cfg = _config(hybrid)
+    cfg = _config(hybrid, size)
     arch = "Qwen3NextForCausalLM" if hybrid else "Qwen3ForCausalLM"
     cfg.architectures = [arch]  # type: ignore[attr-defined]
     dtype = torch.bfloat16 if hybrid else torch.float32
     model = AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
     # Wider-than-default init so greedy outputs differ between prompts (random weights otherwise
     # collapse to one token), which makes output comparisons across instances meaningful.
+    std = 1.28 / SIZES[size]["hidden_size"] ** 0.5  # 0.08 for "tiny"
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() >= 2:
-                p.normal_(0.0, 0.08)
+                p.normal_(0.0, std)
     model.save_pretrained(str(out), safe_serialization=True)
     _write_tokenizer(out)
-    info = {"model": arch, "hybrid": hybrid, "dtype": "bfloat16" if hybrid else "float32"}
+    info = {"model": arch, "hybrid": hybrid, "dtype": "bfloat16" if hybrid else "float32",
+            "size": size}
     (out / "prfaas_tiny.json").write_text(json.dumps(info))
     return info
 
@@ -106,12 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out", type=Path)
     ap.add_argument("--dense", action="store_true", help="force the dense fallback model")
+    ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    ap.add_argument("--gpu", action="store_true", help="the target has a GPU: keep the hybrid")
     args = ap.parse_args(argv)
-    hybrid = has_native_bf16() and not args.dense
+    hybrid = (args.gpu or has_native_bf16()) and not args.dense
     if (args.out / "prfaas_tiny.json").exists():
         info = json.loads((args.out / "prfaas_tiny.json").read_text())
     else:
-        info = write(args.out, hybrid)
+        info = write(args.out, hybrid, size=args.size)
     print(json.dumps(info))
     return 0
 
