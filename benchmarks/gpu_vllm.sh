@@ -18,7 +18,7 @@ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$OUT/secret"; chmod 600 "
 
 start() {  # name gpu port extra-json
   local kvt="{\"kv_connector\":\"PrfaasConnector\",\"kv_connector_module_path\":\"prfaas.integrations.vllm.connector\",\"kv_role\":\"kv_both\",\"kv_load_failure_policy\":\"recompute\",\"kv_connector_extra_config\":$4}"
-  local ev="{\"enable_kv_cache_events\":true,\"publisher\":\"zmq\",\"endpoint\":\"tcp://127.0.0.1:$(( $3 + 50 ))\",\"topic\":\"kv@$1\"}"
+  local ev="{\"enable_kv_cache_events\":true,\"publisher\":\"zmq\",\"endpoint\":\"tcp://127.0.0.1:18450\",\"topic\":\"kv@$1\"}"
   CUDA_VISIBLE_DEVICES=$2 "$VPY" -m vllm.entrypoints.openai.api_server --model "$MODEL" \
     --dtype bfloat16 --max-model-len 32768 --gpu-memory-utilization 0.85 --host 127.0.0.1 \
     --port "$3" --no-disable-hybrid-kv-cache-manager --kv-transfer-config "$kvt" \
@@ -44,6 +44,7 @@ policy = "prfaas"
 policy_params = { threshold_tokens = 8192 }
 block_tokens = ${BLOCK_TOKENS:-1024}
 link_gbps = ${LINK_GBPS:-100}
+events_bind = "tcp://127.0.0.1:18450"
 [[cluster]]
 name = "prfaas"
 role = "prfaas"
@@ -53,8 +54,8 @@ role = "pd"
 TOML
 for spec in "prfaas-p0 prfaas prefill 18401" "pd-p0 pd prefill 18402" "pd-d0 pd decode 18403"; do
   set -- $spec
-  printf '[[node]]\nname = "%s"\ncluster = "%s"\nrole = "%s"\nurl = "http://127.0.0.1:%s"\nengine_id = "%s"\nevents = "tcp://127.0.0.1:%s"\n' \
-    "$1" "$2" "$3" "$4" "$1" $(( $4 + 50 )) >> "$OUT/deployment.toml"
+  printf '[[node]]\nname = "%s"\ncluster = "%s"\nrole = "%s"\nurl = "http://127.0.0.1:%s"\nengine_id = "%s"\n' \
+    "$1" "$2" "$3" "$4" "$1" >> "$OUT/deployment.toml"
 done
 "$PY" -m prfaas.router.vllm_serve "$OUT/deployment.toml" --port 18400 --max-context 32768 &
 echo $! >> "$OUT/pids"

@@ -103,10 +103,12 @@ def decode_batch(payload: bytes) -> tuple[float, list[EngineEvent]]:
 class EventFedIndex:
     """Turns one engine's events into `CacheEvent`s keyed by prfaas's token-chained hashes."""
 
-    def __init__(self, location: str, sink: Callable[[str, CacheEvent], None]) -> None:
+    def __init__(
+        self, location: str, sink: Callable[[str, CacheEvent], None], block_tokens: int = 0
+    ) -> None:
         self.location = location
         self.sink = sink
-        self.block_size = 0
+        self.block_tokens = block_tokens  # the router's block size; 0 = take what events say
         self._ours: dict[tuple[int | None, Any], int] = {}  # (group, engine hash) -> our hash
         self._chain: dict[Any, int] = {}  # engine hash -> our hash, any group (parent lookups)
 
@@ -132,7 +134,8 @@ class EventFedIndex:
         parent = ROOT_HASH if ph is None else self._chain.get(ph)
         if parent is None:
             return  # its prefix was never seen (joined mid-stream): unusable as a prefix anyway
-        self.block_size = ev.block_size
+        if self.block_tokens and ev.block_size != self.block_tokens:
+            return  # a partial tail block: the router never hashes one
         ours = token_block_hashes(ev.token_ids, ev.block_size, parent)
         is_state = ev.kind in STATE_KINDS
         for engine_hash, h in zip(ev.block_hashes, ours, strict=False):

@@ -48,9 +48,10 @@ class VllmBackend:
     def start_events(self) -> None:
         # Only prefill instances' caches can serve a prefill: a decode instance also caches the
         # blocks it received, but vLLM never prefills there, so its hits would mislead the policy.
-        for n in self.fleet.nodes.values():
-            if n.events and n.role == "prefill":
-                self.events.start(n.name, n.events)
+        if self.fleet.events_bind:
+            prefill = {n.name: self.fleet.block_tokens for n in self.fleet.nodes.values()
+                       if n.role == "prefill"}
+            self.events.start(self.fleet.events_bind, prefill)
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text).ids)

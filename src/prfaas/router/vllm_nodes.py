@@ -21,7 +21,6 @@ class VllmNode:
     role: str  # "prefill" or "decode"
     url: str
     engine_id: str  # the connector's engine id (what kv_transfer_params name)
-    events: str = ""  # ZMQ endpoint of its KV events ("" = none)
     inflight: int = 0
     dead_until: float = 0.0
 
@@ -44,6 +43,7 @@ class VllmFleet:
     clusters: dict[str, str]  # name -> "prfaas" | "pd"
     nodes: dict[str, VllmNode] = field(default_factory=dict)
     request_timeout_s: float = 300.0
+    events_bind: str = ""  # ZMQ endpoint the router binds for KV events (topic kv@NODE); "" = off
 
     def view(self, matches: dict[str, int], exclude: frozenset[str] = frozenset()) -> ClusterView:
         """A frozen snapshot for the policy: live nodes, one prfaas->pd link per pair, matches."""
@@ -96,12 +96,13 @@ def load_fleet(path: Path) -> VllmFleet:
         link_gbps=float(raw.get("link_gbps", 10.0)),
         clusters=clusters,
         request_timeout_s=float(raw.get("request_timeout_s", 300.0)),
+        events_bind=str(raw.get("events_bind", "")),
     )
     for n in raw.get("node", []):
         where = f"[[node]] {n.get('name', '?')}"
         node = VllmNode(str(_need(n, "name", where)), str(_need(n, "cluster", where)),
                         str(_need(n, "role", where)), str(_need(n, "url", where)).rstrip("/"),
-                        str(_need(n, "engine_id", where)), str(n.get("events", "")))
+                        str(_need(n, "engine_id", where)))
         if node.cluster not in clusters or node.role not in ("prefill", "decode"):
             raise UsageError(f"{where}: unknown cluster or role (prefill|decode)")
         fleet.nodes[node.name] = node

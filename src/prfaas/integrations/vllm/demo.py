@@ -82,7 +82,7 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
         pred = d["attempts"][-1]["predicted_prefix_tokens"]
         reuse.append({"prefill": where, "predicted_prefix_tokens": pred, "vllm_hit_tokens": hits})
     out["prefix_reuse"] = reuse
-    out["token_level"] = token_level(fleet, prompts[:10])
+    out["token_level"] = token_level(fleet, prompts)
     out["kill"] = kill_phase(fleet, client)
     return out
 
@@ -111,6 +111,25 @@ def token_level(fleet: Fleet, prompts: list[str]) -> dict[str, Any]:
         worst = max(worst, abs(ref["logprobs"]["token_logprobs"][0]
                                - got["logprobs"]["token_logprobs"][0]))
     return {"prompts": len(prompts), "first_token_equal": first, "sequence_equal": seq,
+            "max_first_logprob_diff": worst, "vllm_own_split": own_split(c, d.url, fleet)}
+
+
+def own_split(c: httpx.Client, url: str, fleet: Fleet) -> dict[str, Any]:
+    """The baseline for the above: one instance, no connector, a prompt computed whole vs the same
+    prompt again after a 512-token prefix-cache hit (vLLM's own split of the same computation)."""
+    first = seq = 0
+    worst = 0.0
+    texts = [prompt(500 + s, 600) for s in range(5)]
+    for text in texts:
+        body = {"model": str(fleet.model), "prompt": text, "max_tokens": 16, "temperature": 0,
+                "return_token_ids": True, "logprobs": 1, "cache_salt": uuid.uuid4().hex}
+        whole = c.post(f"{url}/v1/completions", json=body).json()["choices"][0]
+        split = c.post(f"{url}/v1/completions", json=body).json()["choices"][0]
+        first += whole["token_ids"][0] == split["token_ids"][0]
+        seq += whole["token_ids"] == split["token_ids"]
+        worst = max(worst, abs(whole["logprobs"]["token_logprobs"][0]
+                               - split["logprobs"]["token_logprobs"][0]))
+    return {"prompts": len(texts), "first_token_equal": first, "sequence_equal": seq,
             "max_first_logprob_diff": worst}
 
 

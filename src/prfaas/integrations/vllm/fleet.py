@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,6 @@ class Instance:
     role: str  # prefill | decode
     port: int
     kv_port: int  # decode: where pushed KV lands; prefill: unused
-    events_port: int
 
     @property
     def url(self) -> str:
@@ -33,9 +34,9 @@ class Instance:
 def demo_instances(base: int = 18200) -> list[Instance]:
     """One PrfaaS prefill, one PD prefill, one PD decode (the demo's three instances)."""
     return [
-        Instance("prfaas-p0", "prfaas", "prefill", base + 1, 0, base + 51),
-        Instance("pd-p0", "pd", "prefill", base + 2, 0, base + 52),
-        Instance("pd-d0", "pd", "decode", base + 3, base + 33, base + 53),
+        Instance("prfaas-p0", "prfaas", "prefill", base + 1, 0),
+        Instance("pd-p0", "pd", "prefill", base + 2, 0),
+        Instance("pd-d0", "pd", "decode", base + 3, base + 33),
     ]
 
 
@@ -45,6 +46,7 @@ class Fleet:
     model: Path
     work: Path
     instances: list[Instance]
+    events_port: int = 18250  # the router binds it; instances publish KV events to it
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -70,7 +72,7 @@ class Fleet:
                "kv_role": "kv_both", "kv_load_failure_policy": "recompute",
                "kv_connector_extra_config": self._extra(inst)}
         events = {"enable_kv_cache_events": True, "publisher": "zmq",
-                  "endpoint": f"tcp://127.0.0.1:{inst.events_port}", "topic": f"kv@{inst.name}"}
+                  "endpoint": f"tcp://127.0.0.1:{self.events_port}", "topic": f"kv@{inst.name}"}
         info = json.loads((self.model / "prfaas_tiny.json").read_text())
         return [self.vllm_python, "-m", "vllm.entrypoints.openai.api_server",
                 "--model", str(self.model), "--dtype", str(info["dtype"]), "--enforce-eager",
@@ -83,8 +85,10 @@ class Fleet:
         src = str(Path(__file__).resolve().parents[3])
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
         log = open(self.work / f"{inst.name}.log", "wb")  # noqa: SIM115 (lives with the process)
+        # Own process group: vLLM forks an engine core and a worker, which must die with it.
         self.procs[inst.name] = subprocess.Popen(self.command(inst), stdout=log,
-                                                 stderr=subprocess.STDOUT, env=env)
+                                                 stderr=subprocess.STDOUT, env=env,
+                                                 start_new_session=True)
 
     def start_all(self, timeout_s: float = 600.0) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
@@ -98,32 +102,39 @@ class Fleet:
             wait_ready(inst.url, self.procs[inst.name], deadline)
 
     def kill(self, name: str) -> None:
+        """SIGKILL the instance and its engine processes (a crash, as the fallback test needs)."""
         proc = self.procs.get(name)
-        if proc is not None and proc.poll() is None:
-            proc.kill()
+        if proc is not None:
+            _signal_group(proc, signal.SIGKILL)
             proc.wait(timeout=30)
 
     def stop_all(self) -> None:
         for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
+            _signal_group(proc, signal.SIGTERM)
         for name, proc in self.procs.items():
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill(name)
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGKILL)  # engine processes left behind by the parent
 
     def deployment_toml(self, policy: str = "prfaas-static", threshold: int = 300) -> str:
         lines = ['engine = "vllm"', f'model = "{self.model}"', f'policy = "{policy}"',
                  "block_tokens = 256", "link_gbps = 10.0",
-                 f"policy_params = {{ threshold_tokens = {threshold} }}", "",
+                 f"policy_params = {{ threshold_tokens = {threshold} }}",
+                 f'events_bind = "tcp://127.0.0.1:{self.events_port}"', "",
                  '[[cluster]]\nname = "prfaas"\nrole = "prfaas"\n',
                  '[[cluster]]\nname = "pd"\nrole = "pd"\n']
         for i in self.instances:
             lines.append(f'[[node]]\nname = "{i.name}"\ncluster = "{i.cluster}"\n'
-                         f'role = "{i.role}"\nurl = "{i.url}"\nengine_id = "{i.name}"\n'
-                         f'events = "tcp://127.0.0.1:{i.events_port}"\n')
+                         f'role = "{i.role}"\nurl = "{i.url}"\nengine_id = "{i.name}"\n')
         return "\n".join(lines)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)  # the group this fleet created (start_new_session)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], deadline: float) -> None:
