@@ -120,10 +120,10 @@ class EventFedIndex:
                 for h in ev.block_hashes:
                     ours = self._ours.pop((ev.group_idx, h), None)
                     if ours is not None:
-                        self.sink(self.location, CacheEvent("removed", ours, False))
+                        self.sink(self.location, CacheEvent("evicted", ours, False))
             else:
                 for (_, _h), ours in list(self._ours.items()):
-                    self.sink(self.location, CacheEvent("removed", ours, False))
+                    self.sink(self.location, CacheEvent("evicted", ours, False))
                 self._ours.clear()
                 self._chain.clear()
 

@@ -35,7 +35,7 @@ def _state_groups(kv_cache_config: Any) -> set[int]:
     }
 
 
-class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):
+class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  # untyped vLLM
     def __init__(self, vllm_config: Any, role: KVConnectorRole, kv_cache_config: Any) -> None:
         super().__init__(vllm_config, role, kv_cache_config)
         tc = vllm_config.kv_transfer_config

@@ -37,7 +37,7 @@ class RecvSpec:
 
 
 @dataclass
-class PrfaasMeta(KVConnectorMetadata):
+class PrfaasMeta(KVConnectorMetadata):  # type: ignore[misc]  # vLLM is untyped here
     send: dict[str, SendSpec] = field(default_factory=dict)
     recv: dict[str, RecvSpec] = field(default_factory=dict)
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 VOCAB = 1000
 _TEXT = (
@@ -53,7 +54,8 @@ def _write_tokenizer(out: Path) -> None:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_corpus(), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
+    make: Any = PreTrainedTokenizerFast  # transformers' stubs are partial
+    fast = make(tokenizer_object=tok, eos_token="<|endoftext|>")
     fast.save_pretrained(str(out))
 
 
@@ -67,16 +69,17 @@ SIZES = {
 
 
 def _config(hybrid: bool, size: str = "tiny") -> object:
-    dims = dict(SIZES[size])
+    dims: dict[str, Any] = dict(SIZES[size])
     experts = dims.pop("num_experts")
-    common = dict(
+    common: dict[str, Any] = dict(
         vocab_size=1024, head_dim=64, max_position_embeddings=32768,
         eos_token_id=0, bos_token_id=0, tie_word_embeddings=False, **dims,
     )
     if hybrid:
         from transformers import Qwen3NextConfig
 
-        return Qwen3NextConfig(
+        make: Any = Qwen3NextConfig
+        return make(
             linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=64,
             linear_value_head_dim=64, num_experts=experts, num_experts_per_tok=2,
             moe_intermediate_size=128, shared_expert_intermediate_size=128,
@@ -84,7 +87,8 @@ def _config(hybrid: bool, size: str = "tiny") -> object:
         )
     from transformers import Qwen3Config
 
-    return Qwen3Config(**common)
+    make_dense: Any = Qwen3Config
+    return make_dense(**common)
 
 
 def write(out: Path, hybrid: bool, seed: int = 0, size: str = "tiny") -> dict[str, object]:
@@ -98,7 +102,8 @@ def write(out: Path, hybrid: bool, seed: int = 0, size: str = "tiny") -> dict[st
     arch = "Qwen3NextForCausalLM" if hybrid else "Qwen3ForCausalLM"
     cfg.architectures = [arch]  # type: ignore[attr-defined]
     dtype = torch.bfloat16 if hybrid else torch.float32
-    model = AutoModelForCausalLM.from_config(cfg, torch_dtype=dtype)
+    auto: Any = AutoModelForCausalLM
+    model = auto.from_config(cfg, dtype=dtype)
     # Wider-than-default init so greedy outputs differ between prompts (random weights otherwise
     # collapse to one token), which makes output comparisons across instances meaningful.
     std = 1.28 / SIZES[size]["hidden_size"] ** 0.5  # 0.08 for "tiny"

@@ -50,15 +50,15 @@ class WorkerSide:
 
     # ---- per step --------------------------------------------------------------------------
     def step(self, meta: PrfaasMeta) -> None:
-        for rid, spec in meta.send.items():
-            self._send(rid, spec)
-        for rid, spec in meta.recv.items():
-            if spec.cancel or not any(spec.block_ids):
-                self.link.drop(spec.transfer_id)
-                if not spec.cancel:
-                    self._pending[rid] = spec  # nothing to land: report loaded right away
+        for rid, send in meta.send.items():
+            self._send(rid, send)
+        for rid, recv in meta.recv.items():
+            if recv.cancel or not any(recv.block_ids):
+                self.link.drop(recv.transfer_id)
+                if not recv.cancel:
+                    self._pending[rid] = recv  # nothing to land: report loaded right away
                 continue
-            self._pending[rid] = spec
+            self._pending[rid] = recv
 
     def _send(self, rid: str, spec: SendSpec) -> None:
         t0 = time.perf_counter()
