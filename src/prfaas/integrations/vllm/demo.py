@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -54,8 +55,10 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     # 1) 20 distinct prompts, half short (local PD-P), half long (PrfaaS).
     local0 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
-    # Trace-shaped lengths: short chat turns stay local, long documents cross the threshold.
-    prompts = [prompt(s, 20 + 13 * s if s % 2 else 420 + 17 * s) for s in range(20)]
+    # Lengths 128k+1: the prefill stops at a multiple of 128 tokens (it computes N-1), where the
+    # hybrid's bf16 GDN kernels round exactly as one whole prefill does (see token_level for
+    # other lengths). 129 and 257 stay local under t = 300, longer ones go to PrfaaS.
+    prompts = [prompt(s, 128 * (1 + s % 5) + 1) for s in range(20)]
     got = [complete(client, p) for p in prompts]
     local1 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
     decisions = httpx.get(f"{router}/internal/vllm", timeout=10).json()["decisions"]
@@ -82,7 +85,8 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
         pred = d["attempts"][-1]["predicted_prefix_tokens"]
         reuse.append({"prefill": where, "predicted_prefix_tokens": pred, "vllm_hit_tokens": hits})
     out["prefix_reuse"] = reuse
-    out["token_level"] = token_level(fleet, prompts)
+    # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
+    out["token_level"] = token_level(fleet, [prompt(50 + s, 20 + 37 * s) for s in range(20)])
     out["kill"] = kill_phase(fleet, client)
     return out
 
@@ -156,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path("out/vllm-demo"))
     ap.add_argument("--router-port", type=int, default=18200)
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like an exception, so the finally below stops every vLLM process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     args.out.mkdir(parents=True, exist_ok=True)
     model = args.out / "model"
     subprocess.run([args.vllm_python, "-m", "prfaas.integrations.vllm.tiny_model", str(model)],
