@@ -103,7 +103,8 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  #
 
     def update_connector_output(self, connector_output: Any) -> None:
         assert self.sched is not None
-        self.sched.sent(connector_output.finished_sending)
+        self.sched.transfers_done(connector_output.finished_sending,
+                                  connector_output.finished_recving)
 
     def request_finished(self, request: Any, block_ids: list[int]) -> tuple[bool, None]:
         assert self.sched is not None

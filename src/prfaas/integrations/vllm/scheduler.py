@@ -48,6 +48,7 @@ class SchedulerSide:
         self._send: dict[str, SendSpec] = {}
         self._recv: dict[str, RecvSpec] = {}
         self._sending: set[str] = set()  # handed to the worker, blocks held until it copied them
+        self._loading: dict[str, str] = {}  # request id -> transfer id, until the worker landed it
 
     def on_new_request(self, request: Any) -> None:
         """Prefill side: compute h(N-1) only, so the decode side's recompute of the last token
@@ -74,6 +75,7 @@ class SchedulerSide:
         if not wants_remote_prefill(params):
             return
         ids = blocks.get_unhashed_block_ids_all_groups() if num_external > 0 else []
+        self._loading[request.request_id] = params["transfer_id"]
         self._recv[request.request_id] = RecvSpec(
             params["transfer_id"],
             tuple(tuple(g) for g in ids),
@@ -91,6 +93,12 @@ class SchedulerSide:
         """Hold the prefill's blocks until the worker copied them out; aborted requests free now."""
         params = request.kv_transfer_params
         rid = request.request_id
+        tid = self._loading.pop(rid, None)
+        if tid is not None:
+            # Ended (aborted) while its KV was still on the way: its blocks are freed now, so the
+            # worker must not land anything in them later.
+            self._recv[rid] = RecvSpec(tid, (), 0.0, cancel=True)
+            return False, None
         if params and params.get("do_remote_prefill") and params.get("transfer_id"):
             # Ended before it was scheduled: tell the worker to drop the pushed KV.
             self._recv[rid] = RecvSpec(params["transfer_id"], (), 0.0, cancel=True)
@@ -108,8 +116,10 @@ class SchedulerSide:
         )
         return True, None
 
-    def sent(self, finished_sending: set[str] | None) -> None:
-        self._sending.difference_update(finished_sending or ())
+    def transfers_done(self, sending: set[str] | None, recving: set[str] | None) -> None:
+        self._sending.difference_update(sending or ())
+        for rid in recving or ():
+            self._loading.pop(rid, None)
 
     def pending_push(self) -> bool:
         return bool(self._send or self._sending)

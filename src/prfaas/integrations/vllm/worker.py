@@ -53,11 +53,14 @@ class WorkerSide:
         for rid, send in meta.send.items():
             self._send(rid, send)
         for rid, recv in meta.recv.items():
-            if recv.cancel or not any(recv.block_ids):
+            if recv.cancel:
+                self._pending.pop(rid, None)  # its blocks were freed: never land into them
                 self.link.drop(recv.transfer_id)
-                if not recv.cancel:
-                    self._pending[rid] = recv  # nothing to land: report loaded right away
+                self.link.record({"side": "recv", "transfer_id": recv.transfer_id,
+                                  "ok": False, "error": "request ended before its KV landed"})
                 continue
+            if not any(recv.block_ids):
+                self.link.drop(recv.transfer_id)  # nothing to land: report loaded right away
             self._pending[rid] = recv
 
     def _send(self, rid: str, spec: SendSpec) -> None:
