@@ -163,8 +163,11 @@ class VllmBackend:
             raise BackendError(f"{d.name}: {type(exc).__name__}: {exc}") from None
         finally:
             d.inflight -= 1
-        details = (entry.get("usage") or {}).get("prompt_tokens_details") or {}
-        usage = Usage(len(tokens), n, int(details.get("cached_tokens") or 0))
+        # vLLM may pack several tokens into one SSE chunk: its own usage counts them right.
+        got = entry.get("usage") or {}
+        details = got.get("prompt_tokens_details") or {}
+        usage = Usage(len(tokens), int(got.get("completion_tokens") or n),
+                      int(details.get("cached_tokens") or 0))
         yield TokenChunk(held or "", None, "length" if finish == "length" else "stop", usage)
 
     async def close(self) -> None:
