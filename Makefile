@@ -44,7 +44,7 @@ $(VLLM_VENV)/.installed-stamp: scripts/vllm_env.sh
 vllm-env: $(VLLM_VENV)/.installed-stamp
 
 vllm-demo: $(STAMP) $(VLLM_VENV)/.installed-stamp
-	PY=$(PY) VLLM_PY=$(VLLM_VENV)/bin/python OUT=$(OUT) bash scripts/vllm_demo.sh
+	PY=$(PY) VLLM_PY=$(abspath $(VLLM_VENV))/bin/python OUT=$(OUT) bash scripts/vllm_demo.sh
 
 vllm-test: $(STAMP) $(VLLM_VENV)/.installed-stamp
-	PRFAAS_VLLM_PY=$(VLLM_VENV)/bin/python $(PY) -m pytest tests/vllm -q
+	PRFAAS_VLLM_PY=$(abspath $(VLLM_VENV))/bin/python $(PY) -m pytest tests/vllm -q
