@@ -53,7 +53,7 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
     direct = OpenAI(base_url=f"{dec.url}/v1", api_key="unused")
     direct.model_name = str(fleet.model)  # type: ignore[attr-defined]
     out: dict[str, Any] = {}
-    # 1) 20 distinct prompts, half short (local PD-P), half long (PrfaaS).
+    # 20 distinct prompts through the router: 8 short (local PD-P), 12 long (PrfaaS).
     local0 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
     # Lengths 128k+1: the prefill stops at a multiple of 128 tokens (it computes N-1), where the
     # hybrid's bf16 GDN kernels round exactly as one whole prefill does (see token_level for
@@ -72,7 +72,15 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
     out["transfers"] = len(sends)
     out["bytes_match_layers_x_blocks"] = all(e.get("bytes") == e["expected_bytes"] for e in sends)
     out["kv_bytes"] = sum(e.get("bytes", 0) for e in sends)
-    # 2) Prefix reuse: a long shared prefix, three suffixes, one after another.
+    out["prefix_reuse"] = prefix_reuse(fleet, client, router)
+    # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
+    out["token_level"] = token_level(fleet, [prompt(50 + s, 20 + 37 * s) for s in range(20)])
+    out["kill"] = kill_phase(fleet, client)
+    return out
+
+
+def prefix_reuse(fleet: Fleet, client: OpenAI, router: str) -> list[dict[str, Any]]:
+    """A long shared prefix, three suffixes in turn: did the index predict vLLM's cache hits?"""
     shared = prompt(101, 600)  # two full 256-token blocks the prefix cache can keep
     node_url = {i.name: i.url for i in fleet.instances}
     reuse = []
@@ -84,11 +92,7 @@ def run(fleet: Fleet, router: str) -> dict[str, Any]:
         hits = metric(node_url[where], "vllm:prefix_cache_hits_total") - before[where]
         pred = d["attempts"][-1]["predicted_prefix_tokens"]
         reuse.append({"prefill": where, "predicted_prefix_tokens": pred, "vllm_hit_tokens": hits})
-    out["prefix_reuse"] = reuse
-    # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
-    out["token_level"] = token_level(fleet, [prompt(50 + s, 20 + 37 * s) for s in range(20)])
-    out["kill"] = kill_phase(fleet, client)
-    return out
+    return reuse
 
 
 def token_level(fleet: Fleet, prompts: list[str]) -> dict[str, Any]:
