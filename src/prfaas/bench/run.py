@@ -9,7 +9,7 @@ from typing import Any
 
 from rich.console import Console
 
-from prfaas.bench.client import discover_model, normalize_url, run_plan
+from prfaas.bench.client import RequestResult, discover_model, normalize_url, run_plan
 from prfaas.bench.report import BenchProgress
 from prfaas.bench.stats import RunInfo, build_report
 from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan, trace_plan
@@ -69,24 +69,28 @@ def _send_window_s(plan: list[PlannedRequest], duration_s: float) -> float:
 
 
 def run_bench(url: str, settings: BenchSettings, *, console: Console | None = None,
-              progress: bool = True) -> dict[str, Any]:
-    """Run the plan against `url` and return the report (see stats.py for its keys)."""
+              progress: bool = True,
+              keep: list[RequestResult] | None = None) -> dict[str, Any]:
+    """Run the plan against `url` and return the report (see stats.py for its keys); per-request
+    results are appended to `keep` when given (for --save-result)."""
     url = normalize_url(url)
     plan = settings.plan()
     if not plan:
         raise UsageError("the workload produced no requests in --duration; raise it or the rate")
     console = console or Console(stderr=True)
-    return asyncio.run(_run(url, settings, plan, console, progress))
+    return asyncio.run(_run(url, settings, plan, console, progress, keep))
 
 
 async def _run(url: str, settings: BenchSettings, plan: list[PlannedRequest], console: Console,
-               progress: bool) -> dict[str, Any]:
+               progress: bool, keep: list[RequestResult] | None = None) -> dict[str, Any]:
     model = settings.model or await discover_model(url)
     with BenchProgress(len(plan), console, enabled=progress) as bar:
         results, wall_s = await run_plan(url, plan, model=model, endpoint=settings.endpoint,
                                          timeout_s=settings.timeout_s,
                                          ignore_eos=settings.ignore_eos, on_done=bar.done,
                                          tag=settings.tag_requests)
+    if keep is not None:
+        keep.extend(results)
     info = RunInfo(url=url, model=model, endpoint=settings.endpoint,
                    workload=settings.describe(), seed=settings.seed)
     return build_report(info, results, wall_s, _send_window_s(plan, settings.duration_s))

@@ -51,6 +51,9 @@ def add_parser(subparsers: Any, name: str) -> None:
                    help="send each request's plan index as `seed` so the router's decision log "
                         "(GET /internal/decisions) can be joined to trace rows")
     p.add_argument("--json", action="store_true", help="print the report as JSON (stable keys)")
+    p.add_argument("--save-result", type=Path, metavar="PATH",
+                   help="also write the run as `vllm bench serve --save-result` JSON")
+    p.add_argument("--result-label", default="prfaas", help="`label` in --save-result JSON")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     p.add_argument("--compare", metavar="POLICIES", help="comma list; needs --config")
     p.add_argument("--config", type=Path, help="deployment file for --compare")
@@ -142,7 +145,10 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--url is required (or use --compare with --config)")
     from prfaas.bench.run import run_bench
 
-    report = run_bench(args.url, settings, console=stderr, progress=args.progress)
+    kept: list[Any] = []
+    report = run_bench(args.url, settings, console=stderr, progress=args.progress, keep=kept)
+    if args.save_result is not None:
+        _save_vllm_result(args.save_result, report, kept, args.result_label)
     if args.json:
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -152,6 +158,15 @@ def run(args: argparse.Namespace) -> int:
         stderr.print("prfaas bench: no request succeeded")
         return 1
     return 0
+
+
+def _save_vllm_result(path: Path, report: dict[str, Any], kept: list[Any], label: str) -> None:
+    from prfaas.bench.vllm_format import vllm_result
+
+    try:
+        path.write_text(json.dumps(vllm_result(report, kept, label), indent=2))
+    except OSError as exc:
+        raise UsageError(f"cannot write --save-result {path}: {exc}") from None
 
 
 def _run_compare(args: argparse.Namespace, settings: Any, console: Any) -> int:

@@ -1,0 +1,1 @@
+"""Adapters that plug prfaas into third-party serving engines (each in its own environment)."""

@@ -1,0 +1,195 @@
+"""`make vllm-demo`: three vLLM instances and the prfaas router, driven by the openai client."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+from openai import OpenAI
+
+from prfaas.integrations.vllm.fleet import Fleet, demo_instances, wait_ready
+
+_TEXT = ("the prefill cache block layer token bandwidth router river mountain city garden "
+         "state memory queue link transfer model request cluster hybrid expert")
+WORDS = _TEXT.split()
+
+
+def prompt(seed: int, n_words: int) -> str:
+    """Distinct prompts (the seed picks the opening words) of a trace-like length."""
+    return " ".join(WORDS[(seed * 7 + i * (seed % 5 + 1)) % len(WORDS)] for i in range(n_words))
+
+
+def metric(url: str, name: str, labels: str = "") -> float:
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    pat = re.compile(rf"^{re.escape(name)}\{{[^}}]*{re.escape(labels)}[^}}]*\}} (\S+)$", re.M)
+    return sum(float(v) for v in pat.findall(text))
+
+
+def stats(fleet: Fleet, name: str) -> list[dict[str, Any]]:
+    path = fleet.stats_path(name)
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def complete(client: OpenAI, text: str, n: int = 16, **extra: Any) -> str:
+    r = client.completions.create(model=client.model_name, prompt=text,  # type: ignore[attr-defined]
+                                  max_tokens=n, temperature=0, extra_body=extra or None)
+    return r.choices[0].text
+
+
+def run(fleet: Fleet, router: str) -> dict[str, Any]:
+    dec = next(i for i in fleet.instances if i.role == "decode")
+    client = OpenAI(base_url=f"{router}/v1", api_key="unused")
+    client.model_name = str(fleet.model)  # type: ignore[attr-defined]
+    direct = OpenAI(base_url=f"{dec.url}/v1", api_key="unused")
+    direct.model_name = str(fleet.model)  # type: ignore[attr-defined]
+    out: dict[str, Any] = {}
+    # 20 distinct prompts through the router: 8 short (local PD-P), 12 long (PrfaaS).
+    local0 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
+    # Lengths 128k+1: the prefill stops at a multiple of 128 tokens (it computes N-1), where the
+    # hybrid's bf16 GDN kernels round exactly as one whole prefill does (see token_level for
+    # other lengths). 129 and 257 stay local under t = 300, longer ones go to PrfaaS.
+    prompts = [prompt(s, 128 * (1 + s % 5) + 1) for s in range(20)]
+    got = [complete(client, p) for p in prompts]
+    local1 = metric(dec.url, "vllm:prompt_tokens_by_source_total", 'source="local_compute"')
+    decisions = httpx.get(f"{router}/internal/vllm", timeout=10).json()["decisions"]
+    # Reference: one instance, no disaggregation, its prefix cache bypassed by a fresh salt.
+    ref = [complete(direct, p, cache_salt=uuid.uuid4().hex) for p in prompts]
+    sends = [e for i in fleet.instances if i.role == "prefill" for e in stats(fleet, i.name)]
+    out["outputs_equal"] = sum(a == b for a, b in zip(got, ref, strict=True))
+    out["requests"] = len(prompts)
+    out["offloaded"] = sum(1 for d in decisions if d.get("offloaded"))
+    out["decode_prompt_tokens_computed"] = local1 - local0
+    out["transfers"] = len(sends)
+    out["bytes_match_layers_x_blocks"] = all(e.get("bytes") == e["expected_bytes"] for e in sends)
+    out["kv_bytes"] = sum(e.get("bytes", 0) for e in sends)
+    out["prefix_reuse"] = prefix_reuse(fleet, client, router)
+    # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
+    out["token_level"] = token_level(fleet, [prompt(50 + s, 20 + 37 * s) for s in range(20)])
+    out["kill"] = kill_phase(fleet, client)
+    return out
+
+
+def prefix_reuse(fleet: Fleet, client: OpenAI, router: str) -> list[dict[str, Any]]:
+    """A long shared prefix, three suffixes in turn: did the index predict vLLM's cache hits?"""
+    shared = prompt(101, 600)  # two full 256-token blocks the prefix cache can keep
+    node_url = {i.name: i.url for i in fleet.instances}
+    reuse = []
+    for k in range(3):
+        before = {n: metric(u, "vllm:prefix_cache_hits_total") for n, u in node_url.items()}
+        complete(client, shared + " " + prompt(200 + k, 6), n=4)
+        d = httpx.get(f"{router}/internal/vllm", timeout=10).json()["decisions"][-1]
+        where = d["prefill"]
+        hits = metric(node_url[where], "vllm:prefix_cache_hits_total") - before[where]
+        pred = d["attempts"][-1]["predicted_prefix_tokens"]
+        reuse.append({"prefill": where, "predicted_prefix_tokens": pred, "vllm_hit_tokens": hits})
+    return reuse
+
+
+def token_level(fleet: Fleet, prompts: list[str]) -> dict[str, Any]:
+    """Token ids and first-token logprobs, disaggregated (pd-p0 -> pd-d0, no router) vs one
+    instance: separates transport errors (any model) from bf16 rounding of a split prefill."""
+    by = {i.name: i for i in fleet.instances}
+    p, d = by["pd-p0"], by["pd-d0"]
+    c = httpx.Client(timeout=300)
+    first = seq = 0
+    worst = 0.0
+    for text in prompts:
+        body = {"model": str(fleet.model), "prompt": text, "max_tokens": 16, "temperature": 0,
+                "return_token_ids": True, "logprobs": 1}
+        ref = c.post(f"{d.url}/v1/completions",
+                     json={**body, "cache_salt": uuid.uuid4().hex}).json()["choices"][0]
+        tid = f"xfer-{uuid.uuid4().hex}"
+        c.post(f"{p.url}/v1/completions", json={**body, "max_tokens": 1, "kv_transfer_params": {
+            "do_remote_decode": True, "transfer_id": tid, "remote_engine_id": d.name}})
+        dis = c.post(f"{d.url}/v1/completions", json={**body, "kv_transfer_params": {
+            "do_remote_prefill": True, "transfer_id": tid, "remote_engine_id": p.name}})
+        got = dis.json()["choices"][0]
+        first += ref["token_ids"][0] == got["token_ids"][0]
+        seq += ref["token_ids"] == got["token_ids"]
+        worst = max(worst, abs(ref["logprobs"]["token_logprobs"][0]
+                               - got["logprobs"]["token_logprobs"][0]))
+    return {"prompts": len(prompts), "first_token_equal": first, "sequence_equal": seq,
+            "max_first_logprob_diff": worst, "vllm_own_split": own_split(c, d.url, fleet)}
+
+
+def own_split(c: httpx.Client, url: str, fleet: Fleet) -> dict[str, Any]:
+    """The baseline for the above: one instance, no connector, a prompt computed whole vs the same
+    prompt again after a 512-token prefix-cache hit (vLLM's own split of the same computation)."""
+    first = seq = 0
+    worst = 0.0
+    texts = [prompt(500 + s, 600) for s in range(5)]
+    for text in texts:
+        body = {"model": str(fleet.model), "prompt": text, "max_tokens": 16, "temperature": 0,
+                "return_token_ids": True, "logprobs": 1, "cache_salt": uuid.uuid4().hex}
+        whole = c.post(f"{url}/v1/completions", json=body).json()["choices"][0]
+        split = c.post(f"{url}/v1/completions", json=body).json()["choices"][0]
+        first += whole["token_ids"][0] == split["token_ids"][0]
+        seq += whole["token_ids"] == split["token_ids"]
+        worst = max(worst, abs(whole["logprobs"]["token_logprobs"][0]
+                               - split["logprobs"]["token_logprobs"][0]))
+    return {"prompts": len(texts), "first_token_equal": first, "sequence_equal": seq,
+            "max_first_logprob_diff": worst}
+
+
+def kill_phase(fleet: Fleet, client: OpenAI) -> dict[str, Any]:
+    """Long requests in flight, then the PrfaaS instance dies: all must still be answered."""
+    texts = [prompt(300 + s, 500) for s in range(8)]
+    with ThreadPoolExecutor(4) as pool:
+        futs = [pool.submit(complete, client, t, 8) for t in texts]
+        time.sleep(1.0)
+        fleet.kill("prfaas-p0")
+        ok = lost = 0
+        for f in futs:
+            try:
+                f.result(timeout=300)
+                ok += 1
+            except Exception:
+                lost += 1
+    return {"requests": len(texts), "served": ok, "lost": lost}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--vllm-python", required=True)
+    ap.add_argument("--out", type=Path, default=Path("out/vllm-demo"))
+    ap.add_argument("--router-port", type=int, default=18200)
+    args = ap.parse_args(argv)
+    # SIGTERM unwinds like an exception, so the finally below stops every vLLM process.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    args.out.mkdir(parents=True, exist_ok=True)
+    model = args.out / "model"
+    subprocess.run([args.vllm_python, "-m", "prfaas.integrations.vllm.tiny_model", str(model)],
+                   check=True)
+    fleet = Fleet(args.vllm_python, model.resolve(), args.out.resolve(), demo_instances())
+    router = None
+    try:
+        fleet.start_all()
+        dep = args.out / "deployment.toml"
+        dep.write_text(fleet.deployment_toml())
+        router = subprocess.Popen([sys.executable, "-m", "prfaas.router.vllm_serve", str(dep),
+                                   "--port", str(args.router_port)])
+        url = f"http://127.0.0.1:{args.router_port}"
+        wait_ready(url, router, time.monotonic() + 60)
+        result = run(fleet, url)
+    finally:
+        if router is not None:
+            router.terminate()
+            router.wait(timeout=30)
+        fleet.stop_all()
+    (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
