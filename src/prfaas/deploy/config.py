@@ -8,6 +8,7 @@ Format (examples/local.toml is the annotated reference):
     [router]      host, port (0 = pick a free one), heartbeat_s, dead_after_s, rebalance_s
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
     [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns", connections
+    [control]     workload prior and knobs of the control loop (deploy/control_section.py)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from prfaas.deploy.control_section import ControlSettings, control_section
 from prfaas.errors import ConfigError
 from prfaas.planner.fields import Table
 
@@ -125,6 +127,7 @@ class DeploymentConfig:
     links: tuple[LinkConfig, ...]
     secret: str | None = None
     variants: Mapping[str, DeploymentConfig] = field(default_factory=dict)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -220,9 +223,10 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
     router = sec.router_section(root)
     clusters = sec.clusters_section(root, engine)
     links = sec.links_section(root, {c.name for c in clusters})
+    control = control_section(root)
     root.finish()
     cfg = DeploymentConfig(
-        name, source, block_tokens, engine, policy, router, clusters, links, secret
+        name, source, block_tokens, engine, policy, router, clusters, links, secret, control=control
     )
     sec.check_topology(cfg)
     return cfg

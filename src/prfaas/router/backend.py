@@ -7,12 +7,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prfaas.cache.hashing import token_block_hashes
+from prfaas.control.window import PrefillSample
 from prfaas.core.request import RequestSpec
-from prfaas.deploy.config import DeploymentConfig
+from prfaas.deploy.config import DeploymentConfig, PolicyConfig
+from prfaas.deploy.planning import startup_plan
 from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
@@ -23,6 +25,7 @@ from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
 from prfaas.router.live_view import index_match, membership_records, telemetry
 from prfaas.router.membership import Membership, NodeRecord
+from prfaas.router.rebalancer import Observations
 from prfaas.server.backend import (
     BackendError,
     BackendUnavailable,
@@ -74,7 +77,9 @@ class RouterBackend:
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
         self.adapter = RouterAdapter(cfg.block_tokens, cfg.router.dead_after_s)
-        self.params = PolicyParams(**cfg.policy.params)
+        plan = startup_plan(cfg)
+        self.params: PolicyParams = plan.params
+        self.plan_line = plan.line
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics
@@ -82,17 +87,30 @@ class RouterBackend:
         self.decision_log = DecisionLog()  # every decision, for GET /internal/decisions
         self.recent_offload: deque[bool] = deque(maxlen=200)
         self.threshold_tokens = self.params.threshold_tokens
-        self.observed_inc: list[int] = []  # uncached lengths served (the rebalancer's window)
-        self.observed_out: list[int] = []  # output lengths served
+        self.observed = Observations()  # what the control loop's current period saw
         self.rebalancer: Any = None
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
 
     def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
-        """Switch the routing policy at run time (tests, experiments, the rebalancer's new t)."""
+        """Switch the routing policy at run time (tests, experiments); `params` written here win
+        over the planner's, like [policy.params] in the file."""
         get_policy(name)
-        self.params = PolicyParams(**(params if params is not None else self.cfg.policy.params))
+        explicit = params if params is not None else self.cfg.policy.params
+        self.cfg = replace(self.cfg, policy=PolicyConfig(name, explicit))
         self.policy_name = name
-        self.threshold_tokens = self.params.threshold_tokens
+        plan = startup_plan(self.cfg)
+        self.plan_line = plan.line
+        self.apply_params(plan.params)
+
+    def apply_params(self, params: PolicyParams) -> None:
+        """New policy parameters (the control loop's re-plan)."""
+        self.params = params
+        self.threshold_tokens = params.threshold_tokens
+
+    @property
+    def time_scale(self) -> float:
+        """Modelled seconds per wall-clock second (the emulated engine runs time_scale x faster)."""
+        return self.cfg.engine.time_scale if self.cfg.engine.kind == "emulated" else 1.0
 
     # -- Backend protocol ------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -278,7 +296,7 @@ class RouterBackend:
                         yield TokenChunk(text, token, finish, usage)  # type: ignore[arg-type]
             except WorkerLost as exc:
                 raise DecodeLost(exc.node, str(exc)) from None
-            self.observed_out.append(n)
+            self.observed.out.append(n)
         finally:
             decode.decode_active -= 1
             if not opening.done():
@@ -297,9 +315,12 @@ class RouterBackend:
         pnode: str,
     ) -> None:
         self.members.apply_events(pnode, reply.events)
-        self.observed_inc.append(len(tokens) - reply.reused_tokens)
+        inc = len(tokens) - reply.reused_tokens
         cluster = self.members.nodes[pnode].cluster
-        offloaded = self.cfg.cluster(cluster).role == "prfaas"
+        role = self.cfg.cluster(cluster).role
+        offloaded = role == "prfaas"
+        self.observed.inc.append(inc)
+        self.observed.prefill.append(PrefillSample(role, inc, reply.compute_s * self.time_scale))
         self.recent_offload.append(offloaded)
         if pnode != p.prefill_node:
             p = Placement(

@@ -23,10 +23,10 @@ from prfaas.deploy.hardware import (
     node_prefill_profile,
     prefill_profile_name,
 )
+from prfaas.deploy.planning import scenario_from_deployment, startup_plan
 from prfaas.errors import ConfigError
-from prfaas.policy.params import PolicyParams
 from prfaas.profiles import DecodeProfile, get_kv_profile
-from prfaas.sim.setup import ClusterSpec, SimSetup
+from prfaas.sim.setup import ClusterSpec, RebalanceSetup, SimSetup
 
 UNSHAPED_GBPS = 1e6  # an intra-cluster path the live deployment leaves unshaped (loopback)
 UNLIMITED_BYTES = 1 << 62  # live decode nodes do not bound KV memory
@@ -103,13 +103,11 @@ def setup_from_deployment(
         cfg = cfg.with_policy(policy)
     if cfg.engine.kind != "emulated":
         raise ConfigError(f"{cfg.source}: only emulated-engine deployments can be simulated")
-    if cfg.router.rebalance_s > 0:
-        raise ConfigError(f"{cfg.source}: the router's rebalancer is not mirrored (rebalance_s)")
     gbps, rtt_ms = _link(cfg)
     scale = time_scale(cfg)
     return SimSetup(
         policy=cfg.policy.name,
-        params=PolicyParams(**cfg.policy.params),
+        params=startup_plan(cfg).params,
         clusters=tuple(_cluster(c, cfg.source) for c in cfg.clusters),
         kv=get_kv_profile(cfg.engine.kv_profile or cfg.engine.model),
         decode=_decode(cfg),
@@ -126,4 +124,21 @@ def setup_from_deployment(
         full_kv_transfer=mirror_live,
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
+        rebalance=_rebalance(cfg),
+        scenario=scenario_from_deployment(cfg),
+    )
+
+
+def _rebalance(cfg: DeploymentConfig) -> RebalanceSetup | None:
+    """The router's control loop, in modelled seconds (off when rebalance_s = 0)."""
+    if cfg.router.rebalance_s <= 0 or cfg.policy.name != "prfaas":
+        return None
+    c = cfg.control
+    return RebalanceSetup(
+        period_s=modelled_s(cfg, cfg.router.rebalance_s),
+        hysteresis=c.hysteresis,
+        max_moves=c.max_moves,
+        min_samples=cfg.router.rebalance_min_samples,
+        window_periods=c.window_periods,
+        min_profile_samples=c.min_profile_samples,
     )
