@@ -99,7 +99,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _announce(url: str, dep: Any) -> None:
+    from prfaas.deploy.planning import startup_plan
+
     model = dep.cfg.engine.model
+    print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
     print(
         f"prfaas is up: {url}  (OpenAI API at {url}/v1, dashboard {url}/dashboard, "
         f"metrics {url}/metrics)"

@@ -107,6 +107,17 @@ class RouterBackend:
         self.params = params
         self.threshold_tokens = params.threshold_tokens
 
+    def control_state(self) -> dict[str, Any]:
+        """The startup plan and the parameters in force (for /internal/state)."""
+        p = self.params
+        return {
+            "startup": self.plan_line,
+            "threshold_tokens": p.threshold_tokens,
+            "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
+            "remote_service_s": p.remote_service_s,
+            "local_service_s": p.local_service_s,
+        }
+
     @property
     def time_scale(self) -> float:
         """Modelled seconds per wall-clock second (the emulated engine runs time_scale x faster)."""
