@@ -102,7 +102,6 @@ def _announce(url: str, dep: Any) -> None:
     from prfaas.deploy.planning import startup_plan
 
     model = dep.cfg.engine.model
-    print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
     print(
         f"prfaas is up: {url}  (OpenAI API at {url}/v1, dashboard {url}/dashboard, "
         f"metrics {url}/metrics)"
@@ -111,6 +110,7 @@ def _announce(url: str, dep: Any) -> None:
         f"try: curl -s {url}/v1/completions -H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
+    print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
     print("Ctrl-C stops every process.", flush=True)
 
 

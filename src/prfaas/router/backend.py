@@ -212,7 +212,7 @@ class RouterBackend:
     # -- one attempt -----------------------------------------------------------------------
     def _place(
         self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...]
-    ) -> tuple[Placement, PullSpec | None, dict[str, Any]]:
+    ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
         spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
@@ -230,7 +230,20 @@ class RouterBackend:
         )
         if placement.rejected:
             raise BackendUnavailable(f"no capacity: {placement.reason}")
-        return placement, self._pull_spec(placement, per_node), entry
+        held = self._held_tokens(placement, per_node, len(tokens))
+        return placement, self._pull_spec(placement, per_node), entry, held
+
+    def _held_tokens(self, p: Placement, per_node: dict[str, int], n_tokens: int) -> int:
+        """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses). The
+        emulated engine leaves it out; the transformers engine still ships the whole KV."""
+        if not p.offloaded or self.cfg.engine.kind != "emulated":
+            return 0
+        cluster = self.members.nodes[p.decode_node].cluster
+        blocks = max(
+            (b for n, b in per_node.items() if self.members.nodes[n].cluster == cluster),
+            default=0,
+        )
+        return min(blocks * self.block_tokens, n_tokens)
 
     def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
         """Where the prefix the policy counted on lives, if the prefill node lacks it."""
@@ -263,7 +276,7 @@ class RouterBackend:
         t0: float,
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
-        placement, pull, logged = self._place(req, tokens, hashes)
+        placement, pull, logged, held = self._place(req, tokens, hashes)
         self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
@@ -282,6 +295,7 @@ class RouterBackend:
                     decode,
                     pull,
                     placement.prefix_tokens,
+                    held,
                 )
             except WorkerLost as exc:
                 if not decode.alive:
@@ -290,6 +304,8 @@ class RouterBackend:
             finally:
                 decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
             self._record(rid, tokens, placement, pull, reply, pnode)
+            if held and self.metrics is not None and pnode == placement.prefill_node:
+                self.metrics.count_held(placement.prefill_cluster, held)
             self.decision_log.complete(logged, pnode, reply)
             try:
                 resp = await opening

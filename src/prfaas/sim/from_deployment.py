@@ -5,11 +5,12 @@ count, block size, prefix-cache capacity and policy parameters. The simulator ru
 time: an emulated deployment runs `time_scale` times faster, so send times are multiplied by it
 going in (`modelled_s`) and simulated times divided by it coming out (`emulated_s`).
 
-With `mirror_live` (the default) the setup also copies three behaviours of the live emulated engine
+With `mirror_live` (the default) the setup also copies behaviours of the live emulated engine
 that differ from the simulator's own model (see SimSetup): decode batches advance in chunks of
-`decode_chunk_tokens` steps, prefill ships the request's whole KV, decode nodes report no KV
-reservations (the live decode nodes do not model KV memory, so it never blocks admission), and
-prefill queues keep the routing-time estimate of each job's work (the router's accounting).
+`decode_chunk_tokens` steps, decode nodes report no KV reservations (the live decode nodes do
+not model KV memory, so it never blocks admission), and prefill queues keep the routing-time
+estimate of each job's work (the router's accounting). As in the simulator, only the KV the
+decode cluster lacks crosses the link; the router's control loop is mirrored when rebalance_s > 0.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def setup_from_deployment(
         sample_s=cfg.router.heartbeat_s * scale,
         ewma_tau_s=2.0 * scale,
         decode_chunk_steps=cfg.engine.decode_chunk_tokens if mirror_live else 1,
-        full_kv_transfer=mirror_live,
+        full_kv_transfer=False,  # live too, only the KV the decode cluster lacks crosses
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
         rebalance=_rebalance(cfg),
