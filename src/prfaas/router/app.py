@@ -170,6 +170,23 @@ def build_router_app(cfg: DeploymentConfig, wan_url: str = "") -> tuple[FastAPI,
             msgspec.json.encode({"node": node, "role": new_role}), media_type="application/json"
         )
 
+    async def link(request: Request) -> Response:
+        """Change a link's modelled rate live (`prfaas link set`)."""
+        from prfaas.router.linkctl import set_link_rate
+
+        try:
+            body = msgspec.json.decode(await request.body())
+            gbps = float(body["gbps"])
+            src, dst = body.get("src"), body.get("dst")
+            done = await set_link_rate(backend, gbps, src, dst)
+        except (msgspec.DecodeError, KeyError, TypeError, ValueError, httpx.HTTPError) as exc:
+            return Response(
+                msgspec.json.encode({"error": str(exc)}),
+                status_code=400,
+                media_type="application/json",
+            )
+        return Response(msgspec.json.encode({"links": done}), media_type="application/json")
+
     async def decisions(request: Request) -> Response:
         """Routing decisions in order (?since=SEQ for those after SEQ); see decision_log.py."""
         try:
@@ -182,6 +199,7 @@ def build_router_app(cfg: DeploymentConfig, wan_url: str = "") -> tuple[FastAPI,
 
     app.add_api_route("/internal/decisions", decisions, methods=["GET"], include_in_schema=False)
     app.add_api_route("/internal/role", role, methods=["POST"], include_in_schema=False)
+    app.add_api_route("/internal/link", link, methods=["POST"], include_in_schema=False)
     app.add_api_route("/internal/policy", policy, methods=["POST"], include_in_schema=False)
     app.add_api_route("/internal/heartbeat", heartbeat, methods=["POST"], include_in_schema=False)
     app.add_api_route("/internal/state", state, methods=["GET"], include_in_schema=False)
@@ -229,6 +247,10 @@ async def run_router(
         from prfaas.router.rebalancer import rebalance_loop
 
         tasks.append(asyncio.create_task(rebalance_loop(backend, cfg.router.rebalance_s)))
+    if cfg.control.bandwidth_schedule:
+        from prfaas.router.linkctl import schedule_loop
+
+        tasks.append(asyncio.create_task(schedule_loop(backend)))
     write_ready(ready_file, {"url": url})
     try:
         await serve_uvicorn(app, sock)

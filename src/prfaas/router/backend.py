@@ -90,6 +90,7 @@ class RouterBackend:
         self.observed = Observations()  # what the control loop's current period saw
         self.rebalancer: Any = None
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
+        self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
 
     def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
         """Switch the routing policy at run time (tests, experiments); `params` written here win
@@ -143,6 +144,8 @@ class RouterBackend:
 
     async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
         t0 = time.perf_counter()
+        if self.first_request_s is None:
+            self.first_request_s = time.monotonic()
         tokens = self.tokenizer.encode(req.prompt_text)
         if not tokens:
             raise UsageError("the prompt is empty: give at least one token")

@@ -27,6 +27,7 @@ from prfaas.deploy.hardware import (
 from prfaas.deploy.planning import scenario_from_deployment, startup_plan
 from prfaas.errors import ConfigError
 from prfaas.profiles import DecodeProfile, get_kv_profile
+from prfaas.sim.bandwidth import BandwidthSchedule
 from prfaas.sim.setup import ClusterSpec, RebalanceSetup, SimSetup
 
 UNSHAPED_GBPS = 1e6  # an intra-cluster path the live deployment leaves unshaped (loopback)
@@ -125,6 +126,9 @@ def setup_from_deployment(
         full_kv_transfer=False,  # live too, only the KV the decode cluster lacks crosses
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
+        bandwidth=BandwidthSchedule(
+            tuple((a * scale, b * scale, f) for a, b, f in cfg.control.bandwidth_schedule)
+        ),
         rebalance=_rebalance(cfg),
         scenario=scenario_from_deployment(cfg),
     )

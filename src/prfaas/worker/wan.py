@@ -40,6 +40,14 @@ class RelayRequest(msgspec.Struct, frozen=True):
     port: int
 
 
+class LinkRate(msgspec.Struct, frozen=True):
+    """A new modelled rate for the link between two clusters (both directions)."""
+
+    src: str
+    dst: str
+    gbps: float
+
+
 def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float] | None:
     """(emulated rate Gbit/s or 0 = unlimited, one-way delay s) of a direction; None = direct."""
     eng = cfg.engine
@@ -200,6 +208,26 @@ class Wan:
                 self.relays[key] = relay
             return int(relay.port)
 
+    async def set_link(self, req: LinkRate) -> float:
+        """Change a link's rate (both directions) live; returns the emulated Gbit/s applied."""
+        link = self.cfg.link(req.src, req.dst)
+        if link is None:
+            raise ValueError(f"no link between {req.src!r} and {req.dst!r}")
+        if not (req.gbps > 0 and req.gbps < float("inf")):
+            raise ValueError(f"gbps must be a positive number, got {req.gbps!r}")
+        rate = req.gbps * self.cfg.engine.link_scale
+        async with self._lock:
+            for key in ((link.src, link.dst), (link.dst, link.src)):
+                bucket = self.buckets.get(key)
+                if bucket is not None:
+                    bucket.set_rate(rate)
+                else:  # no relay yet: the first one starts at the new rate
+                    self.buckets[key] = TokenBucket(rate)
+            ns = self.netns.get((link.src, link.dst))
+            if ns is not None:
+                await asyncio.to_thread(ns.set_rate, rate)
+        return rate
+
     async def close(self) -> None:
         try:
             for relay in self.relays.values():
@@ -222,8 +250,20 @@ def build_wan_app(wan: Wan) -> Starlette:
     async def health(_: Request) -> JSONResponse:
         return JSONResponse({"ok": True, "relays": len(wan.relays)})
 
+    async def link(request: Request) -> JSONResponse:
+        try:
+            req = msgspec.json.decode(await request.body(), type=LinkRate)
+            rate = await wan.set_link(req)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"src": req.src, "dst": req.dst, "emulated_gbps": rate})
+
     return Starlette(
-        routes=[Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
+        routes=[
+            Route("/relay", relay, methods=["POST"]),
+            Route("/link", link, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ]
     )
 
 
