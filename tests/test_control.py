@@ -112,3 +112,22 @@ def test_startup_plan_says_where_each_value_came_from() -> None:
     doc["control"] = {"plan": False}
     off = startup_plan(parse_deployment(doc))
     assert off.decision is None and off.params.threshold_by_gbps == ()
+
+
+def test_estimates_are_exported_with_their_sample_counts(paper) -> None:  # type: ignore[no-untyped-def]
+    from prfaas.control.loop import estimate_summary, estimates
+    from prfaas.server.metrics import ServerMetrics
+
+    obs = PeriodObservation(
+        60.0, prefill=tuple(_samples(paper, 50, 1.1, 0.0)), link=(LinkSample(80.0, 1.0),) * 7
+    )
+    window = ObservationWindow().push(obs, 4)
+    summary = estimate_summary(*estimates(window, ControlConfig(paper)))
+    assert summary["pd_prefill_samples"] == 50 and summary["pd_prefill_fitted"]
+    assert summary["pd_prefill_scale"] == pytest.approx(1.1, rel=0.05)
+    assert summary["prfaas_prefill_samples"] == 0 and not summary["prfaas_prefill_fitted"]
+    assert (summary["link_gbps"], summary["link_samples"]) == (80.0, 7)
+    metrics = ServerMetrics()
+    metrics.set_control(summary)
+    text = metrics.exposition()[0].decode()
+    assert 'control_estimate{name="pd_prefill_samples"} 50.0' in text

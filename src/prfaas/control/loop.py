@@ -55,6 +55,23 @@ class ControlDecision:
         }
 
 
+def estimate_summary(link: LinkEstimate, profiles: ProfileEstimates) -> dict[str, Any]:
+    """Flat numbers for /metrics and the dashboard: each estimate with its sample count."""
+    out: dict[str, Any] = {
+        "link_gbps": link.gbps,
+        "link_samples": link.samples,
+        "link_source": link.source,
+        "decode_step_s": profiles.decode.t_decode_s,
+        "decode_samples": profiles.decode_samples,
+    }
+    for role, fit in (("prfaas", profiles.prfaas), ("pd", profiles.pd)):
+        out[f"{role}_prefill_samples"] = fit.samples
+        out[f"{role}_prefill_fitted"] = fit.fitted
+        out[f"{role}_prefill_scale"] = getattr(fit.profile, "scale", 1.0)
+        out[f"{role}_prefill_offset_s"] = getattr(fit.profile, "offset_s", 0.0)
+    return out
+
+
 def observed_scenario(
     scn: Scenario, profiles: ProfileEstimates, incs: tuple[int, ...], mean_out: float
 ) -> Scenario:

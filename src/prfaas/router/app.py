@@ -68,6 +68,7 @@ class RouterDashboard:
             "links": links,
             "nodes": nodes,
             "decisions": decisions,
+            "control": b.rebalancer.estimates if b.rebalancer is not None else {},
         }
 
 

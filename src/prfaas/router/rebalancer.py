@@ -22,6 +22,7 @@ from prfaas.control import (
     PrefillSample,
     control_step,
 )
+from prfaas.control.loop import estimate_summary, estimates
 from prfaas.deploy.planning import control_config, scenario_from_deployment
 from prfaas.worker.messages import RoleChange
 
@@ -70,6 +71,7 @@ class Rebalancer:
     window: ObservationWindow = field(default_factory=ObservationWindow)
     history: list[dict[str, Any]] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    estimates: dict[str, Any] = field(default_factory=dict)  # the latest, for /metrics
 
     def state(self) -> ControlState:
         b = self.backend
@@ -94,6 +96,10 @@ class Rebalancer:
         obs = obs if obs is not None else b.observed.take(period_s)
         if self.config is None:
             return None
+        window = self.window.push(obs, self.config.window_periods)
+        self.estimates = estimate_summary(*estimates(window, self.config))
+        if b.metrics is not None:
+            b.metrics.set_control(self.estimates)
         self.window, decision = control_step(self.window, obs, self.state(), self.config, b.params)
         if decision is None:
             return None
