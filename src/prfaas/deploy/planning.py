@@ -94,8 +94,13 @@ def startup_plan(cfg: DeploymentConfig) -> StartupPlan:
     base = PolicyParams(**explicit)
     scn = scenario_from_deployment(cfg)
     if not cfg.control.plan or cfg.policy.name not in PLANNED_POLICIES or scn is None:
-        why = "off" if not cfg.control.plan else "no plannable profile or policy"
-        line = f"control: planner {why}; t={base.threshold_tokens} (file/default)"
+        if not cfg.control.plan:
+            why = "planner off ([control] plan = false)"
+        elif cfg.policy.name not in PLANNED_POLICIES:
+            why = f"policy {cfg.policy.name} uses no t"
+        else:
+            why = f"the {cfg.engine.kind} engine has no profile to plan with"
+        line = f"control: {why}; t={base.threshold_tokens} (file/default)"
         return StartupPlan(base, line, None)
     if scn.prfaas_instances == 0:
         return StartupPlan(base, "control: no PrfaaS cluster to plan for", None)
