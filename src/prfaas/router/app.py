@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request, Response
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.errors import UsageError
 from prfaas.router.backend import RouterBackend
+from prfaas.router.rebalancer import control_state
 from prfaas.worker.messages import Heartbeat
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def build_router_app(cfg: DeploymentConfig, wan_url: str = "") -> tuple[FastAPI,
             "offload_fraction": backend.offload_fraction(),
             "index_blocks": {n: backend.members.index.blocks_held(n) for n in nodes},
             "rebalances": history,
-            "control": backend.control_state(),
+            "control": control_state(backend),
             "routed": len(backend.route_s),
             "route_ms": _percentiles_ms(backend.route_s),
             "relays": {r.name: r.relays for r in backend.node_records()},

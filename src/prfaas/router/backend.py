@@ -23,7 +23,7 @@ from prfaas.router.adapter import RouterAdapter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
-from prfaas.router.live_view import index_match, membership_records, telemetry
+from prfaas.router.live_view import held_tokens, index_match, membership_records, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
 from prfaas.server.backend import (
@@ -107,17 +107,6 @@ class RouterBackend:
         """New policy parameters (the control loop's re-plan)."""
         self.params = params
         self.threshold_tokens = params.threshold_tokens
-
-    def control_state(self) -> dict[str, Any]:
-        """The startup plan and the parameters in force (for /internal/state)."""
-        p = self.params
-        return {
-            "startup": self.plan_line,
-            "threshold_tokens": p.threshold_tokens,
-            "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
-            "remote_service_s": p.remote_service_s,
-            "local_service_s": p.local_service_s,
-        }
 
     @property
     def time_scale(self) -> float:
@@ -237,16 +226,10 @@ class RouterBackend:
         return placement, self._pull_spec(placement, per_node), entry, held
 
     def _held_tokens(self, p: Placement, per_node: dict[str, int], n_tokens: int) -> int:
-        """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses). The
-        emulated engine leaves it out; the transformers engine still ships the whole KV."""
-        if not p.offloaded or self.cfg.engine.kind != "emulated":
-            return 0
-        cluster = self.members.nodes[p.decode_node].cluster
-        blocks = max(
-            (b for n, b in per_node.items() if self.members.nodes[n].cluster == cluster),
-            default=0,
-        )
-        return min(blocks * self.block_tokens, n_tokens)
+        """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses)."""
+        if self.cfg.engine.kind != "emulated":
+            return 0  # the transformers engine ships the whole KV
+        return held_tokens(self.members, p, per_node, n_tokens, self.block_tokens)
 
     def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
         """Where the prefix the policy counted on lives, if the prefill node lacks it."""

@@ -114,6 +114,18 @@ class Rebalancer:
         return record
 
 
+def control_state(backend: RouterBackend) -> dict[str, Any]:
+    """The startup plan and the parameters in force (for /internal/state)."""
+    p = backend.params
+    return {
+        "startup": backend.plan_line,
+        "threshold_tokens": p.threshold_tokens,
+        "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
+        "remote_service_s": p.remote_service_s,
+        "local_service_s": p.local_service_s,
+    }
+
+
 def make_rebalancer(backend: RouterBackend) -> Rebalancer:
     scn = scenario_from_deployment(backend.cfg)
     return Rebalancer(backend, control_config(backend.cfg, scn) if scn is not None else None)
