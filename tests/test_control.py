@@ -108,7 +108,12 @@ def test_startup_plan_says_where_each_value_came_from() -> None:
     doc["policy"]["params"] = {"threshold_tokens": 5000}
     pinned = startup_plan(parse_deployment(doc))
     assert pinned.params.threshold_tokens == 5000 and "t=file" in pinned.line
-    assert pinned.params.threshold_by_gbps == planned.params.threshold_by_gbps
+    # The planner's table, scaled so the full-rate entry is the pinned t (a slower link still
+    # raises t by the planner's factor, from the file's t).
+    table = pinned.params.threshold_by_gbps
+    assert table[-1] == (100.0, 5000) and table[0][1] > 5000
+    ratio = planned.params.threshold_by_gbps[0][1] / 19_400
+    assert table[0][1] == pytest.approx(5000 * ratio, abs=1)
     doc["control"] = {"plan": False}
     off = startup_plan(parse_deployment(doc))
     assert off.decision is None and off.params.threshold_by_gbps == ()

@@ -86,6 +86,13 @@ class StartupPlan:
     decision: ControlDecision | None
 
 
+def rescaled(params: PolicyParams, planned_t: int) -> tuple[tuple[float, int], ...]:
+    """The planner's bandwidth table scaled so its full-rate entry is the t the file pinned: a
+    slower link still raises t by the planner's factor, never above the file's t by its own."""
+    factor = params.threshold_tokens / planned_t if planned_t > 0 else 1.0
+    return tuple((gbps, round(t * factor)) for gbps, t in params.threshold_by_gbps)
+
+
 def startup_plan(cfg: DeploymentConfig) -> StartupPlan:
     """The policy parameters a deployment starts with: the planner's (for the threshold policies
     on an emulated engine with [control] plan = true), with [policy.params] written in the file
@@ -106,6 +113,8 @@ def startup_plan(cfg: DeploymentConfig) -> StartupPlan:
         return StartupPlan(base, "control: no PrfaaS cluster to plan for", None)
     decision = initial_plan(control_config(cfg, scn), initial_state(cfg, base), base)
     params = with_overrides(decision.params, explicit)
+    if "threshold_tokens" in explicit and "threshold_by_gbps" not in explicit:
+        params = replace(params, threshold_by_gbps=rescaled(params, decision.threshold_tokens))
     line = (
         f"control: {decision.reason}; t={params.threshold_tokens}, "
         f"table={[(round(g, 3), t) for g, t in params.threshold_by_gbps]}, "
