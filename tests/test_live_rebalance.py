@@ -6,6 +6,7 @@ import asyncio
 import threading
 import tomllib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 
 from live_support import EMULATED_TOML, SHORT_PROMPT, complete, state, write_config
 from prfaas.deploy.config import parse_deployment
+from prfaas.deploy.planning import control_config, scenario_from_deployment
 from prfaas.deploy.supervisor import Deployment
 from prfaas.router.backend import RouterBackend
-from prfaas.router.rebalancer import Rebalancer, scenario_from_deployment
+from prfaas.router.rebalancer import Rebalancer
 
 
 def _two_by_two() -> Any:
@@ -26,6 +28,12 @@ def _two_by_two() -> Any:
         {"name": "pd-d", "count": 2, "role": "decode", "hardware": "H20"},
     ]
     return parse_deployment(doc)
+
+
+def _config(cfg: Any, min_samples: int) -> Any:
+    scn = scenario_from_deployment(cfg)
+    assert scn is not None
+    return replace(control_config(cfg, scn), min_samples=min_samples)
 
 
 def test_decode_bound_window_converts_a_prefill_node_and_retunes_t() -> None:
@@ -41,9 +49,9 @@ def test_decode_bound_window_converts_a_prefill_node_and_retunes_t() -> None:
             moves.append((node, role))
 
         backend.change_role = change_role  # type: ignore[method-assign]
-        rb = Rebalancer(backend, scenario_from_deployment(cfg), min_samples=50)
-        backend.observed_inc[:] = [2000] * 100  # short prompts ...
-        backend.observed_out[:] = [4000] * 100  # ... long answers: decode is the bottleneck
+        rb = Rebalancer(backend, _config(cfg, 50))
+        backend.observed.inc[:] = [2000] * 100  # short prompts ...
+        backend.observed.out[:] = [4000] * 100  # ... long answers: decode is the bottleneck
         record = await rb.step(1.0)
         await asyncio.sleep(0)
         return record, moves, backend.params.threshold_tokens
@@ -60,9 +68,9 @@ def test_too_few_samples_change_nothing() -> None:
 
     async def scenario() -> dict[str, Any] | None:
         backend = RouterBackend(cfg)
-        rb = Rebalancer(backend, scenario_from_deployment(cfg), min_samples=500)
-        backend.observed_inc[:] = [2000] * 10
-        backend.observed_out[:] = [4000] * 10
+        rb = Rebalancer(backend, _config(cfg, 500))
+        backend.observed.inc[:] = [2000] * 10
+        backend.observed.out[:] = [4000] * 10
         return await rb.step(1.0)
 
     assert asyncio.run(scenario()) is None

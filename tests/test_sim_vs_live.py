@@ -118,7 +118,7 @@ def test_setup_mirrors_the_deployment_file() -> None:
     assert by_name["prfaas"].prefill.name != by_name["pd"].prefill.name  # H200 vs H20
     assert (setup.link_gbps, setup.rtt_ms, setup.block_tokens) == (100, 10, 512)
     assert setup.params.threshold_tokens == 19_400 and setup.decode.bs_max == 20
-    assert setup.decode_chunk_steps == 16 and setup.full_kv_transfer
+    assert setup.decode_chunk_steps == 16 and not setup.full_kv_transfer  # live sends the rest
     homo = setup_from_deployment(cfg, "homogeneous")  # its [variant.homogeneous] hardware
     assert [(c.name, c.prefill_nodes, c.decode_nodes) for c in homo.clusters] == [("pd", 9, 3)]
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "transfer-bench": "transfer_bench",
     "netns": "netns",
     "up": "up",
+    "link": "link",
     "bench": "bench",
     "worker": "worker",
     "certs": "certs",

@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
 def _announce(url: str, dep: Any) -> None:
     import os
 
+    from prfaas.deploy.planning import startup_plan
+
     model = dep.cfg.engine.model
     print(
         f"prfaas is up: {url}  (OpenAI API at {url}/v1, dashboard {url}/dashboard, "
@@ -121,6 +123,9 @@ def _announce(url: str, dep: Any) -> None:
         f"try: curl -s {url}/v1/completions {auth}-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
+    print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
+    if dep.pki_dir is not None:  # operator tools (prfaas link set) need both; never a secret
+        print(f"operator: control {dep.control_url}, certificates in {dep.pki_dir}")
     print("Ctrl-C stops every process.", flush=True)
 
 

@@ -11,6 +11,7 @@ Format (examples/local.toml is the annotated reference):
     [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
     [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns", connections
+    [control]     workload prior and knobs of the control loop (deploy/control_section.py)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from prfaas.deploy.control_section import ControlSettings, control_section
 from prfaas.errors import ConfigError
 from prfaas.planner.fields import Table
 
@@ -160,6 +162,7 @@ class DeploymentConfig:
     variants: Mapping[str, DeploymentConfig] = field(default_factory=dict)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    control: ControlSettings = field(default_factory=ControlSettings)
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -258,10 +261,11 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
     from prfaas.deploy.security_sections import limits_section, security_section
 
     security, limits = security_section(root), limits_section(root)
+    control = control_section(root)
     root.finish()
     cfg = DeploymentConfig(
         name, source, block_tokens, engine, policy, router, clusters, links, secret,
-        security=security, limits=limits,
+        security=security, limits=limits, control=control,
     )
     sec.check_topology(cfg)
     return cfg

@@ -29,6 +29,16 @@ class PolicyParams:
     gate_bandwidth_raise: skip the threshold_by_gbps raise while PD-P is the more backed-up side.
     max_raise: bound on that scaling (t stays within [t / max_raise, t * max_raise]).
     min_pull_tokens: smallest prefix gain that justifies a cross-cluster cache pull.
+    remote_prefill_poly / local_prefill_poly: T(l) of a PrfaaS / PD-P node as polynomial
+        coefficients (numpy.polyval order, seconds); remote_s_per_token / local_s_per_token turn
+        queued tokens into a wait; kv_state_bytes / kv_bytes_per_token: S_kv(l). Set by the
+        control core from the planner's profiles; empty polynomials turn latency routing off.
+    latency_routing / latency_slack_s: beyond the paper, when the side t picks is not the one
+        with the smaller expected completion time (queue wait + prefill + transfer not hidden by
+        it), the request goes to the other side if that side's queue wait is at most
+        latency_slack_s, more than latency_reserve_nodes of its prefill nodes are idle (kept for
+        the requests t sends there) and egress is below raise_util: spare capacity is used at
+        low load, and t governs once queues build near saturation.
     """
 
     threshold_tokens: int = 19_400
@@ -44,6 +54,15 @@ class PolicyParams:
     max_raise: float = 4.0
     gate_bandwidth_raise: bool = True
     min_pull_tokens: int = 2048
+    remote_prefill_poly: tuple[float, ...] = ()
+    local_prefill_poly: tuple[float, ...] = ()
+    remote_s_per_token: float = 0.0
+    local_s_per_token: float = 0.0
+    kv_state_bytes: float = 0.0
+    kv_bytes_per_token: float = 0.0
+    latency_routing: bool = True
+    latency_slack_s: float = 0.0
+    latency_reserve_nodes: int = 1
 
     def __post_init__(self) -> None:
         if self.threshold_tokens < 0:
@@ -54,6 +73,9 @@ class PolicyParams:
             raise ValueError("drain_high_s and balance_horizon_s must be > 0, max_raise >= 1")
         if self.remote_service_s < 0 or self.local_service_s < 0 or self.balance_slack_s < 0:
             raise ValueError("service times and balance_slack_s must be >= 0")
+        latency = (self.latency_slack_s, self.remote_s_per_token, self.local_s_per_token)
+        if self.latency_reserve_nodes < 0 or min(latency) < 0:
+            raise ValueError("latency_slack_s, latency_reserve_nodes and per-token times: >= 0")
         caps = [c for c, _ in self.threshold_by_gbps]
         if caps != sorted(caps):
             raise ValueError("threshold_by_gbps must be ascending in capacity")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterState, ClusterView
+from prfaas.policy.latency import choose_side
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import CachePull, Placement
 from prfaas.policy.select import best_decode, best_prefill, queue_per_node
@@ -160,16 +161,21 @@ def route_prfaas(view: ClusterView, request: RequestSpec, params: PolicyParams) 
     scarce = _scarce(params, p)
     l_pd, pd_name = _local_prefix(view, "pd")
     l_remote, remote_name = _local_prefix(view, "prfaas")
+    link = (p.util, p.capacity_gbps, p.drain_s)
     if scarce or not remote_name:
         inc = request.input_tokens - l_pd
         long = inc > t
-        tag = f"inc {inc} {'>' if long else '<='} t {t}; bw scarce u={p.util:.2f}{why}"
+        long, why_lat = choose_side(view, request, params, long, inc, link)
+        why += why_lat
+        tag = f"inc {inc} {'>' if inc > t else '<='} t {t}; bw scarce u={p.util:.2f}{why}"
         return _split(view, request, long, t, tag)
     l_prefix = max(l_pd, l_remote)
     inc = request.input_tokens - l_prefix
     long = inc > t
+    long, why_lat = choose_side(view, request, params, long, inc, link)
+    why += why_lat
     holder = remote_name if l_remote > l_pd else pd_name
-    tag = f"inc {inc} {'>' if long else '<='} t {t}; bw ok u={p.util:.2f}{why}"
+    tag = f"inc {inc} {'>' if inc > t else '<='} t {t}; bw ok u={p.util:.2f}{why}"
     placement = _split(view, request, long, t, tag)
     if placement.rejected or holder == placement.prefill_cluster:
         return placement

@@ -65,6 +65,7 @@ class RouterDashboard:
             "links": links,
             "nodes": nodes,
             "decisions": decisions,
+            "control": b.rebalancer.estimates if b.rebalancer is not None else {},
         }
 
 
@@ -141,6 +142,10 @@ async def run_router(
         from prfaas.router.rebalancer import rebalance_loop
 
         tasks.append(asyncio.create_task(rebalance_loop(backend, cfg.router.rebalance_s)))
+    if cfg.control.bandwidth_schedule:
+        from prfaas.router.linkctl import schedule_loop
+
+        tasks.append(asyncio.create_task(schedule_loop(backend)))
     write_ready(ready_file, {"url": url, "control_url": control_url})
     limit = cfg.limits.max_connections
     try:

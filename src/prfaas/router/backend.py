@@ -7,12 +7,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from prfaas.cache.hashing import token_block_hashes
+from prfaas.control.window import PrefillSample
 from prfaas.core.request import RequestSpec
-from prfaas.deploy.config import DeploymentConfig
+from prfaas.deploy.config import DeploymentConfig, PolicyConfig
+from prfaas.deploy.planning import startup_plan
 from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
@@ -21,8 +23,9 @@ from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
 from prfaas.router.fleet_view import LiveFleet
-from prfaas.router.live_view import index_match, telemetry
+from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
+from prfaas.router.rebalancer import Observations
 from prfaas.security.tls import WAN
 from prfaas.server.backend import (
     BackendError,
@@ -78,7 +81,9 @@ class RouterBackend:
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
         self.fleet = LiveFleet(self.members, cfg.block_tokens, cfg.router.dead_after_s)
-        self.params = PolicyParams(**cfg.policy.params)
+        plan = startup_plan(cfg)
+        self.params: PolicyParams = plan.params
+        self.plan_line = plan.line
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics
@@ -86,17 +91,31 @@ class RouterBackend:
         self.decision_log = DecisionLog()  # every decision, for GET /internal/decisions
         self.recent_offload: deque[bool] = deque(maxlen=200)
         self.threshold_tokens = self.params.threshold_tokens
-        self.observed_inc: list[int] = []  # uncached lengths served (the rebalancer's window)
-        self.observed_out: list[int] = []  # output lengths served
+        self.observed = Observations()  # what the control loop's current period saw
         self.rebalancer: Any = None
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
+        self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
 
     def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
-        """Switch the routing policy at run time (tests, experiments, the rebalancer's new t)."""
+        """Switch the routing policy at run time (tests, experiments); `params` written here win
+        over the planner's, like [policy.params] in the file."""
         get_policy(name)
-        self.params = PolicyParams(**(params if params is not None else self.cfg.policy.params))
+        explicit = params if params is not None else self.cfg.policy.params
+        self.cfg = replace(self.cfg, policy=PolicyConfig(name, explicit))
         self.policy_name = name
-        self.threshold_tokens = self.params.threshold_tokens
+        plan = startup_plan(self.cfg)
+        self.plan_line = plan.line
+        self.apply_params(plan.params)
+
+    def apply_params(self, params: PolicyParams) -> None:
+        """New policy parameters (the control loop's re-plan)."""
+        self.params = params
+        self.threshold_tokens = params.threshold_tokens
+
+    @property
+    def time_scale(self) -> float:
+        """Modelled seconds per wall-clock second (the emulated engine runs time_scale x faster)."""
+        return self.cfg.engine.time_scale if self.cfg.engine.kind == "emulated" else 1.0
 
     # -- Backend protocol ------------------------------------------------------------------
     def count_tokens(self, text: str) -> int:
@@ -120,6 +139,8 @@ class RouterBackend:
 
     async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
         t0 = time.perf_counter()
+        if self.first_request_s is None:
+            self.first_request_s = time.monotonic()
         tokens = self.tokenizer.encode(req.prompt_text)
         if not tokens:
             raise UsageError("the prompt is empty: give at least one token")
@@ -194,7 +215,7 @@ class RouterBackend:
     # -- one attempt -----------------------------------------------------------------------
     def _place(
         self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...]
-    ) -> tuple[Placement, PullSpec | None, dict[str, Any]]:
+    ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
         spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
@@ -207,7 +228,14 @@ class RouterBackend:
         )
         if placement.rejected:
             raise BackendUnavailable(f"no capacity: {placement.reason}")
-        return placement, self._pull_spec(placement, per_node), entry
+        held = self._held_tokens(placement, per_node, len(tokens))
+        return placement, self._pull_spec(placement, per_node), entry, held
+
+    def _held_tokens(self, p: Placement, per_node: dict[str, int], n_tokens: int) -> int:
+        """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses)."""
+        if self.cfg.engine.kind != "emulated":
+            return 0  # the transformers engine ships the whole KV
+        return held_tokens(self.members, p, per_node, n_tokens, self.block_tokens)
 
     def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
         """Where the prefix the policy counted on lives, if the prefill node lacks it."""
@@ -240,7 +268,7 @@ class RouterBackend:
         t0: float,
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
-        placement, pull, logged = self._place(req, tokens, hashes)
+        placement, pull, logged, held = self._place(req, tokens, hashes)
         self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
@@ -259,6 +287,7 @@ class RouterBackend:
                     decode,
                     pull,
                     placement.prefix_tokens,
+                    held,
                 )
             except WorkerLost as exc:
                 if not decode.alive:
@@ -267,6 +296,8 @@ class RouterBackend:
             finally:
                 decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
             self._record(rid, tokens, placement, pull, reply, pnode)
+            if held and self.metrics is not None and pnode == placement.prefill_node:
+                self.metrics.count_held(placement.prefill_cluster, held)
             self.decision_log.complete(logged, pnode, reply)
             try:
                 resp = await opening
@@ -284,7 +315,7 @@ class RouterBackend:
                         yield TokenChunk(text, token, finish, usage)  # type: ignore[arg-type]
             except WorkerLost as exc:
                 raise DecodeLost(exc.node, str(exc)) from None
-            self.observed_out.append(n)
+            self.observed.out.append(n)
         finally:
             decode.decode_active -= 1
             if not opening.done():
@@ -303,9 +334,12 @@ class RouterBackend:
         pnode: str,
     ) -> None:
         self.members.apply_events(pnode, reply.events)
-        self.observed_inc.append(len(tokens) - reply.reused_tokens)
+        inc = len(tokens) - reply.reused_tokens
         cluster = self.members.nodes[pnode].cluster
-        offloaded = self.cfg.cluster(cluster).role == "prfaas"
+        role = self.cfg.cluster(cluster).role
+        offloaded = role == "prfaas"
+        self.observed.inc.append(inc)
+        self.observed.prefill.append(PrefillSample(role, inc, reply.compute_s * self.time_scale))
         self.recent_offload.append(offloaded)
         if pnode != p.prefill_node:
             p = Placement(

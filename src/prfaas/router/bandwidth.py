@@ -43,6 +43,12 @@ class BandwidthMonitor:
             for a, b in ((link.src, link.dst), (link.dst, link.src)):
                 self.links[(a, b)] = LinkState(a, b, link.gbps, link.rtt_ms)
 
+    def set_capacity(self, a: str, b: str, gbps: float) -> None:
+        """A new modelled capacity for the link between clusters a and b (both directions)."""
+        for key in ((a, b), (b, a)):
+            if key in self.links:
+                self.links[key].capacity_gbps = gbps
+
     def report(
         self, node: str, src_cluster: str, stats: dict[str, LinkStats], now: float | None = None
     ) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import fields
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import msgspec
@@ -39,6 +39,14 @@ class PolicyChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class RoleRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     node: str
     role: str
+
+
+class LinkChange(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """`prfaas link set`: a link's new modelled rate (both directions when src/dst are omitted)."""
+
+    gbps: Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+    src: str | None = None
+    dst: str | None = None
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -117,6 +125,19 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
             return _bad(str(exc))
         return _json({"node": body.node, "role": body.role})
 
+    async def link(request: Request) -> Response:
+        """Change a link's modelled rate live (`prfaas link set`); operator only."""
+        if (deny := guard.check(request, (OPERATOR,))) is not None:
+            return deny
+        from prfaas.router.linkctl import set_link_rate
+
+        try:
+            body = _decode(await read_bounded(request, 4096), LinkChange)
+            done = await set_link_rate(backend, body.gbps, body.src, body.dst)
+        except (msgspec.MsgspecError, ValueError, httpx.HTTPError) as exc:
+            return _bad(str(exc))
+        return _json({"links": done})
+
     async def state(request: Request) -> Response:
         if (deny := guard.check(request, (OPERATOR,))) is not None:
             return deny
@@ -144,6 +165,7 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
         Route("/internal/heartbeat", heartbeat, methods=["POST"]),
         Route("/internal/policy", policy, methods=["POST"]),
         Route("/internal/role", role, methods=["POST"]),
+        Route("/internal/link", link, methods=["POST"]),
         Route("/internal/state", state, methods=["GET"]),
         Route("/internal/decisions", decisions, methods=["GET"]),
         Route("/internal/health", health, methods=["GET"]),

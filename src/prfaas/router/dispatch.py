@@ -119,9 +119,11 @@ class Dispatcher:
         decode: NodeRecord,
         pull: PullSpec | None,
         prefix_tokens: int,
+        held_tokens: int = 0,
     ) -> tuple[PrefillReply, str]:
         """Prefill on `first`; if that worker dies or its transfer fails, retry on a local PD-P
-        node of the decode node's cluster (the KV no longer crosses the WAN)."""
+        node of the decode node's cluster (the KV no longer crosses the WAN). `held_tokens`: the
+        prefix the decode node's cluster holds, which a sender in another cluster leaves out."""
         target = Target(decode.name, decode.transfer_host, decode.transfer_port)
         tried: list[str] = []
         node = first
@@ -130,7 +132,10 @@ class Dispatcher:
             rec = self.members.nodes[node]
             tried.append(node)
             target = self.target(rec.cluster, decode)
-            job = PrefillJob(rid, attempt, tokens, sampling, target, pull if attempt == 0 else None)
+            held = held_tokens if rec.cluster != decode.cluster else 0
+            job = PrefillJob(
+                rid, attempt, tokens, sampling, target, pull if attempt == 0 else None, held
+            )
             try:
                 work = len(tokens) - (prefix_tokens if attempt == 0 else 0)
                 return await self.prefill(rec, job, work), node

@@ -4,6 +4,7 @@ index matches), which builds the same frozen ClusterView the simulator's adapter
 from __future__ import annotations
 
 from prfaas.deploy.config import DeploymentConfig
+from prfaas.policy.placement import Placement
 from prfaas.router.adapter import MembershipRecord, TransferTelemetry
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.membership import Membership, NodeRecord
@@ -68,3 +69,14 @@ def index_match(members: Membership, per_node: dict[str, int]) -> dict[str, int]
         out[node] = blocks
         out[rec.cluster] = max(out.get(rec.cluster, 0), blocks)
     return out
+
+
+def held_tokens(
+    members: Membership, p: Placement, per_node: dict[str, int], n_tokens: int, block: int
+) -> int:
+    """Tokens of this prompt's prefix the decode node's cluster holds (0 unless offloaded)."""
+    if not p.offloaded:
+        return 0
+    cluster = members.nodes[p.decode_node].cluster
+    blocks = max((b for n, b in per_node.items() if members.nodes[n].cluster == cluster), default=0)
+    return min(blocks * block, n_tokens)

@@ -1,9 +1,7 @@
-"""The long-timescale loop (paper §3.4.3): observed lengths -> policy.rebalance -> role changes.
-
-The router keeps a sliding window of what it served (uncached lengths, output lengths), hands it
-with the deployment's hardware facts to the same `policy.rebalance` the simulator calls, and
-applies the decision: a new threshold t at once, and PD nodes converted between prefill and decode
-one at a time, each draining first so no admitted request is dropped.
+"""The router's control driver (paper §3.4.3): feed each period's observations to the control
+core (the same `prfaas.control.control_step` the simulator calls) and apply its decision: the new
+t, bandwidth table and service times at once, and PD nodes converted between prefill and decode,
+each draining first so no admitted request is dropped.
 """
 
 from __future__ import annotations
@@ -11,145 +9,126 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from prfaas.deploy.config import DeploymentConfig
+from prfaas.control import (
+    ControlConfig,
+    ControlState,
+    LinkSample,
+    NodeLoad,
+    ObservationWindow,
+    PeriodObservation,
+    PrefillSample,
+    control_step,
+)
+from prfaas.control.loop import estimate_summary, estimates
+from prfaas.deploy.planning import control_config, scenario_from_deployment
 from prfaas.worker.messages import RoleChange
 
 if TYPE_CHECKING:
-    from prfaas.planner.scenario import Scenario
     from prfaas.router.backend import RouterBackend
-    from prfaas.router.membership import NodeRecord
 
 log = logging.getLogger(__name__)
-WINDOW_PERIODS = 5
+SAMPLE_S = 1.0  # link telemetry sampling interval (emulated seconds)
 
 
-def scenario_from_deployment(cfg: DeploymentConfig) -> Scenario | None:
-    """The planner's view of this deployment's hardware (emulated engine only: the transformers
-    engine runs real CPU compute, which has no profile to plan with)."""
-    if cfg.engine.kind != "emulated":
-        return None
-    from prfaas.deploy.hardware import node_decode_profile, node_prefill_profile
-    from prfaas.planner.scenario import Scenario
-    from prfaas.profiles import get_hardware, get_kv_profile
-    from prfaas.workload.lengths import EmpiricalLengths
+@dataclass(slots=True)
+class Observations:
+    """The router's per-period buffers (filled as requests complete and links are sampled)."""
 
-    remote = [n for c in cfg.clusters if c.role == "prfaas" for n in c.nodes]
-    pd = [n for c in cfg.clusters if c.role == "pd" for n in c.nodes]
-    if not pd:
-        return None
-    pd_prefill, decode = node_prefill_profile(pd[0]), node_decode_profile(pd[0])
-    remote_prefill = node_prefill_profile(remote[0]) if remote else pd_prefill
-    if pd_prefill is None or decode is None or remote_prefill is None:
-        return None
-    link = cfg.links[0].gbps if cfg.links else 0.0
-    return Scenario(
-        name=cfg.name,
-        prfaas_instances=len(remote),
-        pd_instances=len(pd),
-        homogeneous_instances=len(pd),
-        prfaas_prefill=remote_prefill,
-        pd_prefill=pd_prefill,
-        decode=decode,
-        kv_size=get_kv_profile(cfg.engine.kv_profile or cfg.engine.model),
-        link_gbps=link,
-        lengths=EmpiricalLengths([1.0]),
-        output_tokens=1.0,
-        prfaas_hardware=get_hardware(remote[0].hardware if remote else pd[0].hardware),
-        pd_hardware=get_hardware(pd[0].hardware),
+    inc: list[int] = field(default_factory=list)
+    out: list[int] = field(default_factory=list)
+    prefill: list[PrefillSample] = field(default_factory=list)
+    link: list[LinkSample] = field(default_factory=list)
+
+    def take(self, period_s: float) -> PeriodObservation:
+        obs = PeriodObservation(
+            period_s, tuple(self.inc), tuple(self.out), tuple(self.prefill), (), tuple(self.link)
+        )
+        self.inc.clear()
+        self.out.clear()
+        self.prefill.clear()
+        self.link.clear()
+        return obs
+
+
+def link_sample(backend: RouterBackend) -> LinkSample:
+    """Total egress of the links leaving PrfaaS clusters, in modelled units."""
+    remote = {c.name for c in backend.cfg.clusters if c.role == "prfaas"}
+    links = [s for s in backend.bandwidth.links.values() if s.src in remote]
+    return LinkSample(
+        sum(s.capacity_gbps for s in links),
+        sum(s.egress_gbps for s in links),
+        sum(s.in_flight_bytes for s in links),
     )
 
 
 @dataclass(slots=True)
 class Rebalancer:
     backend: RouterBackend
-    scenario: Scenario | None
-    min_samples: int = 200
-    hysteresis: float = 0.10
-    window: deque[tuple[tuple[int, ...], tuple[int, ...]]] = field(
-        default_factory=lambda: deque(maxlen=WINDOW_PERIODS)
-    )
+    config: ControlConfig | None
+    window: ObservationWindow = field(default_factory=ObservationWindow)
     history: list[dict[str, Any]] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    estimates: dict[str, Any] = field(default_factory=dict)  # the latest, for /metrics
 
-    async def step(self, period_s: float) -> dict[str, Any] | None:
-        """One period: re-plan on the window, apply the decision; returns it when it changed."""
-        from prfaas.policy.rebalance import (
-            DeploymentState,
-            ObservedStats,
-            RebalanceParams,
-            rebalance,
-        )
-
+    def state(self) -> ControlState:
         b = self.backend
-        self.window.append((tuple(b.observed_inc), tuple(b.observed_out)))
-        b.observed_inc.clear()
-        b.observed_out.clear()
-        incs = tuple(x for period, _ in self.window for x in period)
-        outs = [x for _, period in self.window for x in period]
-        if self.scenario is None or not outs or any(r.converting for r in b.node_records()):
+        recs = [r for r in b.node_records() if r.alive]
+        role = {c.name: c.role for c in b.cfg.clusters}
+        pd = []
+        for r in recs:
+            if role[r.cluster] != "pd":
+                continue
+            load = r.prefill_tokens if r.role == "prefill" else r.decode_active
+            pd.append(NodeLoad(r.name, r.role, float(load), r.draining or r.converting))
+        n_remote = sum(1 for r in recs if role[r.cluster] == "prfaas")
+        converting = any(r.converting for r in b.node_records())
+        pd.sort(key=lambda n: n.name)
+        return ControlState(n_remote, tuple(pd), b.params.threshold_tokens, converting)
+
+    async def step(
+        self, period_s: float, obs: PeriodObservation | None = None
+    ) -> dict[str, Any] | None:
+        """One period: re-plan on the window, apply the decision; returns it when it changed."""
+        b = self.backend
+        obs = obs if obs is not None else b.observed.take(period_s)
+        if self.config is None:
             return None
-        n_remote, n_p, n_d = self._counts()
-        stats = ObservedStats(
-            period_s * len(self.window),
-            incs,
-            sum(outs) / len(outs),
-            self.scenario.link_gbps or 1e-6,
-        )
-        state = DeploymentState(n_remote, n_p, n_d, b.params.threshold_tokens)
-        decision = rebalance(
-            stats, state, RebalanceParams(self.scenario, self.hysteresis, 1, self.min_samples)
-        )
-        if not decision.changed and decision.threshold_tokens == state.threshold_tokens:
+        window = self.window.push(obs, self.config.window_periods)
+        self.estimates = estimate_summary(*estimates(window, self.config))
+        if b.metrics is not None:
+            b.metrics.set_control(self.estimates)
+        self.window, decision = control_step(self.window, obs, self.state(), self.config, b.params)
+        if decision is None:
             return None
-        b.params = replace(b.params, threshold_tokens=decision.threshold_tokens)
-        b.threshold_tokens = decision.threshold_tokens
-        record = {
-            "time_s": time.time(),
-            "reason": decision.reason,
-            "n_p": decision.n_p,
-            "n_d": decision.n_d,
-            "threshold_tokens": decision.threshold_tokens,
-        }
+        b.apply_params(decision.params)
+        record = decision.record(time.time())
         self.history.append(record)
         log.warning("rebalance: %s", decision.reason)
-        self.window.clear()  # the new configuration changes what is observed
-        moves = [("prefill", "decode")] * decision.changes.prefill_to_decode + [
-            ("decode", "prefill")
-        ] * decision.changes.decode_to_prefill
-        for old, new in moves:
-            node = self._pick(old)
-            if node is not None:
-                task = asyncio.create_task(b.change_role(node, new))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+        for node, role in decision.conversions:
+            task = asyncio.create_task(b.change_role(node, role))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
         return record
 
-    def _counts(self) -> tuple[int, int, int]:
-        recs = [r for r in self.backend.node_records() if r.alive]
-        remote = sum(1 for r in recs if self.backend.cfg.cluster(r.cluster).role == "prfaas")
-        pd = [r for r in recs if self.backend.cfg.cluster(r.cluster).role == "pd"]
-        n_p = sum(1 for r in pd if r.role == "prefill")
-        return remote, n_p, len(pd) - n_p
 
-    def _pick(self, role: str) -> str | None:
-        """The least-loaded PD node of `role`, never the last one of its role."""
-        b = self.backend
-        cands = [
-            r
-            for r in b.node_records()
-            if r.usable and r.role == role and b.cfg.cluster(r.cluster).role == "pd"
-        ]
-        if len(cands) <= 1:
-            return None
+def control_state(backend: RouterBackend) -> dict[str, Any]:
+    """The startup plan and the parameters in force (for /internal/state)."""
+    p = backend.params
+    return {
+        "startup": backend.plan_line,
+        "threshold_tokens": p.threshold_tokens,
+        "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
+        "remote_service_s": p.remote_service_s,
+        "local_service_s": p.local_service_s,
+    }
 
-        def load(r: NodeRecord) -> tuple[int, str]:
-            return (r.prefill_tokens if role == "prefill" else r.decode_active, r.name)
 
-        return min(cands, key=load).name
+def make_rebalancer(backend: RouterBackend) -> Rebalancer:
+    scn = scenario_from_deployment(backend.cfg)
+    return Rebalancer(backend, control_config(backend.cfg, scn) if scn is not None else None)
 
 
 async def change_role(backend: RouterBackend, node: str, role: str) -> None:
@@ -171,17 +150,25 @@ async def change_role(backend: RouterBackend, node: str, role: str) -> None:
 
 
 async def rebalance_loop(backend: RouterBackend, period_s: float) -> None:
-    cfg = backend.cfg
-    rb = Rebalancer(backend, scenario_from_deployment(cfg), cfg.router.rebalance_min_samples)
+    """Sample the links every second; run the control step every period."""
+    rb = make_rebalancer(backend)
     backend.rebalancer = rb
-    if rb.scenario is None:
+    if rb.config is None:
         log.warning(
-            "rebalancer off: the %s engine has no hardware profile to plan with", cfg.engine.kind
+            "rebalancer off: the %s engine has no hardware profile to plan with",
+            backend.cfg.engine.kind,
         )
         return
+    tick = min(SAMPLE_S, period_s)
+    elapsed = 0.0
     while True:
-        await asyncio.sleep(period_s)
+        await asyncio.sleep(tick)
+        backend.observed.link.append(link_sample(backend))
+        elapsed += tick
+        if elapsed + 1e-9 < period_s:
+            continue
+        elapsed = 0.0
         try:
-            await rb.step(period_s)
+            await rb.step(period_s * backend.time_scale)
         except Exception:
             log.exception("rebalance step failed")

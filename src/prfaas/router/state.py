@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prfaas.router.backend import RouterBackend
+from prfaas.router.rebalancer import control_state
 
 
 def router_state(backend: RouterBackend) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def router_state(backend: RouterBackend) -> dict[str, Any]:
         "offload_fraction": backend.offload_fraction(),
         "index_blocks": {n: backend.members.index.blocks_held(n) for n in nodes},
         "rebalances": history,
+        "control": control_state(backend),
         "routed": len(backend.route_s),
         "route_ms": percentiles_ms(backend.route_s),
         "relays": {r.name: r.relays for r in backend.node_records()},

@@ -79,6 +79,19 @@ class ServerMetrics:
             "transfer_seconds", "KV transfer latency", ["link"], buckets=TRANSFER_BUCKETS_S, **kw
         )
         self.transfer_bytes = c("transfer_bytes", "KV bytes sent", ["link"], **kw)
+        self.control = g(
+            "control_estimate",
+            "the control loop's online estimates (link Gbit/s, prefill fit scale/offset s, "
+            "decode step s) and their sample counts",
+            ["name"],
+            **kw,
+        )
+        self.held_tokens = c(
+            "kv_held_tokens",
+            "prompt tokens whose KV was not sent: the decode cluster held the prefix",
+            ["src_cluster"],
+            **kw,
+        )
         self.prefix_tokens = c(
             "prefix_tokens", "prompt tokens by prefix-cache outcome", ["cluster", "outcome"], **kw
         )
@@ -127,6 +140,14 @@ class ServerMetrics:
     def observe_transfer(self, link: str, seconds: float, num_bytes: int) -> None:
         self.transfer.labels(link=link).observe(seconds)
         self.transfer_bytes.labels(link=link).inc(num_bytes)
+
+    def set_control(self, estimates: dict[str, Any]) -> None:
+        for name, value in estimates.items():
+            if isinstance(value, bool | int | float):
+                self.control.labels(name=name).set(float(value))
+
+    def count_held(self, src_cluster: str, tokens: int) -> None:
+        self.held_tokens.labels(src_cluster=src_cluster).inc(tokens)
 
     def observe_prefix(self, cluster: str, hit_tokens: int, prompt_tokens: int) -> None:
         """One request's prefix match on `cluster`: `hit_tokens` of `prompt_tokens` were cached."""

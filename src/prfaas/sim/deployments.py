@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from prfaas.control.params import derive_params
 from prfaas.core.metrics import SloSpec
 from prfaas.errors import UsageError
 from prfaas.planner.result import PlanResult
 from prfaas.planner.scenario import Scenario
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.registry import DEPLOYMENT_OF, get_policy
-from prfaas.policy.thresholds import threshold_table
 from prfaas.sim.bandwidth import BandwidthSchedule
 from prfaas.sim.setup import GIB, ClusterSpec, RebalanceSetup, SimSetup
 
@@ -62,16 +62,7 @@ def policy_params(
     t = threshold if threshold is not None else (d.threshold_tokens or 0)
     if policy != "prfaas":
         return PolicyParams(threshold_tokens=t)
-    table = threshold_table(scn, d.n_p or 0, d.n_d)
-    # Typical service times turn queue lengths into waits for the short-timescale trigger.
-    remote_s = float(scn.prfaas_prefill.time_s(d.l_long)) if d.l_long else 2.5
-    local_s = float(scn.pd_prefill.time_s(d.l_short)) if d.l_short else 1.8
-    return PolicyParams(
-        threshold_tokens=t,
-        threshold_by_gbps=table,
-        remote_service_s=remote_s,
-        local_service_s=local_s,
-    )
+    return derive_params(scn, d.n_p or 0, d.n_d, t)
 
 
 def build_setup(scn: Scenario, plan: PlanResult, policy: str, opts: SimOptions) -> SimSetup:

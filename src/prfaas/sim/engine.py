@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from prfaas.cache.pool import HybridPrefixPool
+from prfaas.control.window import ObservationWindow, PrefillSample
 from prfaas.core.lifecycle import Phase, RequestRecord
 from prfaas.core.metrics import RunSeries
 from prfaas.core.request import RequestSpec
@@ -64,7 +65,8 @@ class Simulation:
         self.rebalances: list[dict[str, object]] = []
         self.window_inc: list[int] = []
         self.window_out: list[int] = []
-        self.window: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+        self.window_prefill: list[PrefillSample] = []
+        self.window = ObservationWindow()
         self._alpha = 1.0 - math.exp(-setup.sample_s / setup.ewma_tau_s)
 
     # -- construction ---------------------------------------------------------------------
@@ -269,10 +271,12 @@ class Simulation:
             job.inc = inc
         rec.prefix_tokens = prefix
         rec.advance(Phase.PREFILLING, start)
+        service_s: float = cluster.time_fn(inc)
         if self.setup.rebalance is not None:
             self.window_inc.append(inc)
             self.window_out.append(spec.output_tokens)
-        return cluster.time_fn(inc)
+            self.window_prefill.append(PrefillSample(cluster.role, inc, service_s))
+        return service_s
 
     def prefill_pipelined(self, job: Job, start: float, service_s: float) -> None:
         """Start moving KV as layers finish: across the link if remote, over RDMA if local."""

@@ -5,11 +5,12 @@ count, block size, prefix-cache capacity and policy parameters. The simulator ru
 time: an emulated deployment runs `time_scale` times faster, so send times are multiplied by it
 going in (`modelled_s`) and simulated times divided by it coming out (`emulated_s`).
 
-With `mirror_live` (the default) the setup also copies three behaviours of the live emulated engine
+With `mirror_live` (the default) the setup also copies behaviours of the live emulated engine
 that differ from the simulator's own model (see SimSetup): decode batches advance in chunks of
-`decode_chunk_tokens` steps, prefill ships the request's whole KV, decode nodes report no KV
-reservations (the live decode nodes do not model KV memory, so it never blocks admission), and
-prefill queues keep the routing-time estimate of each job's work (the router's accounting).
+`decode_chunk_tokens` steps, decode nodes report no KV reservations (the live decode nodes do
+not model KV memory, so it never blocks admission), and prefill queues keep the routing-time
+estimate of each job's work (the router's accounting). As in the simulator, only the KV the
+decode cluster lacks crosses the link; the router's control loop is mirrored when rebalance_s > 0.
 """
 
 from __future__ import annotations
@@ -23,10 +24,11 @@ from prfaas.deploy.hardware import (
     node_prefill_profile,
     prefill_profile_name,
 )
+from prfaas.deploy.planning import scenario_from_deployment, startup_plan
 from prfaas.errors import ConfigError
-from prfaas.policy.params import PolicyParams
 from prfaas.profiles import DecodeProfile, get_kv_profile
-from prfaas.sim.setup import ClusterSpec, SimSetup
+from prfaas.sim.bandwidth import BandwidthSchedule
+from prfaas.sim.setup import ClusterSpec, RebalanceSetup, SimSetup
 
 UNSHAPED_GBPS = 1e6  # an intra-cluster path the live deployment leaves unshaped (loopback)
 UNLIMITED_BYTES = 1 << 62  # live decode nodes do not bound KV memory
@@ -103,13 +105,11 @@ def setup_from_deployment(
         cfg = cfg.with_policy(policy)
     if cfg.engine.kind != "emulated":
         raise ConfigError(f"{cfg.source}: only emulated-engine deployments can be simulated")
-    if cfg.router.rebalance_s > 0:
-        raise ConfigError(f"{cfg.source}: the router's rebalancer is not mirrored (rebalance_s)")
     gbps, rtt_ms = _link(cfg)
     scale = time_scale(cfg)
     return SimSetup(
         policy=cfg.policy.name,
-        params=PolicyParams(**cfg.policy.params),
+        params=startup_plan(cfg).params,
         clusters=tuple(_cluster(c, cfg.source) for c in cfg.clusters),
         kv=get_kv_profile(cfg.engine.kv_profile or cfg.engine.model),
         decode=_decode(cfg),
@@ -123,7 +123,27 @@ def setup_from_deployment(
         sample_s=cfg.router.heartbeat_s * scale,
         ewma_tau_s=2.0 * scale,
         decode_chunk_steps=cfg.engine.decode_chunk_tokens if mirror_live else 1,
-        full_kv_transfer=mirror_live,
+        full_kv_transfer=False,  # live too, only the KV the decode cluster lacks crosses
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
+        bandwidth=BandwidthSchedule(
+            tuple((a * scale, b * scale, f) for a, b, f in cfg.control.bandwidth_schedule)
+        ),
+        rebalance=_rebalance(cfg),
+        scenario=scenario_from_deployment(cfg),
+    )
+
+
+def _rebalance(cfg: DeploymentConfig) -> RebalanceSetup | None:
+    """The router's control loop, in modelled seconds (off when rebalance_s = 0)."""
+    if cfg.router.rebalance_s <= 0 or cfg.policy.name != "prfaas":
+        return None
+    c = cfg.control
+    return RebalanceSetup(
+        period_s=modelled_s(cfg, cfg.router.rebalance_s),
+        hysteresis=c.hysteresis,
+        max_moves=c.max_moves,
+        min_samples=cfg.router.rebalance_min_samples,
+        window_periods=c.window_periods,
+        min_profile_samples=c.min_profile_samples,
     )

@@ -1,18 +1,22 @@
-"""Long-timescale driver: feed observed statistics to policy.rebalance and apply role changes.
+"""Long-timescale driver: feed each period's observations to the control core, apply its moves.
 
 A node changing role first drains (takes no new work, finishes what it holds), then switches.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from prfaas.control import (
+    ControlConfig,
+    ControlState,
+    LinkSample,
+    NodeLoad,
+    PeriodObservation,
+    control_step,
+)
 from prfaas.planner.scenario import Scenario
-from prfaas.policy.rebalance import DeploymentState, ObservedStats, RebalanceParams, rebalance
-from prfaas.policy.thresholds import threshold_table
 from prfaas.sim.nodes import DecodeNode, PrefillNode
-from prfaas.workload.lengths import EmpiricalLengths
 
 if TYPE_CHECKING:
     from prfaas.sim.engine import Simulation
@@ -23,79 +27,71 @@ def _pd(sim: Simulation) -> SimCluster | None:
     return next((c for c in sim.clusters if c.role == "pd"), None)
 
 
-def _counts(sim: Simulation, pd: SimCluster) -> tuple[int, int, int]:
+def node_loads(pd: SimCluster) -> tuple[NodeLoad, ...]:
+    """Queued prefill tokens of a prefill node; running + waiting + pending of a decode node."""
+    out = []
+    for n in pd.nodes:
+        if isinstance(n, PrefillNode):
+            out.append(NodeLoad(n.node_id, "prefill", float(n.queued_tokens), n.draining))
+        else:
+            assert isinstance(n, DecodeNode)
+            load = n.running + len(n.waiting) + n.pending
+            out.append(NodeLoad(n.node_id, "decode", float(load), n.draining))
+    return tuple(sorted(out, key=lambda x: x.name))
+
+
+def control_state(sim: Simulation, pd: SimCluster) -> ControlState:
     n_remote = sum(len(c.nodes) for c in sim.clusters if c.role == "prfaas")
-    n_p = sum(1 for n in pd.nodes if isinstance(n, PrefillNode))
-    return n_remote, n_p, len(pd.nodes) - n_p
+    return ControlState(n_remote, node_loads(pd), sim.params.threshold_tokens)
 
 
-def _window_capacity(sim: Simulation, seconds: float) -> float:
-    """Mean PrfaaS egress capacity over the last `seconds` (the long timescale ignores blips)."""
+def _link_samples(sim: Simulation, period_s: float) -> tuple[LinkSample, ...]:
+    """The period's samples of total PrfaaS egress capacity and rate."""
     s = sim.series
-    names = s.egress_links
-    n = max(1, int(seconds / s.interval_s))
-    caps = [
-        sum(col) for col in zip(*(s.link_capacity_gbps.get(k, [])[-n:] for k in names), strict=True)
-    ]
-    return sum(caps) / len(caps) if caps else 0.0
+    n = max(1, int(period_s / s.interval_s))
+    caps = [s.link_capacity_gbps.get(k, [])[-n:] for k in s.egress_links]
+    rates = [s.link_gbps(k)[-n:] for k in s.egress_links]
+    return tuple(
+        LinkSample(sum(c), sum(r))
+        for c, r in zip(zip(*caps, strict=True), zip(*rates, strict=True), strict=False)
+    )
 
 
-def rebalance_step(sim: Simulation) -> None:
-    """One period: re-plan on the recent window's observations; start draining nodes that move."""
+def period_observation(sim: Simulation, period_s: float) -> PeriodObservation:
+    """What the simulation saw since the last step; resets the per-period buffers."""
+    obs = PeriodObservation(
+        period_s,
+        tuple(sim.window_inc),
+        tuple(sim.window_out),
+        tuple(sim.window_prefill),
+        (),
+        _link_samples(sim, period_s),
+    )
+    sim.window_inc.clear()
+    sim.window_out.clear()
+    sim.window_prefill.clear()
+    return obs
+
+
+def rebalance_step(sim: Simulation, obs: PeriodObservation | None = None) -> None:
+    """One period: the control core re-plans on the window; nodes that move start draining."""
     pd, rb, scn = _pd(sim), sim.setup.rebalance, sim.setup.scenario
     if pd is None or rb is None or not isinstance(scn, Scenario):
         return
-    sim.window.append((tuple(sim.window_inc), tuple(sim.window_out)))
-    sim.window_inc.clear()
-    sim.window_out.clear()
-    del sim.window[: max(0, len(sim.window) - rb.window_periods)]
-    incs = tuple(x for period, _ in sim.window for x in period)
-    outs = [x for _, period in sim.window for x in period]
-    if any(n.draining for n in pd.nodes) or not outs:
-        return  # one conversion at a time
-    gbps = _window_capacity(sim, rb.period_s * len(sim.window)) or scn.link_gbps
-    n_remote, n_p, n_d = _counts(sim, pd)
-    stats = ObservedStats(rb.period_s * len(sim.window), incs, sum(outs) / len(outs), gbps)
-    state = DeploymentState(n_remote, n_p, n_d, sim.params.threshold_tokens)
-    params = RebalanceParams(scn, rb.hysteresis, rb.max_moves, rb.min_samples)
-    decision = rebalance(stats, state, params)
-    if not decision.changed and decision.threshold_tokens == state.threshold_tokens:
+    obs = obs if obs is not None else period_observation(sim, rb.period_s)
+    cfg = ControlConfig(
+        scn, rb.hysteresis, rb.max_moves, rb.min_samples, rb.window_periods, rb.min_profile_samples
+    )
+    sim.window, decision = control_step(sim.window, obs, control_state(sim, pd), cfg, sim.params)
+    if decision is None:
         return
-    observed = replace(
-        scn.with_lengths(EmpiricalLengths(incs)), output_tokens=stats.mean_output_tokens
-    )
-    table = threshold_table(observed, decision.n_p, decision.n_d)
-    sim.params = replace(
-        sim.params, threshold_tokens=decision.threshold_tokens, threshold_by_gbps=table
-    )
-    sim.rebalances.append(
-        {
-            "t_s": sim.kernel.now,
-            "reason": decision.reason,
-            "n_p": decision.n_p,
-            "n_d": decision.n_d,
-            "threshold_tokens": decision.threshold_tokens,
-        }
-    )
-    sim.window.clear()  # the new configuration changes what is observed
-    for _ in range(decision.changes.prefill_to_decode):
-        _drain(sim, pd, PrefillNode)
-    for _ in range(decision.changes.decode_to_prefill):
-        _drain(sim, pd, DecodeNode)
+    sim.params = decision.params
+    sim.rebalances.append(decision.record(sim.kernel.now))
+    for name, _role in decision.conversions:
+        _drain(sim, sim.nodes[name])
 
 
-def _drain(sim: Simulation, pd: SimCluster, kind: type) -> None:
-    node: Node | None = None
-    if kind is PrefillNode:
-        pre = [n for n in pd.nodes if isinstance(n, PrefillNode) and not n.draining]
-        if len(pre) > 1:  # never convert the last node of a role
-            node = min(pre, key=lambda n: (n.queued_tokens, n.node_id))
-    else:
-        dec = [n for n in pd.nodes if isinstance(n, DecodeNode) and not n.draining]
-        if len(dec) > 1:
-            node = min(dec, key=lambda n: (n.running + len(n.waiting) + n.pending, n.node_id))
-    if node is None:
-        return
+def _drain(sim: Simulation, node: Node) -> None:
     node.draining = True
     node.touch()
     if node.idle():

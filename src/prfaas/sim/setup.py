@@ -36,6 +36,7 @@ class RebalanceSetup:
     max_moves: int = 1
     min_samples: int = 1000
     window_periods: int = 4  # statistics cover the last this many periods
+    min_profile_samples: int = 30  # prefills per cluster role before the fitted T(l) is used
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,7 +154,15 @@ class NetnsLink:
             for ns, dev in ((a, self.dev_a), (b, self.dev_b)):
                 self._shape(ns, dev)
 
-    def _shape(self, ns: str, dev: str) -> None:
+    def set_rate(self, rate_gbps: float) -> None:
+        """Change the veth pair's tbf rate in place (`tc qdisc change`), both directions."""
+        if rate_gbps <= 0:
+            raise ValueError("rate_gbps must be > 0")
+        self.rate_gbps = rate_gbps
+        for ns, dev in ((self.ns_a, self.dev_a), (self.ns_b, self.dev_b)):
+            self._shape(ns, dev, "change")
+
+    def _shape(self, ns: str, dev: str, verb: str = "add") -> None:
         assert self.rate_gbps is not None
         rate_kbit = int(self.rate_gbps * 1e6)
         # tbf needs a bucket of at least rate/HZ; 256 KB is what measured ~0.95 of 1 Gbit/s here.
@@ -165,7 +173,7 @@ class NetnsLink:
             else ["root"]
         )
         self._do(
-            "ip", "netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, *parent,
+            "ip", "netns", "exec", ns, "tc", "qdisc", verb, "dev", dev, *parent,
             "tbf", "rate", f"{rate_kbit}kbit", "burst", str(burst), "latency", "50ms",
         )  # fmt: skip
 

@@ -37,11 +37,16 @@ class TokenBucket:
     """Serialises bytes at `rate_gbps`; `burst_bytes` may go out back to back after idling."""
 
     def __init__(self, rate_gbps: float, burst_bytes: int = 64 << 10) -> None:
+        self.burst_bytes = burst_bytes
+        self.set_rate(rate_gbps)
+        self._free_at = 0.0
+
+    def set_rate(self, rate_gbps: float) -> None:
+        """Change the rate live: bytes already booked keep their times, new ones get this rate."""
         if rate_gbps <= 0:
             raise ValueError("rate_gbps must be > 0")
         self.rate_bytes_per_s = rate_gbps * 1e9 / 8
-        self.burst_s = burst_bytes / self.rate_bytes_per_s
-        self._free_at = 0.0
+        self.burst_s = self.burst_bytes / self.rate_bytes_per_s
 
     def reserve(self, nbytes: int, now: float) -> float:
         """Book `nbytes` on the link; returns the time their last byte has left it."""

@@ -86,6 +86,13 @@ class EmulatedEngine:
     def modelled_bytes(self, nbytes: int) -> int:
         return round(nbytes / self.cfg.payload_scale)
 
+    def shipped_bytes(self, num_tokens: int, held_tokens: int) -> int:
+        """S_kv(l) less the KV of the prefix the receiving cluster holds (the state still ships)."""
+        held = min(max(held_tokens, 0), num_tokens)
+        full = float(self.kv.bytes(float(num_tokens)))
+        saved = float(self.kv.bytes(float(held))) - float(self.kv.bytes(0.0))
+        return round((full - saved) * self.cfg.payload_scale)
+
     def prefill_time_s(self, incremental_tokens: int) -> float:
         if self.prefill_profile is None:
             raise RuntimeError("this node has no prefill profile: it cannot prefill")
@@ -97,7 +104,7 @@ class EmulatedEngine:
         hashes, usable = reusable_prefix(pool, tokens, self.block_tokens)
         reused = usable * self.block_tokens
         per_layer_s = self.prefill_time_s(len(tokens) - reused) / self.cfg.num_layers
-        total = self.payload_bytes(len(tokens))
+        total = self.shipped_bytes(len(tokens), job.held_tokens)
         layers = self.cfg.num_layers
         for i in range(layers):
             await asyncio.sleep(per_layer_s)

@@ -51,6 +51,7 @@ class PrefillJob(msgspec.Struct, frozen=True):
     sampling: Sampling
     target: Target
     pull: PullSpec | None = None
+    held_tokens: int = 0  # prefix KV the decode node's cluster already holds: not sent (§3.3)
 
 
 class PrefillReply(msgspec.Struct):

@@ -50,6 +50,14 @@ class RelayRefused(Exception):
     """Not a configured link or node: the emulator relays only what the deployment declares."""
 
 
+class LinkRate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A new modelled rate for the link between two clusters (both directions)."""
+
+    src: Annotated[str, msgspec.Meta(max_length=128)]
+    dst: Annotated[str, msgspec.Meta(max_length=128)]
+    gbps: Annotated[float, msgspec.Meta(ge=0, le=1e6)]
+
+
 def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float] | None:
     """(emulated rate Gbit/s or 0 = unlimited, one-way delay s) of a direction; None = direct."""
     eng = cfg.engine
@@ -229,6 +237,26 @@ class Wan:
                 self.relays[key] = relay
             return int(relay.port)
 
+    async def set_link(self, req: LinkRate) -> float:
+        """Change a link's rate (both directions) live; returns the emulated Gbit/s applied."""
+        link = self.cfg.link(req.src, req.dst)
+        if link is None:
+            raise ValueError(f"no link between {req.src!r} and {req.dst!r}")
+        if not (req.gbps > 0 and req.gbps < float("inf")):
+            raise ValueError(f"gbps must be a positive number, got {req.gbps!r}")
+        rate = req.gbps * self.cfg.engine.link_scale
+        async with self._lock:
+            for key in ((link.src, link.dst), (link.dst, link.src)):
+                bucket = self.buckets.get(key)
+                if bucket is not None:
+                    bucket.set_rate(rate)
+                else:  # no relay yet: the first one starts at the new rate
+                    self.buckets[key] = TokenBucket(rate)
+            ns = self.netns.get((link.src, link.dst))
+            if ns is not None:
+                await asyncio.to_thread(ns.set_rate, rate)
+        return rate
+
     async def close(self) -> None:
         try:
             for relay in self.relays.values():
@@ -261,7 +289,21 @@ def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
         faults = flipper.state() if flipper is not None else None
         return JSONResponse({"ok": True, "relays": len(wan.relays), "faults": faults})
 
-    routes = [Route("/relay", relay, methods=["POST"]), Route("/health", health, methods=["GET"])]
+    async def link(request: Request) -> Response:
+        if (deny := guard.check(request, (ROUTER, OPERATOR))) is not None:
+            return deny
+        try:
+            req = msgspec.json.decode(await read_bounded(request, 4096), type=LinkRate)
+            rate = await wan.set_link(req)
+        except (msgspec.MsgspecError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"src": req.src, "dst": req.dst, "emulated_gbps": rate})
+
+    routes = [
+        Route("/relay", relay, methods=["POST"]),
+        Route("/link", link, methods=["POST"]),
+        Route("/health", health, methods=["GET"]),
+    ]
     if flipper is not None:
         routes.append(Route("/fault", fault_route(flipper, guard), methods=["POST"]))
     return Starlette(routes=routes)

@@ -1,0 +1,94 @@
+"""Bandwidth drop, live and simulated: the same deployment file (with a [control]
+bandwidth_schedule) and the same request list through `prfaas up` and through its simulator.
+
+    .venv/bin/python benchmarks/bandwidth_drop.py --config examples/paper-emulated.toml \
+        --rate 6 --duration 90 --drop 20,50,0.1
+
+The link runs at `factor` x its rate from `start` to `end` emulated seconds after the first
+request. Prints, per second, the effective t of the last decision (live / sim), and per 10 s
+window the offload fraction and the modelled egress of offloaded requests (S_kv of what crossed),
+with the share of seconds whose t agrees within one threshold grid step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+from prfaas.bench.run import BenchSettings
+from prfaas.bench.simlive import Decided, run_live, simulate
+from prfaas.deploy.config import load_deployment
+from prfaas.profiles import get_kv_profile
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def per_second(decided: dict[int, Decided], send: dict[int, float], end: float) -> list[int]:
+    """The effective t of the last decision at or before each whole second."""
+    order = sorted((send[i], d.threshold_tokens) for i, d in decided.items())
+    out, j, last = [], 0, order[0][1] if order else 0
+    for sec in range(int(end) + 1):
+        while j < len(order) and order[j][0] <= sec:
+            last = order[j][1]
+            j += 1
+        out.append(last)
+    return out
+
+
+def windows(
+    decided: dict[int, Decided], send: dict[int, float], kv: object, width: float
+) -> list[tuple[float, float]]:
+    """(offload fraction, modelled egress GB) per `width`-second window of send times."""
+    bins: dict[int, list[Decided]] = {}
+    for i, d in decided.items():
+        bins.setdefault(int(send[i] // width), []).append(d)
+    out = []
+    for k in sorted(bins):
+        ds = bins[k]
+        off = [d for d in ds if d.offloaded]
+        gb = sum(float(kv.bytes(d.input_tokens)) for d in off) / 1e9  # type: ignore[attr-defined]
+        out.append((len(off) / len(ds), gb))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", type=Path, default=ROOT / "examples" / "paper-emulated.toml")
+    ap.add_argument("--rate", type=float, default=6.0, help="paper workload, req/s (emulated)")
+    ap.add_argument("--duration", type=float, default=90.0)
+    ap.add_argument("--drop", default="20,50,0.1", help="start_s,end_s,factor (emulated s)")
+    ap.add_argument("--sim-only", action="store_true")
+    args = ap.parse_args()
+    start, end, factor = (float(x) for x in args.drop.split(","))
+    text = args.config.read_text()
+    line = f"bandwidth_schedule = [[{start}, {end}, {factor}]]\n"
+    text = text.replace("[control]\n", "[control]\n" + line, 1)
+    if line not in text:
+        text += "\n[control]\n" + line
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "drop.toml"
+        path.write_text(text)
+        cfg = load_deployment(path)
+        plan = BenchSettings(args.duration, workload="paper", rate_rps=args.rate).plan()
+        send = {r.index: r.send_at_s for r in plan}
+        sim, _ = simulate(cfg, "prfaas", plan)
+        live = sim if args.sim_only else run_live(path, "prfaas", plan)
+    step = 100  # the planner's threshold grid step (threshold_step_tokens)
+    s_t, l_t = per_second(sim, send, args.duration), per_second(live, send, args.duration)
+    agree = sum(abs(a - b) <= step for a, b in zip(s_t, l_t, strict=True)) / len(s_t)
+    print(f"t per second (sim / live), link x{factor:g} from {start:g} to {end:g} s:")
+    for sec in range(0, len(s_t), 5):
+        print(f"  {sec:4d} s  {s_t[sec]:6d} / {l_t[sec]:6d}")
+    print(f"t within one grid step ({step} tokens): {agree:.1%} of {len(s_t)} seconds")
+    kv = get_kv_profile(cfg.engine.kv_profile or cfg.engine.model)
+    print("10 s windows: offload sim / live, egress GB (modelled) sim / live")
+    rows = zip(windows(sim, send, kv, 10), windows(live, send, kv, 10), strict=False)
+    for k, (a, b) in enumerate(rows):
+        print(f"  {10 * k:4d} s  {a[0]:.2f} / {b[0]:.2f}   {a[1]:7.1f} / {b[1]:7.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
