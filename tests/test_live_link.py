@@ -51,8 +51,8 @@ def test_bad_schedules_are_refused() -> None:
             parse_deployment(tomllib.loads(text))
 
 
-def _capacity(url: str) -> float:
-    return float(state(url)["links"]["prfaas->pd"]["capacity_gbps"])  # type: ignore[index]
+def _capacity(dep: Deployment) -> float:
+    return float(state(dep)["links"]["prfaas->pd"]["capacity_gbps"])  # type: ignore[index]
 
 
 @pytest.mark.slow
@@ -60,21 +60,25 @@ def test_link_set_and_the_schedule_change_the_live_capacity(tmp_path: Path) -> N
     dep = Deployment(write_config(tmp_path, SCHEDULED))
     url = dep.start(timeout_s=60)
     try:
-        assert _capacity(url) == 100
+        assert _capacity(dep) == 100
         assert complete(url, LONG_PROMPT).status_code == 200  # starts the schedule's clock
         deadline = time.monotonic() + 2
-        while _capacity(url) != 10 and time.monotonic() < deadline:
+        while _capacity(dep) != 10 and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert _capacity(url) == pytest.approx(10.0)
+        assert _capacity(dep) == pytest.approx(10.0)
         deadline = time.monotonic() + 10
-        while _capacity(url) != 100 and time.monotonic() < deadline:
+        while _capacity(dep) != 100 and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert _capacity(url) == 100  # the window ended
-        assert main(["link", "set", "--url", url, "--gbps", "25"]) == 0
-        assert _capacity(url) == pytest.approx(25.0)
+        assert _capacity(dep) == 100  # the window ended
+        operator = ["--url", dep.control_url, "--pki", str(dep.pki_dir)]
+        # Without the operator's certificate the control listener refuses the connection.
+        assert main(["link", "set", "--url", dep.control_url, "--gbps", "25"]) == 2
+        assert _capacity(dep) == 100
+        assert main(["link", "set", *operator, "--gbps", "25"]) == 0
+        assert _capacity(dep) == pytest.approx(25.0)
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert complete(url, LONG_PROMPT).status_code == 200  # still serves at the new rate
         assert "link_capacity_gbps" in metrics
-        assert main(["link", "set", "--url", url, "--gbps", "5", "--src", "nowhere"]) == 2
+        assert main(["link", "set", *operator, "--gbps", "5", "--src", "nowhere"]) == 2
     finally:
         dep.stop()
