@@ -130,13 +130,22 @@ def _announce(url: str, dep: Any) -> None:
 
 
 def _serve(dep: Any) -> None:
-    """Wait for Ctrl-C / SIGTERM; report a process that dies (the rest keep serving)."""
-    reported: set[str] = set()
+    """Wait for Ctrl-C / SIGTERM; restart a worker that dies (deploy/healer.py). The router's
+    death stops the deployment and the WAN emulator's is reported: nothing can take over their
+    addresses yet (router replicas and etcd discovery will)."""
+    from prfaas.deploy.healer import Healer
+
+    healer, reported = Healer(dep), set()
     while True:
-        time.sleep(0.5)
-        for name, proc in dep.procs.items():
-            if proc.poll() is not None and name not in reported:
-                reported.add(name)
-                print(f"warning: {name} exited with status {proc.returncode}", file=sys.stderr)
-                if name == "router":
-                    raise SystemExit(1)
+        time.sleep(0.2)
+        for line in healer.tick():
+            print(f"warning: {line}", file=sys.stderr, flush=True)
+        for name in ("router", "wan"):
+            proc = dep.procs.get(name)
+            if proc is None or proc.poll() is None or name in reported:
+                continue
+            reported.add(name)
+            print(f"warning: {name} exited with status {proc.returncode}", file=sys.stderr,
+                  flush=True)
+            if name == "router":
+                raise SystemExit(1)

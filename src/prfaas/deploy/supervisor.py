@@ -66,6 +66,7 @@ class Deployment:
         self.keep_run_dir = keep_run_dir
         self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.spawn_args: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
         self.url = ""  # the public listener (OpenAI API)
         self.control_url = ""  # the router's control listener (mutual TLS)
         self.wan_url = ""
@@ -165,6 +166,8 @@ class Deployment:
             return client.request(method, base + path, extensions={"sni_hostname": node}, **kw)
 
     def _spawn(self, name: str, args: list[str]) -> None:
+        restart = name in self.spawn_args
+        self.spawn_args[name] = args
         cmd = [
             sys.executable,
             "-m",
@@ -178,7 +181,7 @@ class Deployment:
             self.log_level,
             *args,
         ]
-        log = (self.run_dir / f"{name}.log").open("wb")
+        log = (self.run_dir / f"{name}.log").open("ab" if restart else "wb")
         self.procs[name] = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -188,6 +191,10 @@ class Deployment:
             preexec_fn=_die_with_parent,
         )
         log.close()
+
+    def respawn(self, name: str) -> None:
+        """Start a process that exited again, with the arguments it was first started with."""
+        self._spawn(name, self.spawn_args[name])
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]
