@@ -165,6 +165,7 @@ def test_index_stays_exact_through_any_update_sequence(data: st.DataObject) -> N
         assert fast.least_work_prefill() == plain.least_work_prefill()
         assert fast.soonest_decode(kv) == ref_best_decode((plain,), request)
         assert fast.prefill_queue() == plain.prefill_queue()
+        assert fast.idle_prefill() == plain.idle_prefill()
 
 
 def test_a_view_over_an_index_refuses_reads_after_a_change() -> None:

@@ -23,6 +23,7 @@ class ClusterIndex:
     __slots__ = (
         "_decode",
         "_decode_key",
+        "_idle_count",
         "_nodes",
         "_prefill",
         "_prefill_key",
@@ -45,6 +46,7 @@ class ClusterIndex:
         self._ready_key: dict[str, DecodeKey] = {}
         self._queue_sum = 0  # waiting requests over active prefill nodes
         self._queue_count = 0  # active prefill nodes
+        self._idle_count = 0  # active prefill nodes with no queued tokens
         self._snapshot: tuple[NodeView, ...] | None = ()
         self.version = 0  # bumped on every change: a view built on this index checks it
         for node in nodes:
@@ -67,6 +69,7 @@ class ClusterIndex:
             heapq.heappush(self._prefill, pk)
             self._queue_sum += node.queue_len
             self._queue_count += 1
+            self._idle_count += node.queued_tokens == 0
         else:
             dk = (decode_load(node), -node.free_kv_bytes, node.node_id)
             self._decode_key[node.node_id] = dk
@@ -89,6 +92,7 @@ class ClusterIndex:
         if self._prefill_key.pop(old.node_id, None) is not None:
             self._queue_sum -= old.queue_len
             self._queue_count -= 1
+            self._idle_count -= old.queued_tokens == 0
         self._decode_key.pop(old.node_id, None)
         self._ready_key.pop(old.node_id, None)
 
@@ -131,6 +135,10 @@ class ClusterIndex:
     def prefill_queue(self) -> tuple[int, int]:
         """(waiting requests summed over active prefill nodes, number of those nodes)."""
         return self._queue_sum, self._queue_count
+
+    def idle_prefill(self) -> int:
+        """Active prefill nodes with no queued tokens."""
+        return self._idle_count
 
     def soonest_decode(self, kv_bytes: int) -> NodeView | None:
         """The decode node policy/select.best_decode would pick in this cluster.

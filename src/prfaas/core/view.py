@@ -149,6 +149,15 @@ class ClusterState:
                 count += 1
         return total, count
 
+    def idle_prefill(self) -> int:
+        """Active prefill nodes with no queued tokens."""
+        if self._index is not None:
+            return self._live_index().idle_prefill()
+        return sum(
+            1 for n in self.nodes
+            if n.role == "prefill" and not n.draining and n.queued_tokens == 0
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class LinkView:

@@ -28,17 +28,19 @@ def polyval(coeffs: tuple[float, ...], x: float) -> float:
 
 
 def _queues(clusters: tuple[ClusterState, ...]) -> tuple[int | None, int, int]:
-    """(least queued tokens, idle nodes, nodes) over the active prefill nodes."""
+    """(least queued tokens, idle nodes, nodes) over the active prefill nodes.
+
+    Per-cluster answers (O(log n) over the cluster's index, a scan without one): the cost of a
+    decision does not grow with the fleet.
+    """
     best: int | None = None
     idle = nodes = 0
     for c in clusters:
-        for n in c.nodes:
-            if n.role != "prefill" or n.draining:
-                continue
-            nodes += 1
-            idle += n.queued_tokens == 0
-            if best is None or n.queued_tokens < best:
-                best = n.queued_tokens
+        head = c.least_work_prefill()
+        if head is not None and (best is None or head.queued_tokens < best):
+            best = head.queued_tokens
+        idle += c.idle_prefill()
+        nodes += c.prefill_queue()[1]
     return best, idle, nodes
 
 
