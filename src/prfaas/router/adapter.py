@@ -56,6 +56,17 @@ class TransferTelemetry:
     retransmit_rate: float = 0.0
 
 
+def link_views(telemetry: Iterable[TransferTelemetry]) -> tuple[LinkView, ...]:
+    """The policy's link views from transfer telemetry, in canonical (src, dst) order."""
+    return tuple(
+        LinkView(
+            t.src, t.dst, t.capacity_gbps, t.egress_gbps, t.in_flight_bytes, t.rtt_ms,
+            t.retransmit_rate,
+        )
+        for t in sorted(telemetry, key=lambda t: (t.src, t.dst))
+    )
+
+
 class RouterAdapter:
     """Builds views from live-style inputs; `route` calls the registered policy on them."""
 
@@ -94,19 +105,9 @@ class RouterAdapter:
                 )
             )
         clusters = tuple(ClusterState(c, roles[c], tuple(nodes[c])) for c in sorted(nodes))
-        links = tuple(
-            LinkView(
-                t.src,
-                t.dst,
-                t.capacity_gbps,
-                t.egress_gbps,
-                t.in_flight_bytes,
-                t.rtt_ms,
-                t.retransmit_rate,
-            )
-            for t in sorted(telemetry, key=lambda t: (t.src, t.dst))
+        return ClusterView(
+            now_s, clusters, link_views(telemetry), self._matches(index_match, cluster_of, roles)
         )
-        return ClusterView(now_s, clusters, links, self._matches(index_match, cluster_of, roles))
 
     def _matches(
         self,

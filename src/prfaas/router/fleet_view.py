@@ -6,8 +6,8 @@ import heapq
 from collections.abc import Iterable, Mapping
 
 from prfaas.core.fleet import ClusterIndex
-from prfaas.core.view import CacheMatch, ClusterRole, ClusterState, ClusterView, LinkView, NodeView
-from prfaas.router.adapter import TransferTelemetry
+from prfaas.core.view import CacheMatch, ClusterRole, ClusterState, ClusterView, NodeView
+from prfaas.router.adapter import TransferTelemetry, link_views
 from prfaas.router.live_view import membership_record
 from prfaas.router.membership import Membership, NodeRecord
 
@@ -84,19 +84,7 @@ class LiveFleet:
             for name, index in self.indexes.items()
             if len(index)
         )
-        links = tuple(
-            LinkView(
-                t.src,
-                t.dst,
-                t.capacity_gbps,
-                t.egress_gbps,
-                t.in_flight_bytes,
-                t.rtt_ms,
-                t.retransmit_rate,
-            )
-            for t in sorted(telemetry, key=lambda t: (t.src, t.dst))
-        )
-        return ClusterView(now_s, clusters, links, self._matches(index_match))
+        return ClusterView(now_s, clusters, link_views(telemetry), self._matches(index_match))
 
     def _matches(self, index_match: Mapping[str, int]) -> tuple[CacheMatch, ...]:
         out: list[CacheMatch] = []
