@@ -111,7 +111,7 @@ async def maintenance_loop(backend: RouterBackend, period_s: float) -> None:
         for r in backend.node_records():
             queued = r.prefill_inflight if r.role == "prefill" else r.decode_active
             m.set_queue(r.cluster, r.name, queued, r.prefill_tokens)
-            m.set_node_role(r.cluster, r.name, r.role)
+            m.set_node_role(r.cluster, r.name, r.role, up=r.alive)
         for s in backend.bandwidth.links.values():
             m.set_link(s.name, s.egress_gbps, s.capacity_gbps)
 

@@ -122,13 +122,10 @@ class RouterBackend:
         return len(self.tokenizer.encode(text))
 
     async def health(self) -> dict[str, Any]:
-        """What the public /health says: counts only (node names and roles are internal)."""
-        ok = bool(self.members.alive("prefill")) and bool(self.members.alive("decode"))
-        return {
-            "ok": ok,
-            "registered": sum(r.alive for r in self.members.nodes.values()),
-            "expected": len(self.members.nodes),
-        }
+        """What the public /health says (router/health.py): counts per cluster, no node names."""
+        from prfaas.router.health import health_status
+
+        return health_status(self.members.nodes.values())
 
     async def health_detail(self) -> dict[str, Any]:
         nodes = {

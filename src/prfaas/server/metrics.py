@@ -63,7 +63,12 @@ class ServerMetrics:
             "queue_tokens", "queued prompt tokens per node", ["cluster", "node"], **kw
         )
         self.node_role = g(
-            "node_role", "1 for the node's current role", ["cluster", "node", "role"], **kw
+            "node_role", "1 for the node's current role (0 for every role while it is down)",
+            ["cluster", "node", "role"], **kw
+        )
+        self.node_up = g(
+            "node_up", "1 while the node heartbeats, 0 once it is marked dead",
+            ["cluster", "node", "role"], **kw
         )
         self.offload_fraction = g(
             "offload_fraction", "fraction of recent requests prefilled on the PrfaaS cluster", **kw
@@ -121,10 +126,14 @@ class ServerMetrics:
         self.queue_tokens.labels(cluster=cluster, node=node).set(tokens)
 
     def set_node_role(
-        self, cluster: str, node: str, role: str, roles: tuple[str, ...] = ("prefill", "decode")
+        self, cluster: str, node: str, role: str, roles: tuple[str, ...] = ("prefill", "decode"),
+        up: bool = True,
     ) -> None:
+        """A dead node leaves the role gauges (all 0) and shows node_up 0 under its last role."""
         for r in {*roles, role}:
-            self.node_role.labels(cluster=cluster, node=node, role=r).set(1.0 if r == role else 0.0)
+            value = 1.0 if r == role and up else 0.0
+            self.node_role.labels(cluster=cluster, node=node, role=r).set(value)
+            self.node_up.labels(cluster=cluster, node=node, role=r).set(value)
 
     def set_offload_fraction(self, fraction: float) -> None:
         self.offload_fraction.set(fraction)
