@@ -42,6 +42,13 @@ class MembershipRecord:
     free_kv_bytes: int
     draining: bool = False
 
+    def node_view(self) -> NodeView:
+        """The policy's view of this node (one conversion for the adapter and the fleet view)."""
+        return NodeView(
+            self.node_id, self.role, self.queue_len, self.queued_tokens, self.running,
+            self.max_batch, self.free_kv_bytes, self.draining,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class TransferTelemetry:
@@ -92,18 +99,7 @@ class RouterAdapter:
         for m in sorted(live, key=lambda m: (m.cluster, m.node_id)):
             roles.setdefault(m.cluster, m.cluster_role)
             cluster_of[m.node_id] = m.cluster
-            nodes.setdefault(m.cluster, []).append(
-                NodeView(
-                    m.node_id,
-                    m.role,
-                    m.queue_len,
-                    m.queued_tokens,
-                    m.running,
-                    m.max_batch,
-                    m.free_kv_bytes,
-                    m.draining,
-                )
-            )
+            nodes.setdefault(m.cluster, []).append(m.node_view())
         clusters = tuple(ClusterState(c, roles[c], tuple(nodes[c])) for c in sorted(nodes))
         return ClusterView(
             now_s, clusters, link_views(telemetry), self._matches(index_match, cluster_of, roles)

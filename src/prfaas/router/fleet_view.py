@@ -6,7 +6,7 @@ import heapq
 from collections.abc import Iterable, Mapping
 
 from prfaas.core.fleet import ClusterIndex
-from prfaas.core.view import CacheMatch, ClusterRole, ClusterState, ClusterView, NodeView
+from prfaas.core.view import CacheMatch, ClusterRole, ClusterState, ClusterView
 from prfaas.router.adapter import TransferTelemetry, link_views
 from prfaas.router.live_view import membership_record
 from prfaas.router.membership import Membership, NodeRecord
@@ -54,19 +54,7 @@ class LiveFleet:
         if not (rec.alive and rec.url and now_s - rec.last_seen <= self.timeout_s):
             index.remove(rec.name)
             return
-        m = membership_record(rec, self.members.cfg)
-        index.put(
-            NodeView(
-                m.node_id,
-                m.role,
-                m.queue_len,
-                m.queued_tokens,
-                m.running,
-                m.max_batch,
-                m.free_kv_bytes,
-                m.draining,
-            )
-        )
+        index.put(membership_record(rec, self.members.cfg).node_view())
         if self._pushed.get(rec.name) != rec.last_seen:
             self._pushed[rec.name] = rec.last_seen
             heapq.heappush(self._expiry, (rec.last_seen, rec.name))
