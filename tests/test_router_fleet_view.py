@@ -120,3 +120,31 @@ def test_large_views_log_only_the_chosen_nodes() -> None:
     summary = view_summary(view, ("p0", "pd3"))
     assert summary["nodes"] == 80 > SUMMARY_NODES
     assert set(summary["prefill_queued"]) == {"p0"} and set(summary["decode_load"]) == {"pd3"}
+
+
+def _scanned_context_limit(members: Membership, default: int) -> int:
+    """The per-request scan the router used before Membership kept the limits (the reference)."""
+    reported = [
+        r.beat.max_context_tokens
+        for r in members.nodes.values()
+        if r.alive and r.beat is not None and r.beat.max_context_tokens > 0
+    ]
+    return min([default, *reported])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["beat", "dead"]), st.integers(0, 100),
+                          st.sampled_from([0, 512, 4096, 1 << 20])), max_size=40))
+def test_the_kept_context_limit_equals_the_scan(ops: list[tuple[str, int, int]]) -> None:
+    from msgspec.structs import replace
+
+    members = Membership(deployment())
+    names = sorted(members.nodes)
+    for kind, i, limit in ops:
+        rec = members.nodes[names[i % len(names)]]
+        if kind == "beat":
+            members.heartbeat(replace(beat(rec, 1 << 30), max_context_tokens=limit), now=1.0)
+        else:
+            members.mark_dead(rec.name)
+        for default in (1000, 1 << 30):
+            assert members.context_limit(default) == _scanned_context_limit(members, default)

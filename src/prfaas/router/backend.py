@@ -202,12 +202,7 @@ class RouterBackend:
         await change_role(self, node, role)
 
     def context_limit(self) -> int:
-        reported = [
-            r.beat.max_context_tokens
-            for r in self.members.nodes.values()
-            if r.alive and r.beat is not None and r.beat.max_context_tokens > 0
-        ]
-        return min([self.max_context_tokens, *reported])
+        return self.members.context_limit(self.max_context_tokens)
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(

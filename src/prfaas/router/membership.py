@@ -70,6 +70,10 @@ class Membership:
     dead_after_s: float = 2.0
     on_dead: Callable[[str], None] | None = None  # the dispatcher breaks the node's streams
     changed: set[str] = field(default_factory=set)  # nodes whose record changed (see NodeRecord)
+    # Context limits the live nodes reported, and their minimum (None: recompute). Kept here so
+    # the per-request check does not scan every node (it changes only when a node does).
+    _contexts: dict[str, int] = field(default_factory=dict)
+    _context_min: int | None = None
 
     def __post_init__(self) -> None:
         self.dead_after_s = self.cfg.router.dead_after_s
@@ -96,6 +100,7 @@ class Membership:
             rec.role, rec.draining, rec.role_version = beat.role, beat.draining, beat.role_version
             rec.max_batch = beat.max_batch
         rec.beat = beat
+        self._note_context(rec.name, beat.max_context_tokens)
         self.index.needs_state = beat.needs_state
         self.apply_events(rec.name, beat.events)
         return rec
@@ -120,9 +125,26 @@ class Membership:
         self.index.drop_location(node)
         self._seen.pop(node, None)
 
+    def _note_context(self, node: str, tokens: int) -> None:
+        if tokens <= 0:
+            tokens = 0
+        if self._contexts.get(node, 0) != tokens:
+            if tokens:
+                self._contexts[node] = tokens
+            else:
+                self._contexts.pop(node, None)
+            self._context_min = None
+
+    def context_limit(self, default: int) -> int:
+        """The smallest context limit a live node reported, capped by `default`."""
+        if self._context_min is None:
+            self._context_min = min(self._contexts.values(), default=0)
+        return min(default, self._context_min) if self._context_min else default
+
     def mark_dead(self, node: str) -> None:
         rec = self.nodes[node]
         if rec.alive:
+            self._note_context(node, 0)
             rec.alive = False
             self.forget_cache(node)
             if self.on_dead is not None:
