@@ -21,15 +21,18 @@ def add_parser(subparsers: Any, name: str) -> None:
         description="Run the router (--router) or one worker node (--node NAME) of a deployment "
         "file. `prfaas up` starts every process of a deployment; use this to debug one.",
         epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
-        "--router-url https://10.0.0.1:9000 --secret-file secret.txt --pki pki "
-        "(the router's control listener; pki/ from `prfaas certs`)",
+        "--etcd https://10.0.0.1:2379 --secret-file secret.txt --pki pki "
+        "(the cluster's etcd; pki/ from `prfaas certs`)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--node", help="run this worker node of the deployment")
     who.add_argument("--router", action="store_true", help="run the router")
     who.add_argument("--wan", action="store_true", help="run the WAN emulator (link relays)")
-    p.add_argument("--router-url", help="where workers send heartbeats (with --node)")
+    p.add_argument("--etcd", default="", help="the cluster's etcd client URL (https with a PKI; "
+                   "required with --node and --router)")
+    p.add_argument("--name", default="", help="this router replica's name in etcd "
+                   "(default: router-HOST-PID)")
     p.add_argument("--wan-url", default="", help="the WAN emulator (with --router)")
     p.add_argument(
         "--url",
@@ -96,15 +99,16 @@ def run(args: argparse.Namespace) -> int:
         from prfaas.router.app import run_router
 
         wan_url = args.wan_url.rstrip("/")
-        asyncio.run(run_router(cfg, args.ready_file, wan_url, _port(args.url), pki))
+        etcd = _etcd(args)
+        asyncio.run(run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd,
+                               args.name))
         return 0
     if args.wan:
         from prfaas.worker.wan import run_wan
 
         asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks))
         return 0
-    if not args.router_url:
-        raise UsageError("--router-url is required with --node")
+    etcd = _etcd(args)
     from prfaas.worker.app import run_worker
 
     cfg.node(args.node)  # a clear error for an unknown node name
@@ -112,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         run_worker(
             cfg,
             args.node,
-            args.router_url.rstrip("/"),
+            etcd,
             _secret(args),
             args.ready_file,
             args.fault_hooks,
@@ -120,6 +124,12 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _etcd(args: argparse.Namespace) -> str:
+    if not args.etcd:
+        raise UsageError("--etcd URL is required with --node and --router (the cluster's etcd)")
+    return str(args.etcd).rstrip("/")
 
 
 def _pki(args: argparse.Namespace, cfg: Any, name: str) -> Any:

@@ -53,6 +53,7 @@ class Deployment:
         fault_hooks: bool = False,
         log_level: str = "WARNING",
         keep_run_dir: bool = False,
+        etcd_url: str = "",
     ) -> None:
         self.config_path = str(config_path)
         self.cfg: DeploymentConfig = load_deployment(config_path)
@@ -74,10 +75,12 @@ class Deployment:
         self.node_urls: dict[str, str] = {}
         self.transfer_ports: dict[str, int] = {}
         self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
+        self.etcd_url = etcd_url  # "": an embedded single-member etcd in the run folder
+        self.etcd: Any = None
 
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
-        """Spawn every process at once (workers retry their heartbeats until the router is up),
+        """Start etcd, then spawn every process (workers register in etcd; the router follows it),
         then wait until the router reports every node registered."""
         deadline = time.monotonic() + timeout_s
         try:
@@ -85,6 +88,7 @@ class Deployment:
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
             pki = self._make_pki()
+            etcd = ["--etcd", self._start_etcd()]
             wan = []
             # The WAN emulator and the router bind their own ports (0 = any free one) and report
             # the address they got: picking a "free" port here and binding it later races with
@@ -101,7 +105,7 @@ class Deployment:
                 for note in self.notes:
                     print(f"note: {note}", file=sys.stderr, flush=True)
             router_url = f"http://{self.cfg.router.host}:{self.cfg.router.port}"
-            args = ["--router", "--policy", self.policy, "--url", router_url, *wan, *pki]
+            args = ["--router", "--policy", self.policy, "--url", router_url, *wan, *pki, *etcd]
             self._spawn("router", args)
             ready = self._wait_ready("router", deadline)
             self.url, self.control_url = ready["url"], ready["control_url"]
@@ -112,8 +116,7 @@ class Deployment:
                     [
                         "--node",
                         node.name,
-                        "--router-url",
-                        self.control_url,
+                        *etcd,
                         "--policy",
                         self.policy,
                         "--secret-file",
@@ -133,6 +136,19 @@ class Deployment:
             raise
         return self.url
 
+    def _start_etcd(self) -> str:
+        """The cluster's etcd: the given URL, or one started in the run folder on the control
+        network's address (never a public one), https with client certificates when the
+        deployment has a PKI."""
+        if self.etcd_url:
+            return self.etcd_url
+        from prfaas.cluster.embedded import EmbeddedEtcd
+        from prfaas.security.tls import Pki
+
+        tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
+        self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
+        return str(self.etcd.start())
+
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
         in the run folder, deleted with it; the CA key is deleted once the certificates exist)."""
@@ -147,8 +163,8 @@ class Deployment:
             from prfaas.security.certs import issue_all
 
             self.pki_dir = self.run_dir / "pki"
-            names = ["router", "wan", "operator", *(n.name for n in self.cfg.nodes)]
-            issue_all(self.pki_dir, names)
+            names = ["router", "wan", "operator", "etcd", *(n.name for n in self.cfg.nodes)]
+            issue_all(self.pki_dir, names, {"etcd": etcd_ips(self.cfg)})
         return ["--pki", str(self.pki_dir)]
 
     def operator_client(self, timeout: float = 30.0) -> httpx.Client:
@@ -254,6 +270,8 @@ class Deployment:
             self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
+        if self.etcd is not None:
+            self.etcd.stop()
         if self.netns and "wan" in self.procs:
             sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
         if not self.keep_run_dir:
@@ -261,6 +279,22 @@ class Deployment:
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
+
+
+def etcd_host(cfg: DeploymentConfig) -> str:
+    """Where the embedded etcd listens: the router's control address (private), not a wildcard."""
+    host = cfg.router.control_host
+    return cfg.router.advertise if host in ("0.0.0.0", "::", "") else host
+
+
+def etcd_ips(cfg: DeploymentConfig) -> tuple[str, ...]:
+    """IP SANs of etcd's certificate (its gateway dials its own listen address and checks it)."""
+    import ipaddress
+
+    out = ["127.0.0.1"]
+    with contextlib.suppress(ValueError):
+        out.append(str(ipaddress.ip_address(etcd_host(cfg))))
+    return tuple(dict.fromkeys(out))
 
 
 def start_deployment(
