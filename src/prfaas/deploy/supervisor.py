@@ -147,7 +147,8 @@ class Deployment:
 
         tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
         self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
-        return str(self.etcd.start())
+        self.etcd_url = str(self.etcd.start())
+        return self.etcd_url
 
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys

@@ -128,7 +128,6 @@ async def run_router(
     """Two listeners: the public OpenAI API (plain HTTP, API keys) and the control listener
     (mutual TLS: the operator's policy/role/state calls). Membership comes from etcd."""
     from prfaas.router.cluster_members import RouterCluster
-
     from prfaas.router.control import build_control_app
     from prfaas.security.asgi import Guard, make_server, serve_many
     from prfaas.worker.app import bind_socket, write_ready

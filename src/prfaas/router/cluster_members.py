@@ -88,7 +88,7 @@ class RouterCluster:
         return max(len(self.routers.nodes), 1)
 
     def _replicas(self, _name: str, _meta: Any) -> None:
-        self.members.replicas = self.replicas
+        self.members.set_replicas(self.replicas)
 
     @property
     def is_leader(self) -> bool:
@@ -98,6 +98,15 @@ class RouterCluster:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def summary(self) -> dict[str, Any]:
+        """For /internal/state: this replica, the leader, and its event streams' health."""
+        subs = self.subs.values()
+        return {
+            "name": self.name, "leader": self.leader.leader, "is_leader": self.is_leader,
+            "replicas": sorted(self.routers.nodes), "policy_records_applied": self.policy.applied,
+            "replayed": sum(s.replayed for s in subs), "lost": sum(s.lost for s in subs),
+        }  # fmt: skip
 
     # -- nodes -----------------------------------------------------------------------------
     def _node(self, name: str, meta: NodeMeta | None) -> None:
@@ -142,9 +151,9 @@ class RouterCluster:
             except EventDecodeError as exc:
                 log.warning("bad KV event batch from %s: %s", name, exc)
 
-        sub = KvEventSubscriber(
-            self.ctx, meta.events, meta.replay, on_batch, topic=f"kv@{name}",
-            other=(f"load@{name}".encode(), lambda p: self._load(name, p)), curve=curve)  # fmt: skip
+        load = (f"load@{name}".encode(), lambda p: self._load(name, p))
+        sub = KvEventSubscriber(self.ctx, meta.events, meta.replay, on_batch,
+                                topic=f"kv@{name}", other=load, curve=curve)
         sub.start()
         self.subs[name] = sub
 
