@@ -241,3 +241,34 @@ def test_the_relay_api_is_no_open_proxy(dep: Deployment, honest: Honest) -> None
             assert resp.status_code == 400, resp.text
     after = as_identity(dep, "operator", "wan", "GET", "/health").json()["relays"]
     assert after == before
+
+
+def test_a_node_certificate_writes_only_its_own_etcd_record(
+    dep: Deployment, honest: Honest
+) -> None:
+    """etcd runs with per-identity permissions: a (stolen) node certificate can keep its own
+    record alive but cannot rewrite another node's, assign roles, or change the policy."""
+    import asyncio
+
+    from prfaas.cluster.client import connect
+    from prfaas.cluster.keys import node_key, policy_key, role_key
+
+    name = dep.cfg.name
+    before = dep.control("GET", "/internal/state").json()
+
+    async def attempts() -> list[str]:
+        client = await connect(dep.etcd_url, Pki(dep.pki_dir, "pd-p0"))  # type: ignore[arg-type]
+        refused = []
+        for key in (node_key(name, "prfaas-0"), role_key(name, "pd-d0"), policy_key(name),
+                    b"/prfaas/" + name.encode() + b"/leader/rebalancer"):
+            try:
+                await client.put(key, b'{"name": "evil"}')
+            except Exception as exc:
+                refused.append(f"{key!r}: {type(exc).__name__}")
+        assert (await client.get(node_key(name, "pd-p0"))) is not None  # reads are allowed
+        return refused
+
+    assert len(asyncio.run(attempts())) == 4
+    after = dep.control("GET", "/internal/state").json()
+    assert after["policy"] == before["policy"] and after["nodes"]["pd-d0"]["role"] == "decode"
+    assert after["nodes"]["prfaas-0"]["url"] == before["nodes"]["prfaas-0"]["url"]

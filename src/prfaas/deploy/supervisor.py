@@ -139,15 +139,19 @@ class Deployment:
     def _start_etcd(self) -> str:
         """The cluster's etcd: the given URL, or one started in the run folder on the control
         network's address (never a public one), https with client certificates when the
-        deployment has a PKI."""
+        deployment has a PKI, each identity allowed to write only its own keys (cluster/access)."""
         if self.etcd_url:
             return self.etcd_url
+        import asyncio
+
         from prfaas.cluster.embedded import EmbeddedEtcd
-        from prfaas.security.tls import Pki
+        from prfaas.security.tls import OPERATOR, Pki
 
         tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
         self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
         self.etcd_url = str(self.etcd.start())
+        if self.pki_dir is not None:
+            asyncio.run(_restrict(self.etcd_url, Pki(self.pki_dir, OPERATOR), self.cfg))
         return self.etcd_url
 
     def _make_pki(self) -> list[str]:
@@ -280,6 +284,14 @@ class Deployment:
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
+
+
+async def _restrict(url: str, operator: Any, cfg: DeploymentConfig) -> None:
+    from prfaas.cluster import access
+    from prfaas.cluster.client import connect
+
+    client = await connect(url, operator)
+    await access.enable(client, cfg.name, [n.name for n in cfg.nodes])
 
 
 def etcd_host(cfg: DeploymentConfig) -> str:
