@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from prfaas.bench.stats import latency_summary
 from prfaas.cache.hashing import token_block_hashes
+from prfaas.cluster.keys import NodeMeta
 from prfaas.deploy.config import parse_deployment
 from prfaas.router.adapter import RouterAdapter
 from prfaas.router.backend import RouterBackend
 from prfaas.router.live_view import membership_records
 from prfaas.server.backend import CompletionRequest
-from prfaas.cluster.keys import NodeMeta
 from prfaas.worker.messages import Telemetry
 
 HEARTBEAT_S = 0.2
