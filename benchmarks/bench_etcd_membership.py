@@ -1,7 +1,7 @@
 """etcd's cost of membership in steady state, and how long a node takes to register (issue 11).
 
-    PYTHONPATH=src .venv/bin/python benchmarks/bench_etcd_membership.py [--config examples/local.toml]
-        [--seconds 30]
+    PYTHONPATH=src .venv/bin/python benchmarks/bench_etcd_membership.py \
+        [--config examples/local.toml] [--seconds 30]
 
 Starts the deployment with `prfaas up`'s supervisor (embedded etcd, TLS, RBAC), lets it settle,
 then reads etcd's own /metrics (as the operator) before and after `--seconds` of idle steady state:
