@@ -141,3 +141,33 @@ def test_no_listener_for_the_removed_heartbeat_route(dep: Deployment) -> None:
     resp = dep.control("POST", "/internal/heartbeat", json={})
     assert resp.status_code in (404, 405)
     assert Path(dep.run_dir / "etcd").exists()  # the embedded etcd lives in the run folder
+
+
+def test_up_joins_an_existing_etcd_and_leaves_it_clean(tmp_path: Path) -> None:
+    """`prfaas up --etcd URL`: nothing embedded; the nodes register there (plain etcd and ZMQ in
+    insecure mode) and a clean stop revokes their leases: no record is left behind."""
+    from prfaas.cluster.client import connect
+    from prfaas.cluster.embedded import EmbeddedEtcd
+    from prfaas.cluster.keys import nodes_prefix
+
+    server = EmbeddedEtcd(tmp_path / "etcd")
+    url = server.start()
+    config = write_config(tmp_path, EMULATED_TOML + "\n[security]\ninsecure = true\n")
+
+    async def registered() -> list[str]:
+        client = await connect(url)
+        got = await client.get_prefix(nodes_prefix("emulated-test"))
+        return sorted(kv.key.decode().rsplit("/", 1)[1] for kv in got)
+
+    try:
+        d = Deployment(config, etcd_url=url)
+        try:
+            d.start(timeout_s=120)
+            assert d.etcd is None and not (d.run_dir / "etcd").exists()
+            assert asyncio.run(registered()) == sorted(NODES)
+            assert complete(d.url, LONG_PROMPT + " joined").status_code == 200
+        finally:
+            d.stop()
+        assert asyncio.run(registered()) == []
+    finally:
+        server.stop()
