@@ -50,7 +50,8 @@ class RouterCluster:
         self.ctx = zmq.asyncio.Context()
         self.curve: tuple[bytes, bytes] | None = zmq.curve_keypair() if pki is not None else None
         self.subs: dict[str, KvEventSubscriber] = {}
-        self.metas: dict[str, NodeMeta] = {}
+        self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node
+        self.streams: dict[str, tuple[str, float]] = {}  # (endpoint, epoch) subscribed to
         self.assigned: dict[str, str] = {}  # node -> role written to roles/ (by any replica)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: Any = None
@@ -123,7 +124,6 @@ class RouterCluster:
         self._spawn(self._join(name, meta))
 
     async def _join(self, name: str, meta: NodeMeta) -> None:
-        old = self.metas.get(name)
         self.metas[name] = meta
         try:
             await self.backend.ensure_relays(name, meta)
@@ -133,7 +133,9 @@ class RouterCluster:
             if self.metas.get(name) is meta:
                 self._spawn(self._join(name, meta))
             return
-        if old is None or (old.events, old.epoch) != (meta.events, meta.epoch):
+        if self.metas.get(name) is not meta:
+            return  # deleted or rewritten meanwhile: the newer event decides
+        if self.streams.get(name) != (meta.events, meta.epoch):  # a new process: a new stream
             self._unsubscribe(name)
             self._subscribe(name, meta)
         self.members.register(meta)
@@ -156,9 +158,11 @@ class RouterCluster:
                                 topic=f"kv@{name}", other=load, curve=curve)
         sub.start()
         self.subs[name] = sub
+        self.streams[name] = (meta.events, meta.epoch)
 
     def _unsubscribe(self, name: str) -> None:
         sub = self.subs.pop(name, None)
+        self.streams.pop(name, None)
         if sub is not None:
             self._spawn(sub.close())
 
