@@ -109,6 +109,7 @@ def test_a_frozen_worker_leaves_within_the_ttl_and_comes_back(dep: Deployment) -
         dep.kill("pd-p0", signal.SIGCONT)
     assert gone_s <= TTL_S + 1.5  # the lease's TTL plus etcd's expiry tick
     back_s = _until(lambda: registered() and state(dep)["nodes"]["pd-p0"]["alive"], 10.0)  # type: ignore[index]
+    print(f"SIGSTOP: gone after {gone_s:.2f} s; SIGCONT: back after {back_s:.2f} s")
     assert back_s <= TTL_S + 1.0  # the next keepalive finds the lease expired and joins again
     _until(lambda: _index(dep, dep.control_url) == _pools(dep), 5.0)  # its blocks replayed
     assert complete(dep.url, SHORT_PROMPT + " thawed").status_code == 200

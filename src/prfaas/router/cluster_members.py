@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import msgspec
@@ -52,6 +53,7 @@ class RouterCluster:
         self.subs: dict[str, KvEventSubscriber] = {}
         self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node
         self.streams: dict[str, tuple[str, float]] = {}  # (endpoint, epoch) subscribed to
+        self.heard: dict[str, float] = {}  # when each node's stream last delivered anything
         self.assigned: dict[str, str] = {}  # node -> role written to roles/ (by any replica)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: Any = None
@@ -83,6 +85,7 @@ class RouterCluster:
         await self.leader.start()
         self.policy = PolicySync(self.client, self.deployment, self.backend)
         await self.policy.start()
+        self._spawn(self._watchdog())
 
     @property
     def replicas(self) -> int:
@@ -142,12 +145,30 @@ class RouterCluster:
         if self.assigned.get(name) == meta.role:
             self.members.nodes[name].converting = False
 
-    def _subscribe(self, name: str, meta: NodeMeta) -> None:
+    async def _watchdog(self) -> None:
+        """Re-open a stream that has been silent for a while although its node is registered.
+        Telemetry arrives every heartbeat_s, so silence means a lost connection, e.g. a CURVE
+        handshake the node refused because its watch had not yet seen this replica's key
+        (ZMQ does not retry a refused handshake)."""
+        stale_s = max(2.0, 5 * self.cfg.router.heartbeat_s)
+        while True:
+            await asyncio.sleep(stale_s / 2)
+            now = time.monotonic()
+            for name, sub in list(self.subs.items()):
+                meta = self.metas.get(name)
+                if meta is not None and now - self.heard.get(name, now) > stale_s:
+                    log.info("stream of %s silent for %.1f s: reconnecting", name, stale_s)
+                    self._unsubscribe(name)
+                    self._subscribe(name, meta, sub.next_seq)
+
+    def _subscribe(self, name: str, meta: NodeMeta, start_seq: int = 0) -> None:
+        self.heard[name] = time.monotonic()
         curve = None
         if self.curve is not None and meta.curve_key:
             curve = (meta.curve_key.encode(), self.curve[0], self.curve[1])
 
         def on_batch(_seq: int, payload: bytes) -> None:
+            self.heard[name] = time.monotonic()
             try:
                 self.members.apply_pool_events(name, from_vllm(payload))
             except EventDecodeError as exc:
@@ -155,7 +176,7 @@ class RouterCluster:
 
         load = (f"load@{name}".encode(), lambda p: self._load(name, p))
         sub = KvEventSubscriber(self.ctx, meta.events, meta.replay, on_batch,
-                                topic=f"kv@{name}", other=load, curve=curve)
+                                topic=f"kv@{name}", start_seq=start_seq, other=load, curve=curve)
         sub.start()
         self.subs[name] = sub
         self.streams[name] = (meta.events, meta.epoch)
@@ -167,6 +188,7 @@ class RouterCluster:
             self._spawn(sub.close())
 
     def _load(self, name: str, payload: bytes) -> None:
+        self.heard[name] = time.monotonic()
         try:
             load = _LOAD.decode(payload)
         except msgspec.DecodeError:
