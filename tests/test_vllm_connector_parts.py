@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import threading
@@ -118,3 +119,60 @@ def test_the_rest_of_prfaas_never_imports_vllm():
             "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _push(link, engine, tid):
+    done, seen = threading.Event(), []
+    link.push(engine, tid, [LayerPayload(0, b"k" * 5000)],
+              lambda r, e: (seen.append((r, e)), done.set()))
+    assert done.wait(60)
+    return seen[0]
+
+
+def test_tls_channel_refuses_a_peer_without_the_runs_certificate(secret_file, tmp_path):
+    from prfaas.security.certs import issue_all
+
+    pki, other = tmp_path / "pki", tmp_path / "other"
+    issue_all(pki, ["d0", "p0", "imposter"])
+    issue_all(other, ["p0"])  # a certificate of the right name from another CA ...
+    (other / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())  # ... trusting the run's CA
+    base = {"secret_file": str(secret_file)}
+    dec = KvLink(parse_config({**base, "listen": "127.0.0.1:0", "pki_dir": str(pki)}, "d0"))
+    links = [dec]
+    try:
+        assert dec._server is not None
+        peers = {"d0": f"127.0.0.1:{dec._server.port}"}
+
+        def sender(extra):
+            links.append(KvLink(parse_config({**base, "peers": peers, **extra}, "p0")))
+            return links[-1]
+
+        res, err = _push(sender({"pki_dir": str(pki)}), "d0", "t-ok")
+        assert err is None and res.total_bytes == 5000
+        assert bytes(dec.take("t-ok").layers[0]) == b"k" * 5000
+        # Plain TCP with the right HMAC secret: refused (the receiver requires TLS).
+        _, err = _push(sender({}), "d0", "t-plain")
+        assert isinstance(err, OSError) and dec._server.stats.auth_failures >= 1
+        # TLS with a certificate the run's CA did not sign: the receiver ends the handshake.
+        _, err = _push(sender({"pki_dir": str(other)}), "d0", "t-other")
+        assert isinstance(err, OSError)
+        assert dec.take("t-plain") is None and dec.take("t-other") is None
+        # A receiver whose certificate names another engine: the sender refuses to send to it.
+        fake = KvLink(parse_config({**base, "listen": "127.0.0.1:0", "pki_dir": str(pki),
+                                    "engine_id": "imposter"}, "x"))
+        links.append(fake)
+        assert fake._server is not None
+        s = KvLink(parse_config({**base, "pki_dir": str(pki),
+                                 "peers": {"d0": f"127.0.0.1:{fake._server.port}"}}, "p0"))
+        links.append(s)
+        _, err = _push(s, "d0", "t-fake")
+        assert isinstance(err, ssl.SSLCertVerificationError) and "mismatch" in str(err)
+        assert fake.take("t-fake") is None
+    finally:
+        for link in links:
+            link.close()
+
+
+def test_pki_dir_must_hold_the_engines_certificate(secret_file, tmp_path):
+    with pytest.raises(ConnectorConfigError, match="ca.pem"):
+        parse_config({"secret_file": str(secret_file), "pki_dir": str(tmp_path)}, "d0")

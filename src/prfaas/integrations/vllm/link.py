@@ -9,9 +9,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 from prfaas.integrations.vllm.params import ConnectorConfig
+from prfaas.security.tls import Pki
 from prfaas.transfer.client import TransferClient
 from prfaas.transfer.payloads import LayerPayload, ReceivedTransfer, TransferResult
 from prfaas.transfer.server import TransferServer
@@ -38,6 +40,7 @@ class KvLink:
         self._dropped: set[str] = set()
         self._clients: dict[str, TransferClient] = {}
         self._server: TransferServer | None = None
+        self.tls = Pki(Path(cfg.pki), cfg.engine_id) if cfg.pki else None
         if cfg.listen is not None:
             self._call(self._start_server()).result(timeout=30)
 
@@ -47,7 +50,10 @@ class KvLink:
     async def _start_server(self) -> None:
         assert self.cfg.listen is not None
         host, port = self.cfg.listen
-        self._server = TransferServer(host, port, self.cfg.secret, self._on_complete)
+        # With a PKI: TLS only (plain connections refused), client certificates from the run's CA.
+        self._server = TransferServer(host, port, self.cfg.secret, self._on_complete,
+                                      tls=self.tls.server if self.tls else None,
+                                      allow_plain=self.tls is None)
         await self._server.start()
 
     def _on_complete(self, got: ReceivedTransfer) -> None:
@@ -99,7 +105,9 @@ class KvLink:
         client = self._clients.get(engine)
         if client is None or not client.live_connections:
             host, port = self.cfg.peers[engine]
-            client = TransferClient(host, port, self.cfg.secret, connections=self.cfg.connections)
+            # The receiver must prove it is `engine` (its certificate's name), not just any node.
+            client = TransferClient(host, port, self.cfg.secret, connections=self.cfg.connections,
+                                    tls=self.tls.client if self.tls else None, server_name=engine)
             await client.connect()
             self._clients[engine] = client
         total = sum(memoryview(p.data).nbytes for p in layers)
