@@ -174,5 +174,5 @@ def test_tls_channel_refuses_a_peer_without_the_runs_certificate(secret_file, tm
 
 
 def test_pki_dir_must_hold_the_engines_certificate(secret_file, tmp_path):
-    with pytest.raises(ConnectorConfigError, match="ca.pem"):
+    with pytest.raises(ConnectorConfigError, match=r"ca\.pem"):
         parse_config({"secret_file": str(secret_file), "pki_dir": str(tmp_path)}, "d0")
