@@ -97,7 +97,8 @@ def fake_vllm(seen: list[dict[str, Any]]) -> FastAPI:
         seen.append(body)
 
         def sse() -> Any:
-            yield f"data: {json.dumps({'choices': [{'text': 'ok', 'finish_reason': 'length'}]})}\n\n"
+            chunk = {"choices": [{"text": "ok", "finish_reason": "length"}]}
+            yield f"data: {json.dumps(chunk)}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(sse(), media_type="text/event-stream")

@@ -6,6 +6,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -103,7 +104,7 @@ def test_link_pushes_layers_to_the_named_peer(secret_file):
         assert done.wait(20)
         res, err = seen[0]
         assert err is None and res.total_bytes == 1010 and res.layers == 3
-        got = dec.take("t-1")
+        got = _take(dec, "t-1")
         assert got is not None and [bytes(x) for x in got.layers] == [b"a" * 1000, b"", b"c" * 10]
         assert dec.take("t-1") is None
         done.clear()
@@ -119,6 +120,14 @@ def test_the_rest_of_prfaas_never_imports_vllm():
             "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _take(link, tid, timeout_s=10.0):
+    """The receiver sends COMMITTED before it hands the transfer over: poll briefly."""
+    deadline = time.monotonic() + timeout_s
+    while (got := link.take(tid)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
 
 
 def _push(link, engine, tid):
@@ -149,7 +158,7 @@ def test_tls_channel_refuses_a_peer_without_the_runs_certificate(secret_file, tm
 
         res, err = _push(sender({"pki_dir": str(pki)}), "d0", "t-ok")
         assert err is None and res.total_bytes == 5000
-        assert bytes(dec.take("t-ok").layers[0]) == b"k" * 5000
+        assert bytes(_take(dec, "t-ok").layers[0]) == b"k" * 5000
         # Plain TCP with the right HMAC secret: refused (the receiver requires TLS).
         _, err = _push(sender({}), "d0", "t-plain")
         assert isinstance(err, OSError) and dec._server.stats.auth_failures >= 1
@@ -176,3 +185,23 @@ def test_tls_channel_refuses_a_peer_without_the_runs_certificate(secret_file, tm
 def test_pki_dir_must_hold_the_engines_certificate(secret_file, tmp_path):
     with pytest.raises(ConnectorConfigError, match=r"ca\.pem"):
         parse_config({"secret_file": str(secret_file), "pki_dir": str(tmp_path)}, "d0")
+
+
+def test_layerwise_feed_sends_layers_as_they_are_put(secret_file):
+    base = {"secret_file": str(secret_file)}
+    dec = KvLink(parse_config({**base, "listen": "127.0.0.1:0"}, "d0"))
+    assert dec._server is not None
+    pre = KvLink(parse_config({**base, "peers": {"d0": f"127.0.0.1:{dec._server.port}"}}, "p0"))
+    try:
+        done, seen = threading.Event(), []
+        feed = pre.open("d0", "t-lw", 3, 300, lambda r, e: (seen.append((r, e)), done.set()))
+        feed.put(LayerPayload(0, b"a" * 100))
+        feed.put(LayerPayload(1, b"b" * 100))
+        assert not done.wait(0.5)  # the transfer stays open until the last layer is handed over
+        feed.put(LayerPayload(2, b"c" * 100))
+        assert done.wait(30) and seen[0][1] is None and seen[0][0].total_bytes == 300
+        got = _take(dec, "t-lw")
+        assert got is not None and [bytes(x)[:1] for x in got.layers] == [b"a", b"b", b"c"]
+    finally:
+        pre.close()
+        dec.close()

@@ -32,6 +32,9 @@ class ConnectorConfig:
     # mutual certificates, the receiver refuses plain connections, and a sender checks that the
     # receiver's certificate names the decode engine it meant.
     pki: str | None = None
+    # Push each layer while the prefill's forward still runs (save_kv_layer), rather than all
+    # layers after the request finished; a request's kv_transfer_params may override it.
+    layerwise: bool = True
 
 
 def _addr(text: object, what: str) -> tuple[str, int]:
@@ -70,6 +73,7 @@ def parse_config(extra: Mapping[str, Any], engine_id: str) -> ConnectorConfig:
         send_timeout_s=float(extra.get("send_timeout_s", 60.0)),
         stats_path=str(extra["stats_path"]) if extra.get("stats_path") else None,
         pki=pki,
+        layerwise=bool(extra.get("layerwise", True)),
     )
 
 
@@ -81,6 +85,12 @@ def wants_remote_decode(params: Mapping[str, Any] | None) -> bool:
 def wants_remote_prefill(params: Mapping[str, Any] | None) -> bool:
     """Decode side: this request's prompt KV arrives from a prefill instance."""
     return bool(params and params.get("do_remote_prefill") and params.get("transfer_id"))
+
+
+def wants_layerwise(params: Mapping[str, Any] | None, default: bool) -> bool:
+    """Whether this request's KV is pushed layer by layer during its last prefill forward."""
+    value = (params or {}).get("prfaas_layerwise")
+    return default if value is None else bool(value)
 
 
 def remote_token_count(num_prompt_tokens: int) -> int:

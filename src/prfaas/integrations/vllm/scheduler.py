@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,9 +13,12 @@ from vllm.v1.request import RequestStatus
 from prfaas.integrations.vllm.params import (
     ConnectorConfig,
     remote_token_count,
+    wants_layerwise,
     wants_remote_decode,
     wants_remote_prefill,
 )
+
+log = logging.getLogger(__name__)
 
 # A prefill that ran to its one token (or stopped on EOS there) has KV to send; aborts do not.
 _SENDABLE = (RequestStatus.FINISHED_LENGTH_CAPPED, RequestStatus.FINISHED_STOPPED)
@@ -40,6 +44,8 @@ class RecvSpec:
 class PrfaasMeta(KVConnectorMetadata):  # type: ignore[misc]  # vLLM is untyped here
     send: dict[str, SendSpec] = field(default_factory=dict)
     recv: dict[str, RecvSpec] = field(default_factory=dict)
+    # Prefills that finish in this step: their layers are pushed during the forward.
+    early: dict[str, SendSpec] = field(default_factory=dict)
 
 
 class SchedulerSide:
@@ -49,6 +55,9 @@ class SchedulerSide:
         self._recv: dict[str, RecvSpec] = {}
         self._sending: set[str] = set()  # handed to the worker, blocks held until it copied them
         self._loading: dict[str, str] = {}  # request id -> transfer id, until the worker landed it
+        self._remote: dict[str, Any] = {}  # prefill requests whose KV goes to a decode instance
+        self._early: dict[str, SendSpec] = {}  # pushed layer-wise: blocks free when they finish
+        self.early_mismatches = 0  # blocks at finish differed from the step's (never seen)
 
     def on_new_request(self, request: Any) -> None:
         """Prefill side: compute h(N-1) only, so the decode side's recompute of the last token
@@ -56,6 +65,8 @@ class SchedulerSide:
         params = request.kv_transfer_params
         if not wants_remote_decode(params) or params.get("_prfaas_truncated"):
             return
+        if wants_layerwise(params, self.cfg.layerwise):
+            self._remote[request.request_id] = request
         if request.num_prompt_tokens <= 1 or request.prompt_token_ids is None:
             return
         request.prompt_token_ids.pop()
@@ -83,8 +94,27 @@ class SchedulerSide:
         )
         params["do_remote_prefill"] = False  # one transfer per request
 
-    def build_meta(self) -> PrfaasMeta:
-        meta = PrfaasMeta(send=self._send, recv=self._recv)
+    def _finishing(self, scheduler_output: Any) -> dict[str, SendSpec]:
+        """Layer-wise prefills whose whole prompt runs in this step (new, not chunked): the
+        step's block ids are all of theirs, so the worker can push each layer as it is done.
+        A chunked prefill is pushed whole when it finishes instead."""
+        early = {}
+        for new in getattr(scheduler_output, "scheduled_new_reqs", ()):
+            req = self._remote.get(new.req_id)
+            n = scheduler_output.num_scheduled_tokens.get(new.req_id, 0)
+            if req is None or new.num_computed_tokens + n < req.num_prompt_tokens:
+                continue
+            params = req.kv_transfer_params
+            early[new.req_id] = SendSpec(params["transfer_id"],
+                                         str(params.get("remote_engine_id", "")),
+                                         tuple(tuple(g) for g in new.block_ids),
+                                         req.num_prompt_tokens)
+        self._early.update(early)
+        return early
+
+    def build_meta(self, scheduler_output: Any = None) -> PrfaasMeta:
+        early = self._finishing(scheduler_output) if self._remote else {}
+        meta = PrfaasMeta(send=self._send, recv=self._recv, early=early)
         self._sending.update(self._send)
         self._send, self._recv = {}, {}
         return meta
@@ -103,6 +133,14 @@ class SchedulerSide:
             # Ended before it was scheduled: tell the worker to drop the pushed KV.
             self._recv[rid] = RecvSpec(params["transfer_id"], (), 0.0, cancel=True)
             params["do_remote_prefill"] = False
+            return False, None
+        self._remote.pop(rid, None)
+        early = self._early.pop(rid, None)
+        if early is not None:
+            # Its layers were copied out during the forward: the blocks can go now.
+            if tuple(tuple(g) for g in block_ids) != early.block_ids:
+                self.early_mismatches += 1
+                log.warning("prfaas: %s finished with other blocks than its last step's", rid)
             return False, None
         if not wants_remote_decode(params) or request.status not in _SENDABLE:
             return False, None
