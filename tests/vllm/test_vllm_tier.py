@@ -55,6 +55,13 @@ def test_kv_bytes_equal_layers_times_blocks(demo: dict[str, Any]) -> None:
     assert demo["kv_bytes"] > 0
 
 
+def test_prefills_are_pushed_layer_by_layer(demo: dict[str, Any]) -> None:
+    # Every router prefill finishes in one step (after vLLM's block-aligned split): all of them
+    # go layer-wise, with the block table the worker had (never another one at finish).
+    assert demo["layerwise_pushes"] == demo["transfers"]
+    assert demo["layerwise_block_mismatches"] == 0
+
+
 def test_policy_splits_between_prfaas_and_local(demo: dict[str, Any]) -> None:
     assert 0 < demo["offloaded"] < demo["requests"]
 

@@ -43,7 +43,7 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  #
         self.sched: SchedulerSide | None = None
         self.worker: WorkerSide | None = None
         if role == KVConnectorRole.SCHEDULER:
-            self.sched = SchedulerSide(cfg)
+            self.sched = SchedulerSide(cfg, frozenset(_state_groups(kv_cache_config)))
         else:
             self.worker = WorkerSide(cfg, kv_cache_config, _state_groups(kv_cache_config))
 

@@ -73,6 +73,11 @@ def run(dep: VllmDeployment, router: str) -> dict[str, Any]:
     out["transfers"] = len(sends)
     out["bytes_match_layers_x_blocks"] = all(e.get("bytes") == e["expected_bytes"] for e in sends)
     out["kv_bytes"] = sum(e.get("bytes", 0) for e in sends)
+    out["layerwise_pushes"] = sum(1 for e in sends if e.get("layerwise"))
+    # The scheduler half warns when a request's blocks at finish differ from its last step's.
+    out["layerwise_block_mismatches"] = sum(
+        (dep.run_dir / f"{n}.log").read_text(errors="replace").count("its last step had")
+        for n in dep.launch)
     out["prefix_reuse"] = prefix_reuse(dep, client, router)
     # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
     out["token_level"] = token_level(dep, [prompt(50 + s, 20 + 37 * s) for s in range(20)])

@@ -12,6 +12,7 @@ from vllm.v1.request import RequestStatus
 
 from prfaas.integrations.vllm.params import (
     ConnectorConfig,
+    live_blocks,
     remote_token_count,
     wants_layerwise,
     wants_remote_decode,
@@ -48,15 +49,30 @@ class PrfaasMeta(KVConnectorMetadata):  # type: ignore[misc]  # vLLM is untyped 
     early: dict[str, SendSpec] = field(default_factory=dict)
 
 
+def same_blocks(pushed: Any, final: Any, state_groups: frozenset[int]) -> bool:
+    """Whether a layer-wise push carried the finished request's blocks. In align mode a state
+    group's block table loses the block-boundary checkpoint once the step is done (it stays in
+    the prefix cache, the request's entry becomes the null block), so there the push may hold
+    earlier states too: the receiver lands the tail, so the final ones must end the push."""
+    for g, (have, want) in enumerate(zip(pushed, final, strict=True)):
+        have_l, want_l = live_blocks(have, g in state_groups), live_blocks(want, g in state_groups)
+        ok = have_l[len(have_l) - len(want_l):] == want_l if g in state_groups else have_l == want_l
+        if not ok:
+            return False
+    return True
+
+
 class SchedulerSide:
-    def __init__(self, cfg: ConnectorConfig) -> None:
+    def __init__(self, cfg: ConnectorConfig, state_groups: frozenset[int] = frozenset()) -> None:
         self.cfg = cfg
+        self.state_groups = state_groups  # GDN/Mamba groups (one state per block, nulls skipped)
         self._send: dict[str, SendSpec] = {}
         self._recv: dict[str, RecvSpec] = {}
         self._sending: set[str] = set()  # handed to the worker, blocks held until it copied them
         self._loading: dict[str, str] = {}  # request id -> transfer id, until the worker landed it
         self._remote: dict[str, Any] = {}  # prefill requests whose KV goes to a decode instance
         self._early: dict[str, SendSpec] = {}  # pushed layer-wise: blocks free when they finish
+        self._blocks: dict[str, list[list[int]]] = {}  # tracked prefills' block tables
         self.early_mismatches = 0  # blocks at finish differed from the step's (never seen)
 
     def on_new_request(self, request: Any) -> None:
@@ -94,21 +110,41 @@ class SchedulerSide:
         )
         params["do_remote_prefill"] = False  # one transfer per request
 
-    def _finishing(self, scheduler_output: Any) -> dict[str, SendSpec]:
-        """Layer-wise prefills whose whole prompt runs in this step (new, not chunked): the
-        step's block ids are all of theirs, so the worker can push each layer as it is done.
-        A chunked prefill is pushed whole when it finishes instead."""
+    def _steps(self, out: Any) -> list[tuple[str, int]]:
+        """(request, tokens computed before this step) for tracked prefills scheduled in this
+        step; keeps each one's block table as the worker sees it (new blocks are appended)."""
+        seen = []
+        for new in getattr(out, "scheduled_new_reqs", ()):
+            if new.req_id in self._remote:
+                self._blocks[new.req_id] = [list(g) for g in new.block_ids]
+                seen.append((new.req_id, new.num_computed_tokens))
+        cached = getattr(out, "scheduled_cached_reqs", None)
+        for i, rid in enumerate(getattr(cached, "req_ids", ())):
+            if rid not in self._remote:
+                continue
+            added = cached.new_block_ids[i]
+            if rid in cached.resumed_req_ids or rid not in self._blocks:
+                self._blocks[rid] = [list(g) for g in added or ()]
+            elif added is not None:
+                for have, more in zip(self._blocks[rid], added, strict=True):
+                    have.extend(more)
+            seen.append((rid, cached.num_computed_tokens[i]))
+        return seen
+
+    def _finishing(self, out: Any) -> dict[str, SendSpec]:
+        """Layer-wise prefills whose prompt ends in this step: the worker pushes each of their
+        layers as the forward finishes it. (Hybrid models in vLLM's align mode split a prefill
+        at the last block boundary, so this is often the second step of a prompt.)"""
         early = {}
-        for new in getattr(scheduler_output, "scheduled_new_reqs", ()):
-            req = self._remote.get(new.req_id)
-            n = scheduler_output.num_scheduled_tokens.get(new.req_id, 0)
-            if req is None or new.num_computed_tokens + n < req.num_prompt_tokens:
+        for rid, computed in self._steps(out):
+            req = self._remote[rid]
+            if computed + out.num_scheduled_tokens.get(rid, 0) < req.num_prompt_tokens:
                 continue
             params = req.kv_transfer_params
-            early[new.req_id] = SendSpec(params["transfer_id"],
-                                         str(params.get("remote_engine_id", "")),
-                                         tuple(tuple(g) for g in new.block_ids),
-                                         req.num_prompt_tokens)
+            early[rid] = SendSpec(params["transfer_id"], str(params.get("remote_engine_id", "")),
+                                  tuple(tuple(g) for g in self._blocks.pop(rid)),
+                                  req.num_prompt_tokens)
+            del self._remote[rid]  # one push per request
         self._early.update(early)
         return early
 
@@ -135,12 +171,14 @@ class SchedulerSide:
             params["do_remote_prefill"] = False
             return False, None
         self._remote.pop(rid, None)
+        self._blocks.pop(rid, None)
         early = self._early.pop(rid, None)
         if early is not None:
             # Its layers were copied out during the forward: the blocks can go now.
-            if tuple(tuple(g) for g in block_ids) != early.block_ids:
+            if not same_blocks(early.block_ids, block_ids, self.state_groups):
                 self.early_mismatches += 1
-                log.warning("prfaas: %s finished with other blocks than its last step's", rid)
+                log.warning("prfaas: %s finished with blocks %s, its last step had %s", rid,
+                            block_ids, early.block_ids)
             return False, None
         if not wants_remote_decode(params) or request.status not in _SENDABLE:
             return False, None
