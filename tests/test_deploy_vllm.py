@@ -64,7 +64,9 @@ def test_started_nodes_get_the_connector_tls_and_events_flags(tmp_path: Path) ->
     decode = json.loads(cmds["pd-d0"][cmds["pd-d0"].index("--kv-transfer-config") + 1])
     prefill = json.loads(cmds["pd-p0"][cmds["pd-p0"].index("--kv-transfer-config") + 1])
     assert decode["kv_connector_extra_config"]["listen"] == "127.0.0.1:18933"
-    assert prefill["kv_connector_extra_config"]["peers"] == {"pd-d0": "127.0.0.1:18933"}
+    peers = prefill["kv_connector_extra_config"]["peers"]
+    assert peers["pd-d0"] == "127.0.0.1:18933"  # and every other node: cache pulls go there
+    assert set(peers) == {"pd-d0", "prfaas-p0"} and "pd-p0" not in peers
     # The router's file: every node with its URL, the rest unchanged.
     (tmp_path / "r.toml").write_text(fleet_toml(dep.fleet))
     again = load_fleet(tmp_path / "r.toml")

@@ -88,5 +88,14 @@ def test_event_fed_index_predicts_vllm_prefix_hits(demo: dict[str, Any]) -> None
         assert r["vllm_hit_tokens"] == r["predicted_prefix_tokens"]
 
 
+def test_a_cache_pull_lands_the_prefix_in_the_prefill_instances_cache(demo: dict[str, Any]) -> None:
+    pull = demo["cache_pull"]
+    assert pull["ok"] is True and pull["prefix_tokens"] >= 512
+    # pd-p0 loaded all but the prefix's last token over the connector (it computed that one)...
+    assert pull["loaded_tokens"] == pull["prefix_tokens"] - 1
+    # ... and its prefill of a longer prompt then found the whole prefix in its own cache.
+    assert pull["dst_hit_tokens"] == pull["prefix_tokens"]
+
+
 def test_killing_the_prfaas_instance_loses_nothing(demo: dict[str, Any]) -> None:
     assert demo["kill"]["lost"] == 0 and demo["kill"]["served"] == demo["kill"]["requests"]

@@ -70,7 +70,12 @@ class VllmDeployment:
         self.keep = run_dir is not None
         self.run_dir = run_dir or Path(tempfile.mkdtemp(prefix="prfaas-vllm-"))
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.secret_file, self.pki_dir = self._secrets()
+        try:
+            self.secret_file, self.pki_dir = self._secrets()
+        except BaseException:
+            if not self.keep:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
         self.kv_ports: dict[str, int] = {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.url = ""
@@ -104,14 +109,16 @@ class VllmDeployment:
     def _host(self, name: str) -> str:
         return str(self.launch[name].get("host", "127.0.0.1"))
 
-    def _kv_addr(self, node: VllmNode) -> str:
+    def _kv_addr(self, node: VllmNode) -> str | None:
+        """Where the node's connector receives KV: every started node listens (prefill nodes
+        receive cache pulls); an external node gives `kv_addr` (required for decode nodes)."""
         if node.name in self.launch:
             return f"{self._host(node.name)}:{self.kv_ports[node.name]}"
         addr = self.raw_node(node.name).get("kv_addr")
-        if not addr:
+        if not addr and node.role == "decode":
             raise UsageError(f"[[node]] {node.name}: an external decode node needs kv_addr "
                              "(where its connector listens)")
-        return str(addr)
+        return str(addr) if addr else None
 
     def raw_node(self, name: str) -> dict[str, Any]:
         return next(n for n in self.raw.get("node", []) if n.get("name") == name)
@@ -123,11 +130,11 @@ class VllmDeployment:
                                  "load_timeout_s": float(self.raw.get("load_timeout_s", 30.0))}
         if self.pki_dir is not None:
             extra["pki_dir"] = str(self.pki_dir)
-        if node.role == "decode":
-            extra["listen"] = self._kv_addr(node)
-        else:
-            extra["peers"] = {d.engine_id: self._kv_addr(d) for d in self.fleet.nodes.values()
-                              if d.role == "decode"}
+        extra["listen"] = self._kv_addr(node)
+        if node.role == "prefill":  # pushes to decode nodes, and to prefill nodes (cache pulls)
+            addrs = {d.engine_id: self._kv_addr(d) for d in self.fleet.nodes.values()
+                     if d.name != node.name}
+            extra["peers"] = {e: a for e, a in addrs.items() if a is not None}
         return extra
 
     def command(self, node: VllmNode) -> list[str]:
@@ -152,8 +159,7 @@ class VllmDeployment:
             node, host = self.fleet.nodes[name], self._host(name)
             port = int(raw.get("port", 0)) or _free_port(host)
             node.url = f"http://{host}:{port}"
-            if node.role == "decode":
-                self.kv_ports[name] = int(raw.get("kv_port", 0)) or _free_port(host)
+            self.kv_ports[name] = int(raw.get("kv_port", 0)) or _free_port(host)
 
     # -- processes ---------------------------------------------------------------------------
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> None:

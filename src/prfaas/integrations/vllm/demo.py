@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import re
 import signal
@@ -16,8 +17,10 @@ from typing import Any
 
 import httpx
 from openai import OpenAI
+from tokenizers import Tokenizer
 
 from prfaas.deploy.vllm_nodes import VllmDeployment
+from prfaas.router.vllm_pull import pull_prefix
 
 _TEXT = ("the prefill cache block layer token bandwidth router river mountain city garden "
          "state memory queue link transfer model request cluster hybrid expert")
@@ -81,6 +84,7 @@ def run(dep: VllmDeployment, router: str) -> dict[str, Any]:
     out["prefix_reuse"] = prefix_reuse(dep, client, router)
     # Unaligned lengths (the split point is not a multiple of 128), measured at the token level.
     out["token_level"] = token_level(dep, [prompt(50 + s, 20 + 37 * s) for s in range(20)])
+    out["cache_pull"] = pull_phase(dep)
     out["kill"] = kill_phase(dep, client)
     return out
 
@@ -145,6 +149,38 @@ def own_split(c: httpx.Client, url: str, dep: VllmDeployment) -> dict[str, Any]:
                                - split["logprobs"]["token_logprobs"][0]))
     return {"prompts": len(texts), "first_token_equal": first, "sequence_equal": seq,
             "max_first_logprob_diff": worst}
+
+
+def pull_phase(dep: VllmDeployment) -> dict[str, Any]:
+    """A cache pull between real instances, with the router's own code (router/vllm_pull.py):
+    prfaas-p0 caches a long prefix, the pull brings it to pd-p0, whose prefill of a longer prompt
+    then hits it. Counted by vLLM on pd-p0: tokens loaded by the connector, prefix-cache hits."""
+    src, dst, ref = (dep.fleet.nodes[n] for n in ("prfaas-p0", "pd-p0", "pd-d0"))
+    tok = Tokenizer.from_file(dep.fleet.tokenizer)
+    ids = tok.encode(prompt(700, 700)).ids
+    n = len(ids) // dep.fleet.block_tokens * dep.fleet.block_tokens
+    full = ids[:n] + tok.encode(" " + prompt(701, 40)).ids
+    c = httpx.Client(timeout=300)
+    body = {"model": dep.fleet.model, "max_tokens": 8, "temperature": 0, "return_token_ids": True}
+    c.post(f"{src.url}/v1/completions", json={**body, "prompt": ids}).raise_for_status()
+    ext = 'source="external_kv_transfer"'
+    ext0 = metric(dst.url, "vllm:prompt_tokens_by_source_total", ext)
+
+    async def pull() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=300) as h:
+            return await pull_prefix(h, dep.fleet.model, src, dst, ids[:n])
+
+    entry = asyncio.run(pull())
+    loaded = metric(dst.url, "vllm:prompt_tokens_by_source_total", ext) - ext0
+    hits0 = metric(dst.url, "vllm:prefix_cache_hits_total")
+    got = c.post(f"{dst.url}/v1/completions", json={**body, "prompt": full}).json()
+    hits = metric(dst.url, "vllm:prefix_cache_hits_total") - hits0
+    want = c.post(f"{ref.url}/v1/completions", json={**body, "prompt": full,
+                                                      "cache_salt": uuid.uuid4().hex}).json()
+    return {"ok": entry["ok"], "prefix_tokens": n, "loaded_tokens": loaded,
+            "dst_hit_tokens": hits, "prompt_tokens": len(full),
+            "tokens_equal_one_instance": got["choices"][0]["token_ids"]
+            == want["choices"][0]["token_ids"]}
 
 
 def kill_phase(dep: VllmDeployment, client: OpenAI) -> dict[str, Any]:

@@ -118,7 +118,7 @@ class SchedulerSide:
             if new.req_id in self._remote:
                 self._blocks[new.req_id] = [list(g) for g in new.block_ids]
                 seen.append((new.req_id, new.num_computed_tokens))
-        cached = getattr(out, "scheduled_cached_reqs", None)
+        cached: Any = getattr(out, "scheduled_cached_reqs", None)
         for i, rid in enumerate(getattr(cached, "req_ids", ())):
             if rid not in self._remote:
                 continue

@@ -1,0 +1,53 @@
+"""Execute a policy CachePull between vLLM prefill instances with the connector's own contract."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import httpx
+
+from prfaas.policy.placement import CachePull
+from prfaas.router.vllm_nodes import VllmFleet, VllmNode
+
+log = logging.getLogger(__name__)
+
+
+def pull_source(fleet: VllmFleet, pull: CachePull, matches: dict[str, int],
+                dst: VllmNode) -> tuple[VllmNode, int] | None:
+    """The prefill node of the pull's source cluster holding the longest prefix (its blocks)."""
+    held = [(blocks, name) for name, blocks in matches.items()
+            if name in fleet.nodes and name != dst.name and fleet.nodes[name].role == "prefill"
+            and fleet.nodes[name].cluster == pull.src_cluster]
+    if not held:
+        return None
+    blocks, name = max(held)
+    return fleet.nodes[name], blocks
+
+
+async def pull_prefix(http: httpx.AsyncClient, model: str, src: VllmNode, dst: VllmNode,
+                      prefix: list[int]) -> dict[str, Any]:
+    """`src` (which has `prefix` cached) prefills it for `dst` as for a decode instance, pushing
+    the KV blocks and GDN state over the connector; `dst` then runs the prefix as a remote-prefill
+    request: it loads all but the last token, computes that one, and keeps the whole prefix in its
+    prefix cache, where the real prefill finds it. A failed push costs `dst` a recompute only."""
+    tid = f"pull-{uuid.uuid4().hex}"
+    body = {"model": model, "prompt": prefix, "max_tokens": 1, "temperature": 0.0}
+    hops = [(src, {"do_remote_decode": True, "do_remote_prefill": False, "transfer_id": tid,
+                   "remote_engine_id": dst.engine_id}),
+            (dst, {"do_remote_decode": False, "do_remote_prefill": True, "transfer_id": tid,
+                   "remote_engine_id": src.engine_id})]
+    entry: dict[str, Any] = {"src": src.name, "dst": dst.name, "tokens": len(prefix),
+                             "transfer_id": tid, "ok": True}
+    for node, params in hops:
+        try:
+            r = await http.post(f"{node.url}/v1/completions",
+                                json={**body, "kv_transfer_params": params},
+                                headers={"X-Request-Id": tid})
+            r.raise_for_status()
+        except httpx.HTTPError as exc:
+            log.warning("cache pull %s -> %s failed at %s: %s", src.name, dst.name, node.name, exc)
+            entry.update(ok=False, error=f"{node.name}: {type(exc).__name__}: {exc}")
+            break
+    return entry
