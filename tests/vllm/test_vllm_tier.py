@@ -91,8 +91,8 @@ def test_event_fed_index_predicts_vllm_prefix_hits(demo: dict[str, Any]) -> None
 def test_a_cache_pull_lands_the_prefix_in_the_prefill_instances_cache(demo: dict[str, Any]) -> None:
     pull = demo["cache_pull"]
     assert pull["ok"] is True and pull["prefix_tokens"] >= 512
-    # pd-p0 loaded all but the prefix's last token over the connector (it computed that one)...
-    assert pull["loaded_tokens"] == pull["prefix_tokens"] - 1
+    # pd-p0 loaded the whole prefix over the connector (and computed one token after it)...
+    assert pull["loaded_tokens"] == pull["prefix_tokens"]
     # ... and its prefill of a longer prompt then found the whole prefix in its own cache.
     assert pull["dst_hit_tokens"] == pull["prefix_tokens"]
 

@@ -119,7 +119,8 @@ class VllmBackend:
         bt = self.fleet.block_tokens
         n = min(placement.cache_pull.tokens, blocks * bt, len(tokens) - 1) // bt * bt
         if n >= bt:
-            entry["pull"] = await pull_prefix(self.http, self.fleet.model, src, dst, tokens[:n])
+            entry["pull"] = await pull_prefix(self.http, self.fleet.model, src, dst,
+                                              tokens[: n + 1])  # n <= len(tokens) - 1
 
     def _body(self, tokens: list[int], req: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.fleet.model, "prompt": tokens,

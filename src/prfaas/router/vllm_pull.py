@@ -27,18 +27,22 @@ def pull_source(fleet: VllmFleet, pull: CachePull, matches: dict[str, int],
 
 
 async def pull_prefix(http: httpx.AsyncClient, model: str, src: VllmNode, dst: VllmNode,
-                      prefix: list[int]) -> dict[str, Any]:
-    """`src` (which has `prefix` cached) prefills it for `dst` as for a decode instance, pushing
-    the KV blocks and GDN state over the connector; `dst` then runs the prefix as a remote-prefill
-    request: it loads all but the last token, computes that one, and keeps the whole prefix in its
-    prefix cache, where the real prefill finds it. A failed push costs `dst` a recompute only."""
+                      prompt: list[int]) -> dict[str, Any]:
+    """Bring `prompt[:-1]` (whole blocks, cached on `src`) into `dst`'s prefix cache.
+
+    `src` prefills `prompt` for `dst` as for a decode instance (its connector drops the last
+    token and pushes the KV blocks and GDN state of the rest); `dst` runs `prompt` as a
+    remote-prefill request: it loads the prefix, computes the one extra token and keeps the
+    prefix cached, where the real prefill finds it. The extra token matters for hybrids: vLLM
+    caches a recurrent state only at a block boundary *before* a prompt's end. A failed push
+    costs `dst` a recompute only."""
     tid = f"pull-{uuid.uuid4().hex}"
-    body = {"model": model, "prompt": prefix, "max_tokens": 1, "temperature": 0.0}
+    body = {"model": model, "prompt": prompt, "max_tokens": 1, "temperature": 0.0}
     hops = [(src, {"do_remote_decode": True, "do_remote_prefill": False, "transfer_id": tid,
                    "remote_engine_id": dst.engine_id}),
             (dst, {"do_remote_decode": False, "do_remote_prefill": True, "transfer_id": tid,
                    "remote_engine_id": src.engine_id})]
-    entry: dict[str, Any] = {"src": src.name, "dst": dst.name, "tokens": len(prefix),
+    entry: dict[str, Any] = {"src": src.name, "dst": dst.name, "tokens": len(prompt) - 1,
                              "transfer_id": tid, "ok": True}
     for node, params in hops:
         try:

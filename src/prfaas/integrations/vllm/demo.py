@@ -158,7 +158,7 @@ def pull_phase(dep: VllmDeployment) -> dict[str, Any]:
     src, dst, ref = (dep.fleet.nodes[n] for n in ("prfaas-p0", "pd-p0", "pd-d0"))
     tok = Tokenizer.from_file(dep.fleet.tokenizer)
     ids = tok.encode(prompt(700, 700)).ids
-    n = len(ids) // dep.fleet.block_tokens * dep.fleet.block_tokens
+    n = (len(ids) - 1) // dep.fleet.block_tokens * dep.fleet.block_tokens
     full = ids[:n] + tok.encode(" " + prompt(701, 40)).ids
     c = httpx.Client(timeout=300)
     body = {"model": dep.fleet.model, "max_tokens": 8, "temperature": 0, "return_token_ids": True}
@@ -168,7 +168,7 @@ def pull_phase(dep: VllmDeployment) -> dict[str, Any]:
 
     async def pull() -> dict[str, Any]:
         async with httpx.AsyncClient(timeout=300) as h:
-            return await pull_prefix(h, dep.fleet.model, src, dst, ids[:n])
+            return await pull_prefix(h, dep.fleet.model, src, dst, ids[: n + 1])
 
     entry = asyncio.run(pull())
     loaded = metric(dst.url, "vllm:prompt_tokens_by_source_total", ext) - ext0
