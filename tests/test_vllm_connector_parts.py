@@ -117,7 +117,9 @@ def test_link_pushes_layers_to_the_named_peer(secret_file):
 
 def test_the_rest_of_prfaas_never_imports_vllm():
     code = ("import sys, prfaas.cli, prfaas.router.vllm_backend, prfaas.router.vllm_serve, "
-            "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo; "
+            "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo, "
+            "prfaas.integrations.vllm.layerwise_bench, prfaas.integrations.vllm.link, "
+            "prfaas.deploy.vllm_nodes, prfaas.router.vllm_pull; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
