@@ -2,8 +2,9 @@
 # Can vLLM's MooncakeConnector (mooncake-transfer-engine-non-cuda, TCP) run on this CPU machine?
 # Starts one vLLM instance on the tiny hybrid with it and prints how that ended (the comparison of
 # transfer times against PrfaasConnector needs a pair of these to come up).
-# Usage: bash benchmarks/vllm_mooncake_probe.sh MODEL_DIR   (needs .venv-vllm with
-#   `pip install mooncake-transfer-engine-non-cuda`)
+# Usage: bash benchmarks/vllm_mooncake_probe.sh MODEL_DIR   (needs mooncake-transfer-engine-non-cuda
+#   importable from .venv-vllm: `pip install --no-deps --target DIR ...` plus PYTHONPATH=DIR, and
+#   libibverbs.so.1 / libnl-route-3.so.200 on LD_LIBRARY_PATH; docs/benchmarks.md has the details)
 set -uo pipefail
 MODEL=${1:?model dir (python -m prfaas.integrations.vllm.tiny_model DIR)}
 VPY=${VLLM_PY:-.venv-vllm/bin/python}

@@ -127,3 +127,37 @@ def test_bad_fleet_files_are_usage_errors(tmp_path):
                    'engine_id = "e"\n')
     with pytest.raises(UsageError, match="unknown cluster"):
         load_fleet(bad)
+
+
+def test_a_policy_cache_pull_brings_the_prefix_to_the_prefill_node(tmp_path, tokenizer_file):
+    seen: dict[str, list[dict[str, Any]]] = {"prfaas-p0": [], "pd-p0": [], "pd-d0": []}
+    servers = {n: ServerThread(fake_vllm(seen[n])).start() for n in seen}
+    try:
+        urls = {n: s.url for n, s in servers.items()}
+        path = fleet_file(tmp_path, tokenizer_file, urls)
+        path.write_text(path.read_text().replace('"prfaas-static"', '"prfaas"').replace(
+            "threshold_tokens = 20", "threshold_tokens = 20, min_pull_tokens = 8"))
+        backend = VllmBackend(load_fleet(path))
+        # The index says prfaas-p0 holds the first 7 blocks (28 tokens): the 2-token increment
+        # stays local (pd-p0), and the policy pulls the prefix there first.
+        backend.index.match = lambda hashes: {"prfaas-p0": 7}  # type: ignore[method-assign]
+        assert serve(backend, " ".join(WORDS[:30]))["choices"][0]["text"] == "t0t1t2"
+        entry = backend.log[-1]
+        assert entry["prefill"] == "pd-p0" and entry["pull"]["ok"] is True
+        assert entry["pull"] | {"transfer_id": ""} == {"src": "prfaas-p0", "dst": "pd-p0",
+                                                       "tokens": 28, "transfer_id": "",
+                                                       "ok": True}
+        src, (dst_pull, dst_prefill) = seen["prfaas-p0"][-1], seen["pd-p0"]
+        pid = src["kv_transfer_params"]["transfer_id"]
+        # Whole blocks plus one token (the connector drops it on the source; see vllm_pull.py).
+        assert src["prompt"] == dst_pull["prompt"] == list(range(1, 30))
+        assert src["kv_transfer_params"]["do_remote_decode"] is True
+        assert src["kv_transfer_params"]["remote_engine_id"] == "pd-p0-engine"
+        assert dst_pull["kv_transfer_params"] == {"do_remote_decode": False,
+                                                  "do_remote_prefill": True, "transfer_id": pid,
+                                                  "remote_engine_id": "prfaas-p0-engine"}
+        assert dst_prefill["prompt"] == list(range(1, 31))  # then the real prefill, whole
+        assert dst_prefill["kv_transfer_params"]["remote_engine_id"] == "pd-d0-engine"
+    finally:
+        for s in servers.values():
+            s.stop()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 import torch
@@ -102,7 +104,7 @@ def test_link_pushes_layers_to_the_named_peer(secret_file):
         assert done.wait(20)
         res, err = seen[0]
         assert err is None and res.total_bytes == 1010 and res.layers == 3
-        got = dec.take("t-1")
+        got = _take(dec, "t-1")
         assert got is not None and [bytes(x) for x in got.layers] == [b"a" * 1000, b"", b"c" * 10]
         assert dec.take("t-1") is None
         done.clear()
@@ -115,6 +117,93 @@ def test_link_pushes_layers_to_the_named_peer(secret_file):
 
 def test_the_rest_of_prfaas_never_imports_vllm():
     code = ("import sys, prfaas.cli, prfaas.router.vllm_backend, prfaas.router.vllm_serve, "
-            "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo; "
+            "prfaas.integrations.vllm.params, prfaas.integrations.vllm.demo, "
+            "prfaas.integrations.vllm.layerwise_bench, prfaas.integrations.vllm.link, "
+            "prfaas.deploy.vllm_nodes, prfaas.router.vllm_pull; "
             "assert 'vllm' not in sys.modules, 'vllm imported'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def _take(link, tid, timeout_s=10.0):
+    """The receiver sends COMMITTED before it hands the transfer over: poll briefly."""
+    deadline = time.monotonic() + timeout_s
+    while (got := link.take(tid)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return got
+
+
+def _push(link, engine, tid):
+    done, seen = threading.Event(), []
+    link.push(engine, tid, [LayerPayload(0, b"k" * 5000)],
+              lambda r, e: (seen.append((r, e)), done.set()))
+    assert done.wait(60)
+    return seen[0]
+
+
+def test_tls_channel_refuses_a_peer_without_the_runs_certificate(secret_file, tmp_path):
+    from prfaas.security.certs import issue_all
+
+    pki, other = tmp_path / "pki", tmp_path / "other"
+    issue_all(pki, ["d0", "p0", "imposter"])
+    issue_all(other, ["p0"])  # a certificate of the right name from another CA ...
+    (other / "ca.pem").write_bytes((pki / "ca.pem").read_bytes())  # ... trusting the run's CA
+    base = {"secret_file": str(secret_file)}
+    dec = KvLink(parse_config({**base, "listen": "127.0.0.1:0", "pki_dir": str(pki)}, "d0"))
+    links = [dec]
+    try:
+        assert dec._server is not None
+        peers = {"d0": f"127.0.0.1:{dec._server.port}"}
+
+        def sender(extra):
+            links.append(KvLink(parse_config({**base, "peers": peers, **extra}, "p0")))
+            return links[-1]
+
+        res, err = _push(sender({"pki_dir": str(pki)}), "d0", "t-ok")
+        assert err is None and res.total_bytes == 5000
+        assert bytes(_take(dec, "t-ok").layers[0]) == b"k" * 5000
+        # Plain TCP with the right HMAC secret: refused (the receiver requires TLS).
+        _, err = _push(sender({}), "d0", "t-plain")
+        assert isinstance(err, OSError) and dec._server.stats.auth_failures >= 1
+        # TLS with a certificate the run's CA did not sign: the receiver ends the handshake.
+        _, err = _push(sender({"pki_dir": str(other)}), "d0", "t-other")
+        assert isinstance(err, OSError)
+        assert dec.take("t-plain") is None and dec.take("t-other") is None
+        # A receiver whose certificate names another engine: the sender refuses to send to it.
+        fake = KvLink(parse_config({**base, "listen": "127.0.0.1:0", "pki_dir": str(pki),
+                                    "engine_id": "imposter"}, "x"))
+        links.append(fake)
+        assert fake._server is not None
+        s = KvLink(parse_config({**base, "pki_dir": str(pki),
+                                 "peers": {"d0": f"127.0.0.1:{fake._server.port}"}}, "p0"))
+        links.append(s)
+        _, err = _push(s, "d0", "t-fake")
+        assert isinstance(err, ssl.SSLCertVerificationError) and "mismatch" in str(err)
+        assert fake.take("t-fake") is None
+    finally:
+        for link in links:
+            link.close()
+
+
+def test_pki_dir_must_hold_the_engines_certificate(secret_file, tmp_path):
+    with pytest.raises(ConnectorConfigError, match=r"ca\.pem"):
+        parse_config({"secret_file": str(secret_file), "pki_dir": str(tmp_path)}, "d0")
+
+
+def test_layerwise_feed_sends_layers_as_they_are_put(secret_file):
+    base = {"secret_file": str(secret_file)}
+    dec = KvLink(parse_config({**base, "listen": "127.0.0.1:0"}, "d0"))
+    assert dec._server is not None
+    pre = KvLink(parse_config({**base, "peers": {"d0": f"127.0.0.1:{dec._server.port}"}}, "p0"))
+    try:
+        done, seen = threading.Event(), []
+        feed = pre.open("d0", "t-lw", 3, 300, lambda r, e: (seen.append((r, e)), done.set()))
+        feed.put(LayerPayload(0, b"a" * 100))
+        feed.put(LayerPayload(1, b"b" * 100))
+        assert not done.wait(0.5)  # the transfer stays open until the last layer is handed over
+        feed.put(LayerPayload(2, b"c" * 100))
+        assert done.wait(30) and seen[0][1] is None and seen[0][0].total_bytes == 300
+        got = _take(dec, "t-lw")
+        assert got is not None and [bytes(x)[:1] for x in got.layers] == [b"a", b"b", b"c"]
+    finally:
+        pre.close()
+        dec.close()

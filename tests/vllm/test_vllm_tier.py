@@ -55,6 +55,13 @@ def test_kv_bytes_equal_layers_times_blocks(demo: dict[str, Any]) -> None:
     assert demo["kv_bytes"] > 0
 
 
+def test_prefills_are_pushed_layer_by_layer(demo: dict[str, Any]) -> None:
+    # Every router prefill finishes in one step (after vLLM's block-aligned split): all of them
+    # go layer-wise, with the block table the worker had (never another one at finish).
+    assert demo["layerwise_pushes"] == demo["transfers"]
+    assert demo["layerwise_block_mismatches"] == 0
+
+
 def test_policy_splits_between_prfaas_and_local(demo: dict[str, Any]) -> None:
     assert 0 < demo["offloaded"] < demo["requests"]
 
@@ -79,6 +86,15 @@ def test_event_fed_index_predicts_vllm_prefix_hits(demo: dict[str, Any]) -> None
     for r in later:
         assert r["predicted_prefix_tokens"] > 0
         assert r["vllm_hit_tokens"] == r["predicted_prefix_tokens"]
+
+
+def test_a_cache_pull_lands_the_prefix_in_the_prefill_instances_cache(demo: dict[str, Any]) -> None:
+    pull = demo["cache_pull"]
+    assert pull["ok"] is True and pull["prefix_tokens"] >= 512
+    # pd-p0 loaded the whole prefix over the connector (and computed one token after it)...
+    assert pull["loaded_tokens"] == pull["prefix_tokens"]
+    # ... and its prefill of a longer prompt then found the whole prefix in its own cache.
+    assert pull["dst_hit_tokens"] == pull["prefix_tokens"]
 
 
 def test_killing_the_prfaas_instance_loses_nothing(demo: dict[str, Any]) -> None:

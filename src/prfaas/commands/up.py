@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     if args.api_key:
         os.environ["PRFAAS_API_KEY"] = args.api_key  # inherited by the router process
     with config_file(args.config) as path:
+        from prfaas.deploy.vllm_nodes import is_vllm_file, run_up
+
+        if is_vllm_file(path):  # engine = "vllm": vLLM instances behind the vLLM router backend
+            return run_up(path, args.policy, args.timeout, args.keep_logs)
         dep = Deployment(path, args.policy, log_level=args.log_level, keep_run_dir=args.keep_logs,
                          etcd_url=args.etcd)
         # Both stop everything; SIGINT explicitly too, since a shell starts background jobs

@@ -314,6 +314,11 @@ def start_deployment(
     config_path: str | Path, policy: str | None = None, **kw: object
 ) -> tuple[str, Callable[[], None]]:
     """Start a deployment for a test or a benchmark: returns (router URL, stop)."""
+    from prfaas.deploy.vllm_nodes import VllmDeployment, is_vllm_file
+
+    if is_vllm_file(Path(config_path)):  # engine = "vllm" (deploy/vllm_nodes.py)
+        vdep = VllmDeployment(Path(config_path), policy)
+        return vdep.start(), vdep.stop
     dep = Deployment(config_path, policy, **kw)  # type: ignore[arg-type]
     url = dep.start()
     return url, dep.stop

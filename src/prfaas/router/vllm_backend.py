@@ -21,6 +21,7 @@ from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
 from prfaas.router.vllm_events import EventSubscriber
 from prfaas.router.vllm_nodes import VllmFleet, VllmNode
+from prfaas.router.vllm_pull import pull_prefix, pull_source
 from prfaas.server.backend import (
     BackendError,
     BackendUnavailable,
@@ -89,6 +90,7 @@ class VllmBackend:
                                       "predicted_prefix_tokens": placement.prefix_tokens,
                                       "matches": matches})
             try:
+                await self._maybe_pull(placement, matches, tokens, pnode, entry)
                 await self._prefill(pnode, dnode, tokens, req, tid)
                 break
             except BackendError as exc:
@@ -104,6 +106,21 @@ class VllmBackend:
         self.log.append(entry)
         async for chunk in self._decode(pnode, dnode, tokens, req, tid, entry):
             yield chunk
+
+    async def _maybe_pull(self, placement: Placement, matches: dict[str, int], tokens: list[int],
+                          dst: VllmNode, entry: dict[str, Any]) -> None:
+        """The policy chose a CachePull: bring the cached prefix (whole blocks) to the prefill
+        node first, so its prefill reuses it (router/vllm_pull.py)."""
+        found = (pull_source(self.fleet, placement.cache_pull, matches, dst)
+                 if placement.cache_pull is not None else None)
+        if found is None or placement.cache_pull is None:
+            return
+        src, blocks = found
+        bt = self.fleet.block_tokens
+        n = min(placement.cache_pull.tokens, blocks * bt, len(tokens) - 1) // bt * bt
+        if n >= bt:
+            entry["pull"] = await pull_prefix(self.http, self.fleet.model, src, dst,
+                                              tokens[: n + 1])  # n <= len(tokens) - 1
 
     def _body(self, tokens: list[int], req: CompletionRequest, max_tokens: int) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.fleet.model, "prompt": tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -74,6 +75,41 @@ def _need(d: dict[str, Any], key: str, where: str) -> Any:
     return d[key]
 
 
+def _node_url(n: dict[str, Any], where: str) -> str:
+    """An external instance's `url`, or where `prfaas up` starts it (`port`, `host`)."""
+    if n.get("url"):
+        return str(n["url"]).rstrip("/")
+    if "port" not in n:
+        raise UsageError(f"{where}: give 'url' (a running vLLM) or 'port' (started by prfaas up)")
+    return f"http://{n.get('host', '127.0.0.1')}:{int(n['port'])}"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{k} = {_toml_value(x)}" for k, x in v.items()) + " }"
+    return json.dumps(str(v))  # a TOML basic string (JSON escapes are valid TOML)
+
+
+def fleet_toml(fleet: VllmFleet) -> str:
+    """The fleet as a router deployment file (every node with its URL), for `vllm_serve`."""
+    top = {"engine": "vllm", "model": fleet.model, "tokenizer": fleet.tokenizer,
+           "policy": fleet.policy, "policy_params": fleet.params,
+           "block_tokens": fleet.block_tokens, "link_gbps": fleet.link_gbps,
+           "request_timeout_s": fleet.request_timeout_s, "events_bind": fleet.events_bind}
+    out = [f"{k} = {_toml_value(v)}" for k, v in top.items()]
+    for name, role in fleet.clusters.items():
+        out.append(f"\n[[cluster]]\nname = {_toml_value(name)}\nrole = {_toml_value(role)}")
+    for n in fleet.nodes.values():
+        fields = {"name": n.name, "cluster": n.cluster, "role": n.role, "url": n.url,
+                  "engine_id": n.engine_id}
+        out.append("\n[[node]]\n" + "\n".join(f"{k} = {_toml_value(v)}" for k, v in fields.items()))
+    return "\n".join(out) + "\n"
+
+
 def load_fleet(path: Path) -> VllmFleet:
     """Parse a deployment file with `engine = "vllm"`; bad input raises UsageError."""
     try:
@@ -100,9 +136,9 @@ def load_fleet(path: Path) -> VllmFleet:
     )
     for n in raw.get("node", []):
         where = f"[[node]] {n.get('name', '?')}"
-        node = VllmNode(str(_need(n, "name", where)), str(_need(n, "cluster", where)),
-                        str(_need(n, "role", where)), str(_need(n, "url", where)).rstrip("/"),
-                        str(_need(n, "engine_id", where)))
+        name = str(_need(n, "name", where))
+        node = VllmNode(name, str(_need(n, "cluster", where)), str(_need(n, "role", where)),
+                        _node_url(n, where), str(n.get("engine_id", name)))
         if node.cluster not in clusters or node.role not in ("prefill", "decode"):
             raise UsageError(f"{where}: unknown cluster or role (prefill|decode)")
         fleet.nodes[node.name] = node

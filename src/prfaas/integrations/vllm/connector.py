@@ -43,7 +43,7 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  #
         self.sched: SchedulerSide | None = None
         self.worker: WorkerSide | None = None
         if role == KVConnectorRole.SCHEDULER:
-            self.sched = SchedulerSide(cfg)
+            self.sched = SchedulerSide(cfg, frozenset(_state_groups(kv_cache_config)))
         else:
             self.worker = WorkerSide(cfg, kv_cache_config, _state_groups(kv_cache_config))
 
@@ -62,10 +62,14 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  #
         return  # loads land whole between steps (async): nothing to wait for inside a forward
 
     def save_kv_layer(self, layer_name: str, kv_layer: Any, attn_metadata: Any, **kw: Any) -> None:
-        return  # the prompt's blocks are pushed when the prefill finishes (see WorkerSide._send)
+        # vLLM calls this after each attention layer (not after GDN/Mamba layers): push every
+        # layer up to this one for the prefills that finish in this step.
+        assert self.worker is not None
+        self.worker.save_layer(layer_name)
 
     def wait_for_save(self) -> None:
-        return
+        assert self.worker is not None
+        self.worker.end_forward()  # the layers after the last attention layer
 
     def get_transfer_results(self, finished_req_ids: set[str]) -> KVConnectorTransferResults:
         assert self.worker is not None
@@ -99,7 +103,7 @@ class PrfaasConnector(KVConnectorBase_V1, SupportsHMA):  # type: ignore[misc]  #
 
     def build_connector_meta(self, scheduler_output: Any) -> KVConnectorMetadata:
         assert self.sched is not None
-        return self.sched.build_meta()
+        return self.sched.build_meta(scheduler_output)
 
     def update_connector_output(self, connector_output: Any) -> None:
         assert self.sched is not None

@@ -28,6 +28,13 @@ class ConnectorConfig:
     load_timeout_s: float = 30.0
     send_timeout_s: float = 60.0
     stats_path: str | None = None
+    # The run's PKI folder (ca.pem, ENGINE_ID.pem/.key): with it the KV channel is TLS 1.3 with
+    # mutual certificates, the receiver refuses plain connections, and a sender checks that the
+    # receiver's certificate names the decode engine it meant.
+    pki: str | None = None
+    # Push each layer while the prefill's forward still runs (save_kv_layer), rather than all
+    # layers after the request finished; a request's kv_transfer_params may override it.
+    layerwise: bool = True
 
 
 def _addr(text: object, what: str) -> tuple[str, int]:
@@ -49,9 +56,15 @@ def parse_config(extra: Mapping[str, Any], engine_id: str) -> ConnectorConfig:
     if len(secret) < 16:
         raise ConnectorConfigError("the transfer secret must be at least 16 bytes")
     listen = _addr(extra["listen"], "listen") if extra.get("listen") else None
+    engine = str(extra.get("engine_id") or engine_id)
+    pki = str(extra["pki_dir"]) if extra.get("pki_dir") else None
+    if pki is not None:
+        for part in ("ca", engine):
+            if not (Path(pki) / f"{part}.pem").exists():
+                raise ConnectorConfigError(f"pki_dir {pki} has no {part}.pem")
     peers = {str(k): _addr(v, f"peers.{k}") for k, v in dict(extra.get("peers", {})).items()}
     return ConnectorConfig(
-        engine_id=str(extra.get("engine_id") or engine_id),
+        engine_id=engine,
         secret=secret,
         listen=listen,
         peers=peers,
@@ -59,6 +72,8 @@ def parse_config(extra: Mapping[str, Any], engine_id: str) -> ConnectorConfig:
         load_timeout_s=float(extra.get("load_timeout_s", 30.0)),
         send_timeout_s=float(extra.get("send_timeout_s", 60.0)),
         stats_path=str(extra["stats_path"]) if extra.get("stats_path") else None,
+        pki=pki,
+        layerwise=bool(extra.get("layerwise", True)),
     )
 
 
@@ -70,6 +85,12 @@ def wants_remote_decode(params: Mapping[str, Any] | None) -> bool:
 def wants_remote_prefill(params: Mapping[str, Any] | None) -> bool:
     """Decode side: this request's prompt KV arrives from a prefill instance."""
     return bool(params and params.get("do_remote_prefill") and params.get("transfer_id"))
+
+
+def wants_layerwise(params: Mapping[str, Any] | None, default: bool) -> bool:
+    """Whether this request's KV is pushed layer by layer during its last prefill forward."""
+    value = (params or {}).get("prfaas_layerwise")
+    return default if value is None else bool(value)
 
 
 def remote_token_count(num_prompt_tokens: int) -> int:

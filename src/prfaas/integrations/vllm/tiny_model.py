@@ -63,6 +63,11 @@ def _write_tokenizer(out: Path) -> None:
 SIZES = {
     "tiny": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 4,
              "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 4},
+    # 16 layers, attention every 2nd: vLLM calls save_kv_layer 8 times per forward (layer-wise
+    # push measurement, integrations/vllm/layerwise_bench.py); "tiny" calls it once, at the end.
+    "deep": {"hidden_size": 256, "intermediate_size": 512, "num_hidden_layers": 16,
+             "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 4,
+             "attn_interval": 2},
     "medium": {"hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
                "num_attention_heads": 16, "num_key_value_heads": 4, "num_experts": 16},
 }
@@ -71,6 +76,7 @@ SIZES = {
 def _config(hybrid: bool, size: str = "tiny") -> object:
     dims: dict[str, Any] = dict(SIZES[size])
     experts = dims.pop("num_experts")
+    interval = dims.pop("attn_interval", 4)
     common: dict[str, Any] = dict(
         vocab_size=1024, head_dim=64, max_position_embeddings=32768,
         eos_token_id=0, bos_token_id=0, tie_word_embeddings=False, **dims,
@@ -83,7 +89,7 @@ def _config(hybrid: bool, size: str = "tiny") -> object:
             linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=64,
             linear_value_head_dim=64, num_experts=experts, num_experts_per_tok=2,
             moe_intermediate_size=128, shared_expert_intermediate_size=128,
-            full_attention_interval=4, **common,
+            full_attention_interval=interval, **common,
         )
     from transformers import Qwen3Config
 
