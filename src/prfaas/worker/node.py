@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -159,16 +159,26 @@ class WorkerNode:
             finally:
                 self.prefill_waiting -= 1
             self.prefill_running += 1
+            released = False
+
+            def release() -> None:  # once: when compute ends, or on the way out
+                nonlocal released
+                if not released:
+                    released = True
+                    self._prefill_lock.release()
+
             try:
-                return await self._run_prefill(job, time.monotonic() - t_arrive)
+                return await self._run_prefill(job, time.monotonic() - t_arrive, release)
             finally:
                 self.prefill_running -= 1
-                self._prefill_lock.release()
+                release()
         finally:
             self.prefill_tokens -= len(job.token_ids)
             self._check_idle()
 
-    async def _run_prefill(self, job: PrefillJob, queue_s: float) -> PrefillReply:
+    async def _run_prefill(
+        self, job: PrefillJob, queue_s: float, release: Callable[[], None]
+    ) -> PrefillReply:
         self.faults.point("die_in_prefill")
         if self.faults.take("fail_transfer"):
             self.kv.fail_next_sends += 1
@@ -196,6 +206,7 @@ class WorkerNode:
             raise
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
+        release()  # the next prefill may compute while this KV's last layers are on the wire
         sent, transfer_s = await send
         return PrefillReply(
             first_token=stats.first_token,
