@@ -66,6 +66,31 @@ def test_prefill_layers_end_on_the_profile_grid_from_the_job_start(clock: FakeCl
     assert stats.compute_s < total + layers * overhead
 
 
+def test_a_queued_job_starts_when_the_previous_one_ended_on_the_profile(clock: FakeClock) -> None:
+    """A FIFO server: start = max(ready, previous end); this process's lag between jobs is not
+    added to the queue (it would accumulate over a saturated node's jobs)."""
+    engine = _engine()
+    pool = engine.make_pool(1 << 30, lambda e: None)
+    layers = engine.cfg.num_layers
+
+    def job(n: int) -> PrefillJob:
+        return PrefillJob(f"r{n}", 0, [n] * 1500, Sampling(max_tokens=4), Target("pd-d0", "h", 1))
+
+    t_ready = clock.now
+    asyncio.run(engine.prefill(job(1), pool, lambda _: None, t_ready))
+    end_1 = clock.deadlines[-1]
+    assert end_1 == pytest.approx(t_ready + engine.prefill_time_s(1500))
+    clock.now += 0.007  # the next job (ready long ago) enters late
+    asyncio.run(engine.prefill(job(2), pool, lambda _: None, t_ready + 0.001))
+    step = engine.prefill_time_s(1500) / layers
+    assert clock.deadlines[layers] == pytest.approx(end_1 + step)
+    assert clock.deadlines[-1] == pytest.approx(end_1 + layers * step)
+    clock.now += 5.0  # idle; a job ready now starts now
+    t_idle = clock.now - 0.001
+    asyncio.run(engine.prefill(job(3), pool, lambda _: None, t_idle))
+    assert clock.deadlines[-1] == pytest.approx(t_idle + layers * step)
+
+
 def _inbound() -> Inbound:
     return Inbound({"end": {"first": 65, "seed": 7, "tokens": 10, "bytes": 0}}, [], 0)
 

@@ -81,6 +81,7 @@ class EmulatedEngine:
         self.default_max_batch = node.max_batch or bs
         self.max_context_tokens = cfg.max_context_tokens or DEFAULT_CONTEXT_TOKENS
         self.tokenizer = ByteTokenizer()
+        self._free_at = 0.0  # when the last prefill's modelled compute ended (monotonic)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
@@ -103,8 +104,14 @@ class EmulatedEngine:
             raise RuntimeError("this node has no prefill profile: it cannot prefill")
         return float(self.prefill_profile.time_s(float(incremental_tokens))) / self.cfg.time_scale
 
-    async def prefill(self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit) -> PrefillStats:
-        t0 = time.monotonic()
+    async def prefill(
+        self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit, ready_s: float | None = None
+    ) -> PrefillStats:
+        # The modelled start: when the job was ready, or when the previous job's compute ended
+        # (its last deadline) if that was later. So this process's lag between two jobs (a late
+        # wake-up, the previous job's bookkeeping) is absorbed, never accumulated in the queue.
+        now = time.monotonic()
+        t0 = now if ready_s is None else min(now, max(ready_s, self._free_at))
         tokens = job.token_ids
         hashes, usable = reusable_prefix(pool, tokens, self.block_tokens)
         reused = usable * self.block_tokens
@@ -113,6 +120,7 @@ class EmulatedEngine:
         seed = prompt_seed(tokens, job.sampling.seed, job.sampling.temperature)
         first = emulated_token(seed, 0)
         layers = self.cfg.num_layers
+        self._free_at = t0 + layers * per_layer_s
         for i in range(layers):
             # Layer i ends at t0 + (i+1) x T/L, whatever this process spent on hashing, emitting
             # and wake-up lag: the profile's time counts from the job's start, as in the simulator.

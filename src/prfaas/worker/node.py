@@ -168,7 +168,7 @@ class WorkerNode:
                     self._prefill_lock.release()
 
             try:
-                return await self._run_prefill(job, time.monotonic() - t_arrive, release)
+                return await self._run_prefill(job, t_arrive, release)
             finally:
                 self.prefill_running -= 1
                 release()
@@ -177,12 +177,14 @@ class WorkerNode:
             self._check_idle()
 
     async def _run_prefill(
-        self, job: PrefillJob, queue_s: float, release: Callable[[], None]
+        self, job: PrefillJob, t_arrive: float, release: Callable[[], None]
     ) -> PrefillReply:
+        queue_s = time.monotonic() - t_arrive
         self.faults.point("die_in_prefill")
         if self.faults.take("fail_transfer"):
             self.kv.fail_next_sends += 1
         pulled = await self._pull(job) if job.pull is not None else 0
+        ready = t_arrive if job.pull is None else time.monotonic()  # a pulled job waited for it
         queue: asyncio.Queue[Layer | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -200,7 +202,7 @@ class WorkerNode:
 
         send = asyncio.create_task(self._send(job.target, job.request_id, layers()))
         try:
-            stats = await self.engine.prefill(job, self.pool, emit)
+            stats = await self.engine.prefill(job, self.pool, emit, ready)
         except BaseException:
             send.cancel()
             raise
