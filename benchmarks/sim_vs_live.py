@@ -11,6 +11,8 @@ sends (same seed), and --sim-only prints what the simulator of the deployment pr
 Send times are the trace's timestamps / --speedup in emulated seconds (default speedup: the
 deployment's time_scale, i.e. the trace at its real rate in modelled time); requests sharing a
 timestamp are spread --min-gap-ms apart on both sides (see prfaas.bench.simlive.declump).
+--replay also simulates each request at the time the live router routed it (a diagnostic that
+takes the load generator's and the HTTP edge's delays out; prfaas.bench.simlive.replayed).
 """
 
 from __future__ import annotations
