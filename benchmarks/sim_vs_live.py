@@ -11,6 +11,8 @@ sends (same seed), and --sim-only prints what the simulator of the deployment pr
 Send times are the trace's timestamps / --speedup in emulated seconds (default speedup: the
 deployment's time_scale, i.e. the trace at its real rate in modelled time); requests sharing a
 timestamp are spread --min-gap-ms apart on both sides (see prfaas.bench.simlive.declump).
+--replay also simulates each request at the time the live router routed it (a diagnostic that
+takes the load generator's and the HTTP edge's delays out; prfaas.bench.simlive.replayed).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from prfaas.bench.agreement import compare, mismatch_lines, table
 from prfaas.bench.run import BenchSettings
-from prfaas.bench.simlive import declump, run_live, simulate
+from prfaas.bench.simlive import declump, replayed, run_live, simulate
 from prfaas.bench.workload import Shaping, trace_plan
 from prfaas.deploy.config import load_deployment
 from prfaas.sim.from_deployment import time_scale
@@ -38,8 +40,12 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "paper-emulated.toml")
-    ap.add_argument("--trace", type=Path, default=Path("kimi-conversation"),
-                    help="a named trace or a trace file (default: the bundled Kimi trace)")
+    ap.add_argument(
+        "--trace",
+        type=Path,
+        default=Path("kimi-conversation"),
+        help="a named trace or a trace file (default: the bundled Kimi trace)",
+    )
     ap.add_argument("--requests", type=int, default=300, help="first N trace rows")
     ap.add_argument("--speedup", type=float, help="default: the deployment's time_scale")
     ap.add_argument("--policies", default="prfaas-static,prfaas")
@@ -51,6 +57,11 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=40.0, help="--workload paper: send window")
     ap.add_argument("--sim-only", action="store_true", help="skip the live runs")
     ap.add_argument("--json", type=Path, help="also write decisions and the table here")
+    ap.add_argument(
+        "--replay",
+        action="store_true",
+        help="also simulate each request at the time the live router routed it (diagnostic)",
+    )
     args = ap.parse_args()
     args.trace = resolve_trace(args.trace)
 
@@ -71,7 +82,7 @@ def main() -> int:
         f"{len(plan)} requests over {plan[-1].send_at_s:.1f} emulated s "
         f"(speedup {speedup:g}, time_scale {time_scale(cfg):g}); config {args.config}"
     )
-    rows, dump, predicted = [], {}, []
+    rows, dump, predicted, replays = [], {}, [], []
     for policy in [p.strip() for p in args.policies.split(",") if p.strip()]:
         t0 = time.perf_counter()
         sim, summary = simulate(cfg, policy, plan)
@@ -80,6 +91,9 @@ def main() -> int:
         live = {} if args.sim_only else run_live(args.config, policy, plan)
         t2 = time.perf_counter()
         print(f"{policy}: sim {t1 - t0:.1f} s, live {t2 - t1:.1f} s wall", file=sys.stderr)
+        if args.replay and live:
+            again, _ = simulate(cfg, policy, replayed(plan, live))
+            replays.append(compare(policy, len(plan), again, live))
         a = compare(policy, len(plan), sim, live if live else sim)
         rows.append(a)
         for line in mismatch_lines(a):
@@ -99,6 +113,9 @@ def main() -> int:
     )
     if not args.sim_only:
         print(table(rows))
+    if replays:
+        print("\nsimulated at the live router's routing times (--replay):")
+        print(table(replays))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"table": table(rows), "runs": dump}, indent=1))

@@ -175,9 +175,22 @@ def run_live(
             e["threshold_tokens"],
             ttft.get(index),
             e["view"],
-            {k: e[k] for k in ("ran_on", "reused_tokens", "queue_s", "compute_s", "transfer_s")},
+            {k: e[k] for k in ("ran_on", "reused_tokens", "queue_s", "compute_s", "transfer_s")}
+            | {"routed_at_s": e["routed_s"]},  # router clock (monotonic): see replayed()
         )
     return out
+
+
+def replayed(plan: Sequence[PlannedRequest], live: dict[int, Decided]) -> list[PlannedRequest]:
+    """The plan with each request sent when the live router routed it (the earliest routing
+    after its planned send fixes the offset): a diagnostic that takes the load generator's and
+    the HTTP edge's delays out of the comparison, so what differs is the deployment itself."""
+    at = {i: float(d.detail["routed_at_s"]) for i, d in live.items() if "routed_at_s" in d.detail}
+    if not at:
+        return list(plan)
+    offset = min(at[r.index] - r.send_at_s for r in plan if r.index in at)
+    out = [replace(r, send_at_s=at[r.index] - offset) if r.index in at else r for r in plan]
+    return sorted(out, key=lambda r: r.send_at_s)
 
 
 def cause(sim: Decided, live: Decided) -> str:

@@ -318,6 +318,8 @@ class Simulation:
             self.tails += 1  # balanced by the decrement below when prefill_finished calls back
             return
         self.tails -= 1
+        if self.setup.routed_queue_tokens:
+            job.prefill.delivered(job)
         rec.advance(Phase.DECODE_QUEUED, self.kernel.now)
         job.decode.submit(job)
 

@@ -92,6 +92,7 @@ class PrefillNode(_CachedViewNode):
         "running",
         "sim",
         "t0",
+        "tailing",
         "time_fn",
     )
     role = "prefill"
@@ -116,23 +117,34 @@ class PrefillNode(_CachedViewNode):
         self.running = 0
         self.pending = 0  # routed here, waiting for a cache pull
         self.queued_tokens = 0
+        self.tailing = 0  # computed, KV not yet delivered, still counted (routed_queue_tokens)
         self.draining = False
         self.busy_s = 0.0
 
     def view(self) -> NodeView:
         v = self._view
         if v is None:
+            # The live router counts a job from routing to its reply (KV delivered): one of its
+            # in-flight jobs runs, the rest queue, whichever is computing.
+            running = self.running or min(self.tailing, 1)
+            waiting = len(self.queue) + self.pending + self.running + self.tailing - running
             v = self._view = NodeView(
                 self.node_id,
                 "prefill",
-                len(self.queue) + self.pending,
+                waiting,
                 self.queued_tokens,
-                self.running,
+                running,
                 1,
                 0,
                 self.draining,
             )
         return v
+
+    def delivered(self, job: Job) -> None:
+        """`job`'s KV reached its decode node: the router's reply frees its queued work."""
+        self.tailing -= 1
+        self.queued_tokens -= job.inc
+        self.touch()
 
     def reserve(self, job: Job) -> None:
         """Count a job whose cache pull is still in flight as queued work here."""
@@ -173,8 +185,12 @@ class PrefillNode(_CachedViewNode):
             self.sim.prefill_pipelined(job, start, service)
 
     def _finish(self, batch: list[Job]) -> None:
+        hold = self.sim.setup.routed_queue_tokens
         for job in batch:
-            self.queued_tokens -= job.inc
+            if hold:
+                self.tailing += 1  # until delivered()
+            else:
+                self.queued_tokens -= job.inc
             self.sim.prefill_finished(job)
         self.busy = False
         self.running = 0

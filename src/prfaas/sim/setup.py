@@ -74,8 +74,9 @@ class SimSetup:
     # decode_free_in_view: report unreserved decode KV memory in the view (False: the capacity,
     #   as the live router does, which learns no per-request KV reservations).
     # routed_queue_tokens: a prefill queue counts each job at the incremental length estimated
-    #   when it was routed until it finishes (all the live router knows), instead of correcting it
-    #   to the real one when the prefill starts.
+    #   when it was routed until its KV reached the decode node (all the live router knows: it
+    #   learns both from the prefill reply), instead of correcting it to the real one when the
+    #   prefill starts and dropping it when the compute ends.
     decode_chunk_steps: int = 1
     full_kv_transfer: bool = False
     decode_free_in_view: bool = True

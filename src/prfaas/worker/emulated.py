@@ -40,6 +40,11 @@ def zero_buffers(nbytes: int) -> list[memoryview]:
     return [_ZEROS[:nbytes]] if nbytes else []
 
 
+async def sleep_until(deadline: float) -> None:
+    """Sleep until time.monotonic() reaches `deadline` (at once if it already has)."""
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+
+
 def prompt_seed(token_ids: Sequence[int], seed: int, temperature: float) -> int:
     """What every emulated token depends on: the prompt, plus the seed when sampling."""
     h = hashlib.blake2b(array("q", token_ids).tobytes(), digest_size=8)
@@ -76,6 +81,7 @@ class EmulatedEngine:
         self.default_max_batch = node.max_batch or bs
         self.max_context_tokens = cfg.max_context_tokens or DEFAULT_CONTEXT_TOKENS
         self.tokenizer = ByteTokenizer()
+        self._free_at = 0.0  # when the last prefill's modelled compute ended (monotonic)
 
     def encode(self, text: str) -> list[int]:
         return self.tokenizer.encode(text)
@@ -98,20 +104,29 @@ class EmulatedEngine:
             raise RuntimeError("this node has no prefill profile: it cannot prefill")
         return float(self.prefill_profile.time_s(float(incremental_tokens))) / self.cfg.time_scale
 
-    async def prefill(self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit) -> PrefillStats:
-        t0 = time.monotonic()
+    async def prefill(
+        self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit, ready_s: float | None = None
+    ) -> PrefillStats:
+        # The modelled start: when the job was ready, or when the previous job's compute ended
+        # (its last deadline) if that was later. So this process's lag between two jobs (a late
+        # wake-up, the previous job's bookkeeping) is absorbed, never accumulated in the queue.
+        now = time.monotonic()
+        t0 = now if ready_s is None else min(now, max(ready_s, self._free_at))
         tokens = job.token_ids
         hashes, usable = reusable_prefix(pool, tokens, self.block_tokens)
         reused = usable * self.block_tokens
         per_layer_s = self.prefill_time_s(len(tokens) - reused) / self.cfg.num_layers
         total = self.shipped_bytes(len(tokens), job.held_tokens)
-        layers = self.cfg.num_layers
-        for i in range(layers):
-            await asyncio.sleep(per_layer_s)
-            size = total // layers + (total % layers if i == layers - 1 else 0)
-            emit(({}, zero_buffers(size)))
         seed = prompt_seed(tokens, job.sampling.seed, job.sampling.temperature)
         first = emulated_token(seed, 0)
+        layers = self.cfg.num_layers
+        self._free_at = t0 + layers * per_layer_s
+        for i in range(layers):
+            # Layer i ends at t0 + (i+1) x T/L, whatever this process spent on hashing, emitting
+            # and wake-up lag: the profile's time counts from the job's start, as in the simulator.
+            await sleep_until(t0 + (i + 1) * per_layer_s)
+            size = total // layers + (total % layers if i == layers - 1 else 0)
+            emit(({}, zero_buffers(size)))
         emit(({"end": {"first": first, "seed": seed, "tokens": len(tokens), "bytes": total}}, []))
         last = checkpoint_block(len(tokens), self.block_tokens)
         if last >= 0:
@@ -157,11 +172,15 @@ class _Seq:
 
 
 class EmulatedDecoder:
+    """Iterations of `chunk` steps on a fixed grid from the start of each busy period (as the
+    simulator's decode node): a late wake-up shortens the next sleep, it shifts nothing after it."""
+
     def __init__(self, step_s: float, tokenizer: ByteTokenizer, chunk: int = 1) -> None:
         self.step_s = step_s
         self.chunk = chunk
         self.tokenizer = tokenizer
         self._seqs: dict[str, _Seq] = {}
+        self._deadline: float | None = None  # end of the current iteration; None while idle
 
     @property
     def active(self) -> int:
@@ -172,12 +191,17 @@ class EmulatedDecoder:
         if inbound.nbytes != int(end["bytes"]):
             raise ValueError(f"KV of {request_id} has {inbound.nbytes} bytes, sent {end['bytes']}")
         seq = _Seq(int(end["seed"]), sampling, 0, "")
+        if not self._seqs:
+            self._deadline = None  # a new busy period: its grid starts at the next step
         self._seqs[request_id] = seq
         return [self._emit(request_id, seq, int(end["first"]))]
 
     async def step(self) -> list[TokenOut]:
         """`chunk` decode steps at once: the same timing, fewer wake-ups and stream lines."""
-        await asyncio.sleep(self.step_s * self.chunk)
+        period = self.step_s * self.chunk
+        start = time.monotonic() if self._deadline is None else self._deadline
+        self._deadline = start + period
+        await sleep_until(self._deadline)
         outs = []
         for rid, s in list(self._seqs.items()):
             for _ in range(self.chunk):

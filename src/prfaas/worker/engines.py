@@ -55,9 +55,13 @@ class WorkerEngine(Protocol):
 
     def encode(self, text: str) -> list[int]: ...
 
-    async def prefill(self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit) -> PrefillStats:
+    async def prefill(
+        self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit, ready_s: float | None = None
+    ) -> PrefillStats:
         """Compute the prompt (reusing the pool's prefix), emit each layer as it finishes and a
-        final `{"end": ...}` layer, and insert the prompt's full blocks into the pool."""
+        final `{"end": ...}` layer, and insert the prompt's full blocks into the pool. `ready_s`
+        (time.monotonic()): when the job reached this node, able to run (an emulated engine
+        times the profile from then or from its previous job's end, like a FIFO server)."""
         ...
 
     def new_decoder(self, max_batch: int) -> Decoder: ...

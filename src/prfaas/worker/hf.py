@@ -87,7 +87,9 @@ class HfEngine:
         pool: HybridPrefixPool = self.prefix_cache.pool
         return pool
 
-    async def prefill(self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit) -> PrefillStats:
+    async def prefill(
+        self, job: PrefillJob, pool: HybridPrefixPool, emit: Emit, ready_s: float | None = None
+    ) -> PrefillStats:
         from prfaas.model.engine.wire import encode_layers
 
         ids = job.token_ids

@@ -155,20 +155,32 @@ class WorkerNode:
             finally:
                 self.prefill_waiting -= 1
             self.prefill_running += 1
+            released = False
+
+            def release() -> None:  # once: when compute ends, or on the way out
+                nonlocal released
+                if not released:
+                    released = True
+                    self._prefill_lock.release()
+
             try:
-                return await self._run_prefill(job, time.monotonic() - t_arrive)
+                return await self._run_prefill(job, t_arrive, release)
             finally:
                 self.prefill_running -= 1
-                self._prefill_lock.release()
+                release()
         finally:
             self.prefill_tokens -= len(job.token_ids)
             self._check_idle()
 
-    async def _run_prefill(self, job: PrefillJob, queue_s: float) -> PrefillReply:
+    async def _run_prefill(
+        self, job: PrefillJob, t_arrive: float, release: Callable[[], None]
+    ) -> PrefillReply:
+        queue_s = time.monotonic() - t_arrive
         self.faults.point("die_in_prefill")
         if self.faults.take("fail_transfer"):
             self.kv.fail_next_sends += 1
         pulled = await self._pull(job) if job.pull is not None else 0
+        ready = t_arrive if job.pull is None else time.monotonic()  # a pulled job waited for it
         queue: asyncio.Queue[Layer | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
 
@@ -186,12 +198,13 @@ class WorkerNode:
 
         send = asyncio.create_task(self._send(job.target, job.request_id, layers()))
         try:
-            stats = await self.engine.prefill(job, self.pool, emit)
+            stats = await self.engine.prefill(job, self.pool, emit, ready)
         except BaseException:
             send.cancel()
             raise
         finally:
             loop.call_soon_threadsafe(queue.put_nowait, None)
+        release()  # the next prefill may compute while this KV's last layers are on the wire
         sent, transfer_s = await send
         return PrefillReply(
             first_token=stats.first_token,
