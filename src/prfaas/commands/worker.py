@@ -36,6 +36,13 @@ def add_parser(subparsers: Any, name: str) -> None:
         default="",
         help="listen address of --router / --wan (default: the file's router host and port)",
     )
+    p.add_argument(
+        "--control-port", type=int, help="control listener port of --router (default: the file's)"
+    )
+    p.add_argument(
+        "--state-file", type=Path, help="--wan: where it records its relays, to reopen them "
+        "on the same ports after a restart"
+    )
     p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
     p.add_argument("--secret-file", type=Path, help="KV-transfer secret (default: the file's)")
     p.add_argument(
@@ -96,12 +103,16 @@ def run(args: argparse.Namespace) -> int:
         from prfaas.router.app import run_router
 
         wan_url = args.wan_url.rstrip("/")
-        asyncio.run(run_router(cfg, args.ready_file, wan_url, _port(args.url), pki))
+        asyncio.run(
+            run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, args.control_port)
+        )
         return 0
     if args.wan:
         from prfaas.worker.wan import run_wan
 
-        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks))
+        asyncio.run(
+            run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file)
+        )
         return 0
     if not args.router_url:
         raise UsageError("--router-url is required with --node")

@@ -6,7 +6,8 @@ Format (examples/local.toml is the annotated reference):
     [engine]      kind = "transformers" | "emulated", model, ... (EngineConfig)
     [policy]      name, [policy.params] (passed to the policy as-is)
     [router]      host, port (the public OpenAI listener; 0 = pick a free one), control_host,
-                  control_port, advertise (the cluster's control listener), heartbeat_s, ...
+                  control_port, advertise (the cluster's control listener), heartbeat_s,
+                  replicas, ...
     [security]    insecure, pki, kv_tls, public_metrics, public_dashboard, [[security.api_keys]]
     [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
@@ -121,6 +122,7 @@ class RouterConfig:
     rebalance_s: float = 0.0  # long-timescale rebalancer period; 0 = off
     rebalance_min_samples: int = 200  # served requests in the window before it may act
     request_timeout_s: float = 120.0
+    replicas: int = 1  # router processes; > 1: HAProxy in front of them when installed
 
 
 @dataclass(frozen=True, slots=True)

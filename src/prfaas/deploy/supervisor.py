@@ -1,8 +1,11 @@
 """Start every process of a deployment, wait until it is healthy, and stop it without orphans.
 
 Each child runs in its own session (process group) so a stop signal reaches anything it spawned,
-and asks the kernel to SIGTERM it if the supervisor dies first (PR_SET_PDEATHSIG), so even a
-`kill -9` of `prfaas up` leaves no worker behind holding a port.
+and asks the kernel to SIGTERM it if the supervisor dies first (PR_SET_PDEATHSIG). A reaper
+process (deploy/reaper.py) is the backstop for a `kill -9` of `prfaas up`: it kills every
+group, deletes the namespaces and removes the run folder with its secrets. Routers and the WAN
+emulator are pinned to the ports they first got, so a restart (deploy/healer.py) brings them
+back where clients and workers already dial.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
+from prfaas.deploy import haproxy
 from prfaas.deploy.config import DeploymentConfig, load_deployment
 from prfaas.deploy.netlinks import check_netns, netns_links, sweep
+from prfaas.deploy.reaper import Reaper
 from prfaas.errors import PrfaasError
 from prfaas.worker.wan import needs_wan
 
@@ -66,9 +72,15 @@ class Deployment:
         self.keep_run_dir = keep_run_dir
         self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.spawn_args: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
-        self.url = ""  # the public listener (OpenAI API)
-        self.control_url = ""  # the router's control listener (mutual TLS)
+        self.spawn_args: dict[str, list[str]] = {}  # prfaas processes' options
+        self.commands: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
+        self.reaper: Reaper | None = None
+        n = self.cfg.router.replicas
+        self.router_names = ["router", *(f"router-{i}" for i in range(1, n))]
+        self.router_urls: list[str] = []  # each replica's public listener
+        self.control_urls: list[str] = []  # each replica's control listener
+        self.url = ""  # the public API: HAProxy in front of replicas, else the router
+        self.control_url = ""  # the (first) router's control listener (mutual TLS)
         self.wan_url = ""
         self.pki_dir: Path | None = None  # None: insecure mode (plain HTTP control network)
         self.node_urls: dict[str, str] = {}
@@ -78,60 +90,89 @@ class Deployment:
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
         """Spawn every process at once (workers retry their heartbeats until the router is up),
-        then wait until the router reports every node registered."""
+        then wait until every router replica reports every node registered."""
         deadline = time.monotonic() + timeout_s
         try:
+            # First, so that even a `kill -9` of this process from here on leaves nothing.
+            self.reaper = Reaper()
+            doomed = ["secret", "pki"] if self.keep_run_dir else [""]  # logs stay if asked
+            for part in doomed:
+                self.reaper.order("path", self.run_dir / part if part else self.run_dir)
             secret_file = self.run_dir / "secret"
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
             pki = self._make_pki()
-            wan = []
-            # The WAN emulator and the router bind their own ports (0 = any free one) and report
-            # the address they got: picking a "free" port here and binding it later races with
-            # every other socket on the machine.
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
-            if needs_wan(self.cfg):
-                hooks = ["--fault-hooks"] if self.fault_hooks else []
-                self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks])
-                ready = self._wait_ready("wan", deadline)
-                self.wan_url = ready["url"]
-                wan = ["--wan-url", ready["url"]]
-                self.notes = list(ready.get("notes", []))
-                for note in self.notes:
-                    print(f"note: {note}", file=sys.stderr, flush=True)
-            router_url = f"http://{self.cfg.router.host}:{self.cfg.router.port}"
-            args = ["--router", "--policy", self.policy, "--url", router_url, *wan, *pki]
-            self._spawn("router", args)
-            ready = self._wait_ready("router", deadline)
-            self.url, self.control_url = ready["url"], ready["control_url"]
+            wan = self._start_wan(pki, deadline)
+            self._start_routers(wan, pki, deadline)
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
-                self._spawn(
-                    node.name,
-                    [
-                        "--node",
-                        node.name,
-                        "--router-url",
-                        self.control_url,
-                        "--policy",
-                        self.policy,
-                        "--secret-file",
-                        str(secret_file),
-                        *pki,
-                        *extra,
-                    ],
-                )
-            for name in self.procs:
-                info = self._wait_ready(name, deadline)
-                if name not in ("wan", "router"):
-                    self.node_urls[name] = info["url"]
-                    self.transfer_ports[name] = int(info.get("transfer_port", 0))
+                self._spawn(node.name, [
+                    "--node", node.name, "--router-url", self.control_url,
+                    "--policy", self.policy, "--secret-file", str(secret_file), *pki, *extra,
+                ])  # fmt: skip
+            for node in self.cfg.nodes:
+                info = self._wait_ready(node.name, deadline)
+                self.node_urls[node.name] = info["url"]
+                self.transfer_ports[node.name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
+            self._start_front(deadline)
         except BaseException:
             self.stop()
             raise
         return self.url
+
+    def _start_wan(self, pki: list[str], deadline: float) -> list[str]:
+        """The WAN emulator, if the file has links; returns the routers' `--wan-url` argument.
+        It binds its own port (0 = any free one) and reports it: picking a "free" port here and
+        binding it later races with every other socket on the machine. Once known, the port is
+        pinned, so a restarted emulator comes back on it (and on its relays' ports)."""
+        if not needs_wan(self.cfg):
+            return []
+        hooks = ["--fault-hooks"] if self.fault_hooks else []
+        state = ["--state-file", str(self.run_dir / "wan-relays.json")]
+        self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks, *state])
+        ready = self._wait_ready("wan", deadline)
+        self.wan_url = ready["url"]
+        self._pin("wan", ["--url", f"http://{self.cfg.router.control_host}:{_port(self.wan_url)}"])
+        self.notes = list(ready.get("notes", []))
+        for note in self.notes:
+            print(f"note: {note}", file=sys.stderr, flush=True)
+        return ["--wan-url", self.wan_url]
+
+    def _start_routers(self, wan: list[str], pki: list[str], deadline: float) -> None:
+        """`[router] replicas` routers; each pinned to the public and control ports it got."""
+        r = self.cfg.router
+        port = r.port if r.replicas == 1 else 0  # with replicas, the file's port is the front's
+        for name in self.router_names:
+            url = f"http://{r.host}:{port}"
+            self._spawn(name, ["--router", "--policy", self.policy, "--url", url, *wan, *pki])
+        for name in self.router_names:
+            ready = self._wait_ready(name, deadline)
+            self.router_urls.append(ready["url"])
+            self.control_urls.append(ready["control_url"])
+            self._pin(name, ["--url", ready["url"], "--control-port",
+                             str(_port(ready["control_url"]))])
+        self.url, self.control_url = self.router_urls[0], self.control_urls[0]
+
+    def _start_front(self, deadline: float) -> None:
+        """HAProxy in front of several replicas (when installed): its URL becomes the API URL."""
+        r = self.cfg.router
+        if r.replicas == 1:
+            return
+        binary = haproxy.haproxy_binary()
+        if binary is None:
+            print(f"note: {r.replicas} router replicas without HAProxy ({haproxy.INSTALL_HINT}): "
+                  "clients take the replicas' URLs (prfaas bench --url A,B fails over)",
+                  file=sys.stderr, flush=True)
+            return
+        bind = (r.host, r.port or haproxy.free_port(r.host))
+        backends = [(r.host, _port(u)) for u in self.router_urls]
+        config = haproxy.write_config(self.run_dir, bind, backends, r.request_timeout_s)
+        self._launch("haproxy", haproxy.command(binary, config))
+        self.url = f"http://{bind[0]}:{bind[1]}"
+        self._wait_healthy(deadline, [self.url])
 
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
@@ -166,23 +207,33 @@ class Deployment:
             return client.request(method, base + path, extensions={"sni_hostname": node}, **kw)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        restart = name in self.spawn_args
+        """Start one prfaas process (router, WAN emulator or worker node)."""
         self.spawn_args[name] = args
-        cmd = [
-            sys.executable,
-            "-m",
-            "prfaas",
-            "worker",
-            "--config",
-            self.config_path,
-            "--ready-file",
-            str(self.run_dir / f"{name}.json"),
-            "--log-level",
-            self.log_level,
+        self._launch(name, self._worker_cmd(name, args))
+
+    def _worker_cmd(self, name: str, args: list[str]) -> list[str]:
+        return [
+            sys.executable, "-m", "prfaas", "worker", "--config", self.config_path,
+            "--ready-file", str(self.run_dir / f"{name}.json"), "--log-level", self.log_level,
             *args,
-        ]
+        ]  # fmt: skip
+
+    def _pin(self, name: str, args: list[str]) -> None:
+        """Options a restart of `name` gets (the ports it had): sets each `--opt value`."""
+        old = self.spawn_args[name]
+        for opt, value in zip(args[::2], args[1::2], strict=True):
+            if opt in old:
+                old[old.index(opt) + 1] = value
+            else:
+                old += [opt, value]
+        self.commands[name] = self._worker_cmd(name, old)
+
+    def _launch(self, name: str, cmd: list[str]) -> None:
+        restart = name in self.commands
+        self.commands[name] = cmd
+        (self.run_dir / f"{name}.json").unlink(missing_ok=True)  # a stale address
         log = (self.run_dir / f"{name}.log").open("ab" if restart else "wb")
-        self.procs[name] = subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -191,10 +242,15 @@ class Deployment:
             preexec_fn=_die_with_parent,
         )
         log.close()
+        self.procs[name] = proc
+        if self.reaper is not None:
+            self.reaper.order("pgid", proc.pid)
+            if name == "wan" and self.netns:
+                self.reaper.order("netns-owner", proc.pid)
 
     def respawn(self, name: str) -> None:
-        """Start a process that exited again, with the arguments it was first started with."""
-        self._spawn(name, self.spawn_args[name])
+        """Start a process that exited again, with its original arguments and its pinned ports."""
+        self._launch(name, self.commands[name])
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]
@@ -214,21 +270,24 @@ class Deployment:
             time.sleep(0.05)
         raise DeploymentError(f"{name} did not start in time:\n{self.log_tail(name)}")
 
-    def _wait_healthy(self, deadline: float) -> None:
-        last = ""
+    def _wait_healthy(self, deadline: float, urls: list[str] | None = None) -> None:
+        """Until every router replica (or `urls`) reports every node registered."""
+        pending, last = list(urls or self.router_urls), ""
         with httpx.Client(timeout=5.0) as client:
-            while time.monotonic() < deadline:
+            while pending and time.monotonic() < deadline:
                 for name in self.procs:
                     self._check_alive(name)
                 try:
-                    state = client.get(f"{self.url}/health").json()
+                    state = client.get(f"{pending[0]}/health").json()
                     if state.get("ok") and state.get("registered") == state.get("expected"):
-                        return
+                        pending.pop(0)
+                        continue
                     last = json.dumps(state)
                 except (httpx.HTTPError, ValueError) as exc:
                     last = str(exc)
                 time.sleep(0.1)
-        raise DeploymentError(f"deployment not healthy in time; last router health: {last}")
+        if pending:
+            raise DeploymentError(f"{pending[0]} not healthy in time; its last health: {last}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.run_dir / f"{name}.log"
@@ -258,9 +317,18 @@ class Deployment:
             sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.reaper is not None:
+            self.reaper.dismiss()  # everything is clean: it leaves without touching anything
+            self.reaper = None
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
+
+
+def _port(url: str) -> int:
+    port = urlsplit(url).port
+    assert port is not None, url  # our own processes' ready files always carry one
+    return port
 
 
 def start_deployment(

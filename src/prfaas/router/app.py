@@ -122,6 +122,7 @@ async def run_router(
     wan_url: str = "",
     port: int | None = None,
     pki: Pki | None = None,
+    control_port: int | None = None,
 ) -> None:
     """Two listeners: the public OpenAI API (plain HTTP, API keys) and the control listener
     (mutual TLS: workers' heartbeats, the operator's policy/role/state calls)."""
@@ -133,7 +134,11 @@ async def run_router(
     app, backend = build_router_app(cfg, wan_url, tls)
     control = build_control_app(backend, Guard(pki is None))
     public_sock = bind_socket(cfg.router.host, cfg.router.port if port is None else port)
-    control_sock = bind_socket(cfg.router.control_host, cfg.router.control_port)
+    # A restarted router gets the ports it had (`prfaas up` pins them): clients and workers
+    # keep dialing the same addresses.
+    control_sock = bind_socket(
+        cfg.router.control_host, cfg.router.control_port if control_port is None else control_port
+    )
     url = f"http://{cfg.router.host}:{public_sock.getsockname()[1]}"
     scheme = "https" if pki is not None else "http"
     control_url = f"{scheme}://{cfg.router.advertise}:{control_sock.getsockname()[1]}"
