@@ -1,6 +1,8 @@
-"""`prfaas worker` (internal): one process of a deployment, the router or a worker node.
+"""`prfaas worker --node NAME`: one worker node of a deployment, on any host.
 
-`prfaas up` starts these; running one by hand is for debugging and for placing nodes on other hosts.
+`prfaas up` starts these on one machine; on several hosts each node runs this command on its own
+host (the file gives its bind `host` and its `advertise` address). `--router` / `--wan` run the
+other processes (`prfaas router` and `prfaas wan` are the documented front doors for those).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from prfaas.errors import UsageError
 def add_parser(subparsers: Any, name: str) -> None:
     p = subparsers.add_parser(
         name,
-        help="(internal) run one router or worker process of a deployment",
-        description="Run the router (--router) or one worker node (--node NAME) of a deployment "
-        "file. `prfaas up` starts every process of a deployment; use this to debug one.",
-        epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
-        "--router-url https://10.0.0.1:9000 --secret-file secret.txt --pki pki "
-        "(the router's control listener; pki/ from `prfaas certs`)",
+        help="run one worker node of a deployment (standalone, any host)",
+        description="Run one worker node (--node NAME) of a deployment file on this host: it "
+        "binds the node's `host` from the file (control and KV transfer listeners) and is "
+        "reached at its `advertise` address. `prfaas up` starts every process on one machine; "
+        "`prfaas router` and `prfaas wan` run the others standalone.",
+        epilog="example (on the host 10.0.0.7 that the file gives pd-d0): prfaas worker "
+        "--config dep.toml --node pd-d0 --router-url https://10.0.0.1:9000 "
+        "--secret-file secret.txt --pki pki   (the router's control listener; pki/ from "
+        "`prfaas certs`; secret.txt: the cluster's KV-transfer secret, never on a command line)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
@@ -57,6 +62,15 @@ def add_parser(subparsers: Any, name: str) -> None:
     )
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     p.set_defaults(run=run)
+
+
+def as_process(args: argparse.Namespace, *, router: bool = False, wan: bool = False,
+               url: str = "") -> argparse.Namespace:
+    """The `prfaas worker` arguments for `prfaas router` / `prfaas wan` (same process code)."""
+    defaults = {"node": None, "router_url": None, "wan_url": "", "secret_file": None,
+                "fault_hooks": False, "control_port": None, "state_file": None}
+    merged = {**defaults, **vars(args), "router": router, "wan": wan, "url": url}
+    return argparse.Namespace(**merged)
 
 
 def _secret(args: argparse.Namespace) -> bytes:
