@@ -1,4 +1,4 @@
-"""Any process killed with SIGKILL is restarted by the supervisor and serves again within seconds."""
+"""Any process killed with SIGKILL is restarted by the supervisor and serves again in seconds."""
 
 from __future__ import annotations
 

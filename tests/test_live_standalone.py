@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,36 +41,46 @@ def _ready(tmp: Path, name: str, proc: subprocess.Popen[bytes]) -> dict[str, str
     return info
 
 
+needs_etcd = pytest.mark.skipif(
+    shutil.which("etcd") is None, reason="etcd not installed (apt-get install etcd-server)"
+)
+
+
 def test_standalone_commands_have_help_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
     for cmd in ("router", "wan", "worker"):
         with pytest.raises(SystemExit):
             main([cmd, "--help"])
         out = capsys.readouterr().out
         assert "example" in out and "--config" in out and "--pki" in out, cmd
-    assert main(["router", "--config", "x.toml", "--port", "70000"]) == 2
+    bad_port = ["--config", "x.toml", "--etcd", "http://127.0.0.1:1", "--port", "70000"]
+    assert main(["router", *bad_port]) == 2
 
 
 @pytest.mark.slow
+@needs_etcd
 def test_a_deployment_assembled_from_standalone_processes_serves(tmp_path: Path) -> None:
+    from prfaas.cluster.embedded import EmbeddedEtcd
     from prfaas.security.certs import issue_all
+    from prfaas.security.tls import Pki
 
     config = write_config(tmp_path)
     pki = tmp_path / "pki"
-    issue_all(pki, ["router", "wan", "operator", "prfaas-0", "pd-p0", "pd-d0"])
+    names = ["router", "wan", "operator", "etcd", "prfaas-0", "pd-p0", "pd-d0"]
+    issue_all(pki, names, {"etcd": ("127.0.0.1",)})
     secret = tmp_path / "secret"
     secret.write_text("0123456789abcdef0123456789abcdef")
-    common = ["--config", str(config), "--pki", str(pki)]
+    etcd = EmbeddedEtcd(tmp_path, tls=Pki(pki, "etcd"))
+    common = ["--config", str(config), "--pki", str(pki), "--etcd", etcd.start()]
     procs = []
     try:
-        procs.append(wan := _start(tmp_path, "wan", "wan", *common))
+        procs.append(wan := _start(tmp_path, "wan", "wan", *common[:4]))
         wan_url = _ready(tmp_path, "wan", wan)["url"]
         procs.append(router := _start(tmp_path, "router", "router", *common,
                                       "--wan-url", wan_url, "--port", "0"))
         info = _ready(tmp_path, "router", router)
         for node in ("prfaas-0", "pd-p0", "pd-d0"):
             procs.append(_start(tmp_path, node, "worker", *common, "--node", node,
-                                "--router-url", info["control_url"], "--secret-file",
-                                str(secret)))
+                                "--secret-file", str(secret)))
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             with contextlib.suppress(httpx.HTTPError, ValueError):
@@ -85,3 +96,4 @@ def test_a_deployment_assembled_from_standalone_processes_serves(tmp_path: Path)
                 os.killpg(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.wait(timeout=10)
+        etcd.stop()

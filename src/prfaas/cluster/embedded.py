@@ -1,9 +1,15 @@
-"""A single-member etcd for one-machine deployments and tests, in a run folder of its own."""
+"""A single-member etcd for one-machine deployments and tests, in a run folder of its own.
+
+With a PKI (`tls`: the `etcd` identity of the cluster CA) it serves https and accepts only
+clients that present a certificate of the same CA (`--client-cert-auth`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -12,6 +18,7 @@ from pathlib import Path
 import httpx
 
 from prfaas.errors import PrfaasError
+from prfaas.security.tls import Pki
 
 INSTALL_HINT = "install it with `apt-get install etcd-server` (Debian/Ubuntu) or put `etcd` on PATH"
 
@@ -27,6 +34,12 @@ def etcd_binary() -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """SIGTERM etcd if whoever started it dies first (even by SIGKILL): no orphan server."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -40,16 +53,25 @@ class EmbeddedEtcd:
     another process took one in between, etcd exits and the start is retried with new ports.
     """
 
-    def __init__(self, run_dir: Path, host: str = "127.0.0.1", name: str = "prfaas") -> None:
+    def __init__(self, run_dir: Path, host: str = "127.0.0.1", name: str = "prfaas",
+                 tls: Pki | None = None) -> None:
         self.run_dir = Path(run_dir)
         self.host = host
         self.name = name
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.client_port = 0
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.client_port}"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://{self.host}:{self.client_port}"
+
+    def _tls_args(self) -> list[str]:
+        if self.tls is None:
+            return []
+        return ["--cert-file", str(self.tls.cert), "--key-file", str(self.tls.key),
+                "--trusted-ca-file", str(self.tls.ca), "--client-cert-auth"]
 
     def start(self, timeout_s: float = 20.0, attempts: int = 3) -> str:
         for _ in range(attempts):
@@ -67,10 +89,11 @@ class EmbeddedEtcd:
             etcd_binary(), "--name", self.name, "--data-dir", str(data / "data"),
             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"{self.name}={peer_url}", "--log-level", "warn",
+            "--initial-cluster", f"{self.name}={peer_url}", "--log-level", "warn", *self._tls_args(),
         ]  # fmt: skip
         log = (self.run_dir / "etcd.log").open("ab")
-        self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -84,7 +107,8 @@ class EmbeddedEtcd:
 
     def healthy(self) -> bool:
         try:
-            reply = httpx.get(f"{self.url}/health", timeout=1.0)
+            verify = self.tls.client if self.tls is not None else True
+            reply = httpx.get(f"{self.url}/health", timeout=1.0, verify=verify)
         except httpx.HTTPError:
             return False
         return reply.status_code == 200 and reply.json().get("health") == "true"

@@ -4,6 +4,7 @@
     /prfaas/<deployment>/roles/<node>    the PD role an operator or the rebalancer assigned
     /prfaas/<deployment>/policy          PolicyRecord: name, parameters, current t
     /prfaas/<deployment>/leader/<task>   the lease holder that runs a singleton task
+    /prfaas/<deployment>/routers/<name>  RouterMeta of each router replica, under its lease
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ class NodeMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
     pool_bytes: int = 0
     engine: str = ""
     model: str = ""
+    role_version: int = 0  # completed role changes: a router drops metadata older than its view
+    epoch: float = 0.0  # process start: a new epoch is a restarted node with an empty pool
+    events: str = ""  # ZMQ PUB endpoint of its KV events and telemetry (tcp://host:port)
+    replay: str = ""  # ZMQ ROUTER endpoint that replays missed event batches
+    curve_key: str = ""  # Z85 CURVE public key of the event stream ("": plain ZMQ, insecure)
+    max_context_tokens: int = 0
+    needs_state: bool = True  # prefix reuse needs a linear-state checkpoint (hybrid models)
+
+
+class RouterMeta(msgspec.Struct, frozen=True, forbid_unknown_fields=False):
+    """A router replica: the CURVE client key the nodes' event streams admit."""
+
+    name: str
+    curve_key: str = ""
 
 
 class PolicyRecord(msgspec.Struct, frozen=True):
@@ -61,6 +76,18 @@ def leader_key(deployment: str, task: str) -> bytes:
     return f"{deployment_prefix(deployment)}leader/{task}".encode()
 
 
+def roles_prefix(deployment: str) -> bytes:
+    return f"{deployment_prefix(deployment)}roles/".encode()
+
+
+def router_key(deployment: str, name: str) -> bytes:
+    return f"{deployment_prefix(deployment)}routers/{name}".encode()
+
+
+def routers_prefix(deployment: str) -> bytes:
+    return f"{deployment_prefix(deployment)}routers/".encode()
+
+
 def node_name(key: bytes, deployment: str) -> str:
     """The node a `nodes/` key names."""
     return key.decode().removeprefix(nodes_prefix(deployment).decode())
@@ -69,3 +96,4 @@ def node_name(key: bytes, deployment: str) -> str:
 encode = msgspec.json.encode
 decode_node = msgspec.json.Decoder(NodeMeta).decode
 decode_policy = msgspec.json.Decoder(PolicyRecord).decode
+decode_router = msgspec.json.Decoder(RouterMeta).decode

@@ -74,19 +74,37 @@ def decode_batch(payload: bytes) -> EventBatch:
     return _DECODER.decode(payload)
 
 
+# CURVE keys of one side: (server public key, client public key, client secret key), Z85 bytes.
+ClientCurve = tuple[bytes, bytes, bytes]
+
+
+def _curve_server(sock: zmq.asyncio.Socket, secret: bytes | None) -> None:
+    if secret is not None:  # clients are checked by the context's ZAP handler
+        sock.curve_server = True
+        sock.curve_secretkey = secret
+
+
+def _curve_client(sock: zmq.asyncio.Socket, curve: ClientCurve | None) -> None:
+    if curve is not None:
+        sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
+
+
 class KvEventPublisher:
-    """Binds PUB (and ROUTER for replays); `publish` numbers batches 0, 1, 2, ... per publisher."""
+    """Binds PUB (and ROUTER for replays); `publish` numbers batches 0, 1, 2, ... per publisher.
+    With `curve_secret` both sockets speak CURVE (encrypted; clients admitted by ZAP)."""
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, replay_endpoint: str | None,
-                 topic: str = "", buffer: int = 10_000) -> None:
+                 topic: str = "", buffer: int = 10_000, curve_secret: bytes | None = None) -> None:
         self.topic = topic.encode()
         self.pub = ctx.socket(zmq.PUB)
+        _curve_server(self.pub, curve_secret)
         self.pub.bind(endpoint)
         self.endpoint = self.pub.getsockopt_string(zmq.LAST_ENDPOINT)
         self.replay: zmq.asyncio.Socket | None = None
         self.replay_endpoint = ""
         if replay_endpoint is not None:
             self.replay = ctx.socket(zmq.ROUTER)
+            _curve_server(self.replay, curve_secret)
             self.replay.bind(replay_endpoint)
             self.replay_endpoint = self.replay.getsockopt_string(zmq.LAST_ENDPOINT)
         self.buffer: deque[tuple[int, bytes]] = deque(maxlen=buffer)
@@ -103,6 +121,10 @@ class KvEventPublisher:
         self.buffer.append((seq, payload))
         await self.pub.send_multipart((self.topic, seq.to_bytes(8, "big"), payload))
         return seq
+
+    async def send_other(self, topic: bytes, payload: bytes) -> None:
+        """A message under another topic (telemetry): not numbered, not replayed."""
+        await self.pub.send_multipart((topic, bytes(8), payload))
 
     async def _serve_replays(self) -> None:
         assert self.replay is not None
@@ -138,16 +160,24 @@ class KvEventSubscriber:
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, replay_endpoint: str,
                  on_batch: Callable[[int, bytes], Any], topic: str = "",
-                 start_seq: int = 0) -> None:
+                 start_seq: int = 0, *, other: tuple[bytes, Callable[[bytes], Any]] | None = None,
+                 curve: ClientCurve | None = None) -> None:
         self.ctx = ctx
+        self.topic = topic.encode()
+        self.curve = curve
         self.sub = ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+        _curve_client(self.sub, curve)
+        self.sub.setsockopt(zmq.SUBSCRIBE, self.topic)
+        self.other = other  # (topic, callback): messages of a second topic, passed through as-is
+        if other is not None:
+            self.sub.setsockopt(zmq.SUBSCRIBE, other[0])
         self.sub.connect(endpoint)
         self.replay_endpoint = replay_endpoint
         self.on_batch = on_batch
         self.next_seq = start_seq
         self.replayed = 0
         self.lost = 0
+        self._replaying = asyncio.Lock()  # the follower and catch_up callers take turns
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -155,13 +185,28 @@ class KvEventSubscriber:
 
     async def _follow(self) -> None:
         while True:
-            _topic, seq_bytes, payload = await self.sub.recv_multipart()
+            topic, seq_bytes, payload = await self.sub.recv_multipart()
+            if self.other is not None and topic == self.other[0]:
+                self.other[1](payload)
+                continue
             seq = int.from_bytes(seq_bytes, "big")
-            if seq < self.next_seq:
-                continue  # already delivered by a replay
             if seq > self.next_seq:
-                await self.fill_gap(seq)
-            self._deliver(seq, payload)
+                await self.catch_up(seq)
+            if seq == self.next_seq:
+                self._deliver(seq, payload)
+
+    async def catch_up(self, upto: int) -> None:
+        """Replay what is missing below `upto` (e.g. the publisher's next sequence number, as
+        its telemetry reports it: an idle publisher's last batch is not lost either)."""
+        async with self._replaying:
+            if self.next_seq < upto:
+                await self.fill_gap(upto)
+
+    async def replay_all(self) -> None:
+        """Deliver again all the publisher still holds (after the consumer dropped its state)."""
+        async with self._replaying:
+            upto, self.next_seq = self.next_seq, 0
+            await self.fill_gap(upto)
 
     def _deliver(self, seq: int, payload: bytes) -> None:
         self.on_batch(seq, payload)
@@ -170,6 +215,7 @@ class KvEventSubscriber:
     async def fill_gap(self, upto: int, timeout_s: float = 2.0) -> None:
         """Replay [next_seq, upto) from the publisher's buffer."""
         req = self.ctx.socket(zmq.DEALER)
+        _curve_client(req, self.curve)
         req.connect(self.replay_endpoint)
         try:
             await req.send_multipart((b"", self.next_seq.to_bytes(8, "big")))

@@ -11,18 +11,19 @@ import asyncio
 import contextlib
 from typing import Any
 
-from prfaas.cluster.keys import NodeMeta, encode, node_key
+from prfaas.cluster.keys import encode, node_key
 
 
 class Registration:
     """`await start()` grants the lease and writes the key; `await close()` revokes it (the key
     goes at once); `refreshes` counts keepalives sent."""
 
-    def __init__(self, client: Any, deployment: str, meta: NodeMeta, ttl_s: int = 3) -> None:
+    def __init__(self, client: Any, deployment: str, meta: Any, ttl_s: int = 3,
+                 key: bytes | None = None) -> None:
         if ttl_s < 2:
             raise ValueError("etcd leases shorter than 2 s are rounded up by the server")
         self.client = client
-        self.key = node_key(deployment, meta.name)
+        self.key = key if key is not None else node_key(deployment, meta.name)
         self.meta = meta
         self.ttl_s = ttl_s
         self.lease: Any = None
@@ -42,7 +43,7 @@ class Registration:
                 await self.lease.refresh()
                 self.refreshes += 1
 
-    async def update(self, meta: NodeMeta) -> None:
+    async def update(self, meta: Any) -> None:
         """Rewrite the metadata under the same lease (e.g. after a role change)."""
         self.meta = meta
         await self.client.put(self.key, encode(meta), lease=self.lease)

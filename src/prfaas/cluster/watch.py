@@ -9,22 +9,26 @@ from typing import Any
 
 import msgspec
 
-from prfaas.cluster.keys import NodeMeta, decode_node, node_name, nodes_prefix
+from prfaas.cluster.keys import NodeMeta, decode_node, nodes_prefix
 
 Listener = Callable[[str, NodeMeta | None], None]
 
 
 class NodeWatch:
-    """`nodes` maps node name -> NodeMeta for every node whose lease is alive.
+    """`nodes` maps node name -> NodeMeta for every node whose lease is alive (or, with `prefix`
+    and `decode`, name -> record for another folder of keys, e.g. the router replicas).
 
     The snapshot and the watch are joined at a revision (watch from snapshot revision + 1), so no
     change between the two is missed. Listeners get (name, meta) on a put, (name, None) on a delete.
     """
 
-    def __init__(self, client: Any, deployment: str) -> None:
+    def __init__(self, client: Any, deployment: str, prefix: bytes | None = None,
+                 decode: Callable[[bytes], Any] = decode_node) -> None:
         self.client = client
         self.deployment = deployment
-        self.nodes: dict[str, NodeMeta] = {}
+        self.prefix = prefix if prefix is not None else nodes_prefix(deployment)
+        self.decode = decode  # another prefix of records (e.g. routers/) with its own type
+        self.nodes: dict[str, Any] = {}
         self.listeners: list[Listener] = []
         self.changed = asyncio.Condition()
         self.ignored = 0  # values that did not decode (written by something else)
@@ -32,7 +36,7 @@ class NodeWatch:
         self._watch: Any = None
 
     async def start(self) -> None:
-        prefix = nodes_prefix(self.deployment)
+        prefix = self.prefix
         snapshot = await self.client.get_prefix(prefix)
         for kv in snapshot:
             self._apply(kv.key, kv.value)
@@ -47,11 +51,11 @@ class NodeWatch:
                 self.changed.notify_all()
 
     def _apply(self, key: bytes, value: bytes | None) -> None:
-        name = node_name(key, self.deployment)
+        name = key.decode().removeprefix(self.prefix.decode())
         meta: NodeMeta | None = None
         if value is not None:
             try:
-                meta = decode_node(value)
+                meta = self.decode(value)
             except msgspec.DecodeError:
                 self.ignored += 1
                 return

@@ -9,9 +9,9 @@ from typing import Any
 EXAMPLE = """\
 example (the router on 10.0.0.1, nodes elsewhere; the file names every node's host/advertise):
   prfaas certs init --dir pki && prfaas certs issue --config dep.toml --dir pki
-  prfaas router --config dep.toml --pki pki --port 8000 --control-port 9000
+  prfaas router --config dep.toml --pki pki --etcd https://10.0.0.1:2379 --port 8000
   # then on each node's host:  prfaas worker --config dep.toml --node pd-d0 --pki pki \\
-  #     --router-url https://10.0.0.1:9000 --secret-file secret.txt
+  #     --etcd https://10.0.0.1:2379 --secret-file secret.txt
 Several routers may run at once (router replicas); put HAProxy in front of them, or give
 clients every URL (`prfaas bench --url http://10.0.0.1:8000,http://10.0.0.2:8000`).
 [router] host/control_host/advertise in the file say which addresses it binds and advertises.
@@ -29,7 +29,11 @@ def add_parser(subparsers: Any, name: str) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
+    p.add_argument("--etcd", required=True, help="the cluster's etcd client URL (https with a "
+                   "PKI): membership, policy and roles come from it")
     p.add_argument("--pki", type=Path, help="cluster PKI folder (`prfaas certs`; router.pem)")
+    p.add_argument("--name", default="", help="this replica's name in etcd "
+                   "(default: router-HOST-PID)")
     p.add_argument("--port", type=int, help="public API port (default: the file's [router] port)")
     p.add_argument("--control-port", type=int, help="control port (default: the file's)")
     p.add_argument("--wan-url", default="", help="the WAN emulator's control URL, if any")

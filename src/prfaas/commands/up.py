@@ -48,6 +48,12 @@ def add_parser(subparsers: Any, name: str) -> None:
         help="require this key on the OpenAI API (also $PRFAAS_API_KEY, or [[security.api_keys]] "
         "in the file); the router gets it through its environment, never its command line",
     )
+    p.add_argument(
+        "--etcd",
+        default="",
+        help="join this etcd (client URL; https with the deployment's PKI) instead of starting "
+        "an embedded one in the run folder",
+    )
     p.set_defaults(run=run)
 
 
@@ -81,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     if args.api_key:
         os.environ["PRFAAS_API_KEY"] = args.api_key  # inherited by the router process
     with config_file(args.config) as path:
-        dep = Deployment(path, args.policy, log_level=args.log_level, keep_run_dir=args.keep_logs)
+        dep = Deployment(path, args.policy, log_level=args.log_level, keep_run_dir=args.keep_logs,
+                         etcd_url=args.etcd)
         # Both stop everything; SIGINT explicitly too, since a shell starts background jobs
         # with SIGINT ignored and Python would then never raise KeyboardInterrupt.
         previous = {sig: signal.signal(sig, _sigterm) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -21,20 +21,24 @@ def add_parser(subparsers: Any, name: str) -> None:
         name,
         help="run one worker node of a deployment (standalone, any host)",
         description="Run one worker node (--node NAME) of a deployment file on this host: it "
-        "binds the node's `host` from the file (control and KV transfer listeners) and is "
-        "reached at its `advertise` address. `prfaas up` starts every process on one machine; "
-        "`prfaas router` and `prfaas wan` run the others standalone.",
+        "binds the node's `host` from the file (control and KV transfer listeners), is "
+        "reached at its `advertise` address, and registers in the cluster's etcd. `prfaas up` "
+        "starts every process on one machine; `prfaas router` and `prfaas wan` run the others "
+        "standalone.",
         epilog="example (on the host 10.0.0.7 that the file gives pd-d0): prfaas worker "
-        "--config dep.toml --node pd-d0 --router-url https://10.0.0.1:9000 "
-        "--secret-file secret.txt --pki pki   (the router's control listener; pki/ from "
-        "`prfaas certs`; secret.txt: the cluster's KV-transfer secret, never on a command line)",
+        "--config dep.toml --node pd-d0 --etcd https://10.0.0.1:2379 "
+        "--secret-file secret.txt --pki pki   (the cluster's etcd; pki/ from `prfaas certs`; "
+        "secret.txt: the cluster's KV-transfer secret, never on a command line)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--node", help="run this worker node of the deployment")
     who.add_argument("--router", action="store_true", help="run the router")
     who.add_argument("--wan", action="store_true", help="run the WAN emulator (link relays)")
-    p.add_argument("--router-url", help="where workers send heartbeats (with --node)")
+    p.add_argument("--etcd", default="", help="the cluster's etcd client URL (https with a PKI; "
+                   "required with --node and --router)")
+    p.add_argument("--name", default="", help="this router replica's name in etcd "
+                   "(default: router-HOST-PID)")
     p.add_argument("--wan-url", default="", help="the WAN emulator (with --router)")
     p.add_argument(
         "--url",
@@ -67,7 +71,7 @@ def add_parser(subparsers: Any, name: str) -> None:
 def as_process(args: argparse.Namespace, *, router: bool = False, wan: bool = False,
                url: str = "") -> argparse.Namespace:
     """The `prfaas worker` arguments for `prfaas router` / `prfaas wan` (same process code)."""
-    defaults = {"node": None, "router_url": None, "wan_url": "", "secret_file": None,
+    defaults = {"node": None, "etcd": "", "name": "", "wan_url": "", "secret_file": None,
                 "fault_hooks": False, "control_port": None, "state_file": None}
     merged = {**defaults, **vars(args), "router": router, "wan": wan, "url": url}
     return argparse.Namespace(**merged)
@@ -117,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
         from prfaas.router.app import run_router
 
         wan_url = args.wan_url.rstrip("/")
+        etcd = _etcd(args)
         asyncio.run(
-            run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, args.control_port)
+            run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd, args.name,
+                       args.control_port)
         )
         return 0
     if args.wan:
@@ -128,8 +134,7 @@ def run(args: argparse.Namespace) -> int:
             run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file)
         )
         return 0
-    if not args.router_url:
-        raise UsageError("--router-url is required with --node")
+    etcd = _etcd(args)
     from prfaas.worker.app import run_worker
 
     cfg.node(args.node)  # a clear error for an unknown node name
@@ -137,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
         run_worker(
             cfg,
             args.node,
-            args.router_url.rstrip("/"),
+            etcd,
             _secret(args),
             args.ready_file,
             args.fault_hooks,
@@ -145,6 +150,12 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _etcd(args: argparse.Namespace) -> str:
+    if not args.etcd:
+        raise UsageError("--etcd URL is required with --node and --router (the cluster's etcd)")
+    return str(args.etcd).rstrip("/")
 
 
 def _pki(args: argparse.Namespace, cfg: Any, name: str) -> Any:

@@ -119,6 +119,7 @@ class RouterConfig:
     advertise: str = "127.0.0.1"  # where workers reach the control listener
     heartbeat_s: float = 0.2
     dead_after_s: float = 2.0
+    lease_s: int = 3  # etcd lease TTL of nodes and routers: a silent process is gone after it
     rebalance_s: float = 0.0  # long-timescale rebalancer period; 0 = off
     rebalance_min_samples: int = 200  # served requests in the window before it may act
     request_timeout_s: float = 120.0

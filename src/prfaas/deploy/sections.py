@@ -107,6 +107,7 @@ def router_section(root: Table) -> RouterConfig:
         advertise=advertise(t, control_host),
         heartbeat_s=t.number("heartbeat_s", default=0.2, strict_min=True),
         dead_after_s=t.number("dead_after_s", default=2.0, strict_min=True),
+        lease_s=t.integer("lease_s", default=3, minimum=2),
         rebalance_s=t.number("rebalance_s", default=0.0),
         rebalance_min_samples=t.integer("rebalance_min_samples", default=200, minimum=1),
         request_timeout_s=t.number("request_timeout_s", default=120.0, strict_min=True),

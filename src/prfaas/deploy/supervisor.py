@@ -59,6 +59,7 @@ class Deployment:
         fault_hooks: bool = False,
         log_level: str = "WARNING",
         keep_run_dir: bool = False,
+        etcd_url: str = "",
     ) -> None:
         self.config_path = str(config_path)
         self.cfg: DeploymentConfig = load_deployment(config_path)
@@ -86,11 +87,13 @@ class Deployment:
         self.node_urls: dict[str, str] = {}
         self.transfer_ports: dict[str, int] = {}
         self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
+        self.etcd_url = etcd_url  # "": an embedded single-member etcd in the run folder
+        self.etcd: Any = None
 
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
-        """Spawn every process at once (workers retry their heartbeats until the router is up),
-        then wait until every router replica reports every node registered."""
+        """Start etcd, then spawn every process (workers register in etcd; the routers follow
+        it), then wait until every router replica reports every node registered."""
         deadline = time.monotonic() + timeout_s
         try:
             # First, so that even a `kill -9` of this process from here on leaves nothing.
@@ -102,14 +105,15 @@ class Deployment:
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
             pki = self._make_pki()
+            etcd = ["--etcd", self._start_etcd()]
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
             wan = self._start_wan(pki, deadline)
-            self._start_routers(wan, pki, deadline)
+            self._start_routers([*wan, *etcd], pki, deadline)
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
                 self._spawn(node.name, [
-                    "--node", node.name, "--router-url", self.control_url,
+                    "--node", node.name, *etcd,
                     "--policy", self.policy, "--secret-file", str(secret_file), *pki, *extra,
                 ])  # fmt: skip
             for node in self.cfg.nodes:
@@ -174,6 +178,27 @@ class Deployment:
         self.url = f"http://{bind[0]}:{bind[1]}"
         self._wait_healthy(deadline, [self.url])
 
+    def _start_etcd(self) -> str:
+        """The cluster's etcd: the given URL, or one started in the run folder on the control
+        network's address (never a public one), https with client certificates when the
+        deployment has a PKI."""
+        if self.etcd_url:
+            return self.etcd_url
+        from prfaas.cluster.embedded import EmbeddedEtcd
+        from prfaas.security.tls import Pki
+
+        tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
+        self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
+        url = str(self.etcd.start())
+        # Supervised like the others: a restart reuses the same command line, so the same data
+        # folder (the leases, policy and roles survive) and the same ports.
+        proc = self.etcd.proc
+        assert proc is not None
+        self.procs["etcd"], self.commands["etcd"] = proc, [str(a) for a in proc.args]
+        if self.reaper is not None:
+            self.reaper.order("pgid", proc.pid)
+        return url
+
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
         in the run folder, deleted with it; the CA key is deleted once the certificates exist)."""
@@ -188,8 +213,8 @@ class Deployment:
             from prfaas.security.certs import issue_all
 
             self.pki_dir = self.run_dir / "pki"
-            names = ["router", "wan", "operator", *(n.name for n in self.cfg.nodes)]
-            issue_all(self.pki_dir, names)
+            names = ["router", "wan", "operator", "etcd", *(n.name for n in self.cfg.nodes)]
+            issue_all(self.pki_dir, names, {"etcd": etcd_ips(self.cfg)})
         return ["--pki", str(self.pki_dir)]
 
     def operator_client(self, timeout: float = 30.0) -> httpx.Client:
@@ -313,6 +338,8 @@ class Deployment:
             self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
+        if self.etcd is not None:
+            self.etcd.stop()
         if self.netns and "wan" in self.procs:
             sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
         if not self.keep_run_dir:
@@ -329,6 +356,22 @@ def _port(url: str) -> int:
     port = urlsplit(url).port
     assert port is not None, url  # our own processes' ready files always carry one
     return port
+
+
+def etcd_host(cfg: DeploymentConfig) -> str:
+    """Where the embedded etcd listens: the router's control address (private), not a wildcard."""
+    host = cfg.router.control_host
+    return cfg.router.advertise if host in ("0.0.0.0", "::", "") else host
+
+
+def etcd_ips(cfg: DeploymentConfig) -> tuple[str, ...]:
+    """IP SANs of etcd's certificate (its gateway dials its own listen address and checks it)."""
+    import ipaddress
+
+    out = ["127.0.0.1"]
+    with contextlib.suppress(ValueError):
+        out.append(str(ipaddress.ip_address(etcd_host(cfg))))
+    return tuple(dict.fromkeys(out))
 
 
 def start_deployment(

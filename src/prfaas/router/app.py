@@ -99,12 +99,12 @@ def build_router_app(
 
 
 async def maintenance_loop(backend: RouterBackend, period_s: float) -> None:
-    """Expire silent nodes, decay idle link rates, refresh the queue/role/link gauges."""
+    """Expire nodes whose telemetry stopped, decay idle link rates, refresh the gauges."""
     m = backend.metrics
     while True:
         await asyncio.sleep(period_s)
         for name in backend.members.expire():
-            log.warning("node %s stopped heartbeating: marked dead", name)
+            log.warning("node %s stopped sending telemetry: marked dead", name)
         backend.bandwidth.decay()
         if m is None:
             continue
@@ -122,10 +122,13 @@ async def run_router(
     wan_url: str = "",
     port: int | None = None,
     pki: Pki | None = None,
+    etcd_url: str = "",
+    name: str = "",
     control_port: int | None = None,
 ) -> None:
     """Two listeners: the public OpenAI API (plain HTTP, API keys) and the control listener
-    (mutual TLS: workers' heartbeats, the operator's policy/role/state calls)."""
+    (mutual TLS: the operator's policy/role/state calls). Membership comes from etcd."""
+    from prfaas.router.cluster_members import RouterCluster
     from prfaas.router.control import build_control_app
     from prfaas.security.asgi import Guard, make_server, serve_many
     from prfaas.worker.app import bind_socket, write_ready
@@ -142,6 +145,8 @@ async def run_router(
     url = f"http://{cfg.router.host}:{public_sock.getsockname()[1]}"
     scheme = "https" if pki is not None else "http"
     control_url = f"{scheme}://{cfg.router.advertise}:{control_sock.getsockname()[1]}"
+    backend.cluster = RouterCluster(backend, etcd_url, pki, name)
+    await backend.cluster.start()
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]
     if cfg.router.rebalance_s > 0:
         from prfaas.router.rebalancer import rebalance_loop
@@ -164,4 +169,6 @@ async def run_router(
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
+        with contextlib.suppress(BaseException):
+            await backend.cluster.close()
         await backend.close()

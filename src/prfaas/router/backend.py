@@ -36,7 +36,7 @@ from prfaas.server.backend import (
     Usage,
 )
 from prfaas.worker.bytetok import router_tokenizer
-from prfaas.worker.messages import DecodeJob, Heartbeat, PrefillReply, PullSpec, Sampling
+from prfaas.worker.messages import DecodeJob, PrefillReply, PullSpec, Sampling
 from prfaas.worker.wan import link_shape
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ class RouterBackend:
         self.threshold_tokens = self.params.threshold_tokens
         self.observed = Observations()  # what the control loop's current period saw
         self.rebalancer: Any = None
+        self.cluster: Any = None  # router/cluster_members.py: etcd, event streams, leadership
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
         self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
 
@@ -172,22 +173,20 @@ class RouterBackend:
             except WorkerLost as exc:
                 raise BackendError(f"prefill failed on every node tried: {exc}") from None
 
-    def peer_urls(self) -> dict[str, str]:
-        """Control URLs of the live nodes (sent to workers with each heartbeat reply)."""
-        return {r.name: r.url for r in self.members.nodes.values() if r.alive and r.url}
-
-    async def ensure_relays(self, beat: Heartbeat) -> None:
-        """Ask the WAN emulator for a relay in front of a (re)registering node, per sending
-        cluster whose link to it is shaped; the node becomes routable once they exist."""
-        rec = self.members.nodes[beat.node]
-        if rec.transfer_port == beat.transfer_port and rec.alive:
+    async def ensure_relays(self, node: str, meta: Any) -> None:
+        """Ask the WAN emulator for a relay in front of a (re)registering node (its etcd record
+        `meta`), per sending cluster whose link to it is shaped; the node becomes routable once
+        they exist."""
+        rec = self.members.nodes[node]
+        port = int(meta.kv_advertise.rsplit(":", 1)[1])
+        if rec.transfer_port == port and rec.alive:
             return
         relays: dict[str, tuple[str, int]] = {}
         if self.wan_url:
             for c in self.cfg.clusters:
                 if link_shape(self.cfg, c.name, rec.cluster) is None:
                     continue
-                body = {"src": c.name, "node": rec.name, "port": beat.transfer_port}
+                body = {"src": c.name, "node": rec.name, "port": port}
                 resp = await self.dispatch.http.post(
                     f"{self.wan_url}/relay", json=body, extensions={"sni_hostname": WAN}
                 )
@@ -325,7 +324,6 @@ class RouterBackend:
         reply: PrefillReply,
         pnode: str,
     ) -> None:
-        self.members.apply_events(pnode, reply.events)
         inc = len(tokens) - reply.reused_tokens
         cluster = self.members.nodes[pnode].cluster
         role = self.cfg.cluster(cluster).role

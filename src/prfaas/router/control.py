@@ -1,7 +1,7 @@
 """The router's control listener: /internal/* over mutual TLS, each route for its identities only.
 
-Heartbeats are accepted only from the node they describe (the certificate's name); policy, role,
-state and decisions only from the operator. Bodies are typed msgspec Structs: a malformed one is a
+Policy, role, state and decisions are accepted only from the operator (nodes join through etcd,
+router/cluster_members.py). Bodies are typed msgspec Structs: a malformed one is a
 400, and a policy whose parameters do not type-check never reaches the routing code.
 """
 
@@ -22,12 +22,11 @@ from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.registry import policy_names
 from prfaas.router.backend import RouterBackend
-from prfaas.security.asgi import Guard, peer_of, read_bounded
+from prfaas.security.asgi import Guard, read_bounded
 from prfaas.security.tls import OPERATOR
-from prfaas.worker.messages import Heartbeat, HeartbeatReply
 
 log = logging.getLogger(__name__)
-MAX_CONTROL_BODY = 8 << 20  # a heartbeat carries cache events: generous, but bounded
+MAX_CONTROL_BODY = 1 << 20
 _ENC = msgspec.json.Encoder()
 
 
@@ -79,26 +78,6 @@ def checked_params(params: dict[str, Any]) -> dict[str, Any]:
 def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
     nodes = set(backend.members.nodes)
 
-    async def heartbeat(request: Request) -> Response:
-        if (deny := guard.check(request, nodes)) is not None:
-            return deny
-        try:
-            beat = _decode(await read_bounded(request, MAX_CONTROL_BODY), Heartbeat)
-        except (msgspec.MsgspecError, ValueError) as exc:
-            return _bad(f"bad heartbeat: {exc}")
-        peer = peer_of(request)
-        if beat.node not in nodes or (not guard.insecure and beat.node != peer):
-            return _json({"error": {"message": f"a heartbeat for {beat.node!r} from {peer!r}",
-                                    "type": "permission_error", "param": None,
-                                    "code": "forbidden"}}, 403)
-        try:
-            await backend.ensure_relays(beat)
-        except httpx.HTTPError as exc:  # the WAN emulator is not reachable (yet)
-            return _bad(f"wan: {type(exc).__name__}", 503)
-        backend.members.heartbeat(beat)
-        backend.bandwidth.report(beat.node, beat.cluster, beat.links)
-        return _json(HeartbeatReply(ok=True, peers=backend.peer_urls()))
-
     async def policy(request: Request) -> Response:
         if (deny := guard.check(request, (OPERATOR,))) is not None:
             return deny
@@ -121,6 +100,8 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
             if body.node not in nodes or body.role not in ("prefill", "decode"):
                 raise ValueError(f"unknown node {body.node!r} or role {body.role!r}")
             await backend.change_role(body.node, body.role)
+        except TimeoutError:
+            return _bad(f"{body.node} did not switch roles in time", 504)
         except (msgspec.MsgspecError, ValueError, httpx.HTTPError) as exc:
             return _bad(str(exc))
         return _json({"node": body.node, "role": body.role})
@@ -162,7 +143,6 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
         return _json(await backend.health_detail())
 
     return Starlette(routes=[
-        Route("/internal/heartbeat", heartbeat, methods=["POST"]),
         Route("/internal/policy", policy, methods=["POST"]),
         Route("/internal/role", role, methods=["POST"]),
         Route("/internal/link", link, methods=["POST"]),

@@ -54,7 +54,8 @@ class LiveFleet:
         if not (rec.alive and rec.url and now_s - rec.last_seen <= self.timeout_s):
             index.remove(rec.name)
             return
-        index.put(membership_record(rec, self.members.cfg).node_view())
+        shared = self.members.replicas > 1
+        index.put(membership_record(rec, self.members.cfg, shared).node_view())
         if self._pushed.get(rec.name) != rec.last_seen:
             self._pushed[rec.name] = rec.last_seen
             heapq.heappush(self._expiry, (rec.last_seen, rec.name))

@@ -10,19 +10,30 @@ from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.membership import Membership, NodeRecord
 
 
-def membership_record(rec: NodeRecord, cfg: DeploymentConfig) -> MembershipRecord:
-    """Queues from the router's own dispatch counts (exact, current); memory from the heartbeat."""
-    free = rec.beat.free_kv_bytes if rec.beat is not None else 0
+def membership_record(rec: NodeRecord, cfg: DeploymentConfig, shared: bool = False) -> MembershipRecord:
+    """Queues from the router's own dispatch counts (exact, current); memory from telemetry.
+
+    `shared`: other router replicas dispatch to the same nodes, and this one cannot see their
+    work. Each count is then the larger of its own (current, but partial) and the node's
+    published one (complete, but up to one telemetry period old): never below either.
+    """
+    beat = rec.beat
+    free = beat.free_kv_bytes if beat is not None else 0
     cluster_role = cfg.cluster(rec.cluster).role
+    pub_queue = pub_running = pub_tokens = 0
+    if shared and beat is not None:
+        pub_queue, pub_running, pub_tokens = beat.queue_len, beat.running, beat.queued_tokens
     if rec.role == "prefill":
-        running = min(rec.prefill_inflight, 1)  # an instance prefills one request at a time
-        queue, tokens, batch = rec.prefill_inflight - running, rec.prefill_tokens, 1
+        inflight = max(rec.prefill_inflight, pub_queue + pub_running)
+        running = min(inflight, 1)  # an instance prefills one request at a time
+        queue, tokens, batch = inflight - running, max(rec.prefill_tokens, pub_tokens), 1
     else:
         # A request whose KV has not arrived is waiting, not running (as the simulator counts it):
         # only nodes with nothing pending and a free slot "fit" a new request at once.
-        arrived = rec.decode_active - rec.decode_pending
+        arrived = max(rec.decode_active - rec.decode_pending, pub_running)
         running = min(arrived, rec.max_batch)
-        queue, tokens, batch = rec.decode_pending + arrived - running, 0, rec.max_batch
+        pending = max(rec.decode_pending, pub_queue)
+        queue, tokens, batch = pending + arrived - running, 0, rec.max_batch
     return MembershipRecord(
         node_id=rec.name,
         cluster=rec.cluster,
@@ -39,8 +50,10 @@ def membership_record(rec: NodeRecord, cfg: DeploymentConfig) -> MembershipRecor
 
 
 def membership_records(members: Membership) -> list[MembershipRecord]:
-    """Only nodes the router can reach: alive (heartbeating, no connection failure since)."""
-    return [membership_record(r, members.cfg) for r in members.nodes.values() if r.alive and r.url]
+    """Only nodes the router can reach: alive (registered, no connection failure since)."""
+    shared = members.replicas > 1
+    return [membership_record(r, members.cfg, shared)
+            for r in members.nodes.values() if r.alive and r.url]
 
 
 def telemetry(bandwidth: BandwidthMonitor) -> list[TransferTelemetry]:

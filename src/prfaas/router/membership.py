@@ -1,8 +1,10 @@
-"""Who is alive and how loaded: heartbeat records, the router's own in-flight counts, cache events.
+"""Who is alive and how loaded: nodes' etcd records, their telemetry, the router's own in-flight
+counts, and the global prefix index fed by the nodes' KV event streams.
 
-Heartbeats (every ~0.2 s) carry liveness, role, pool state, cache events and link counters. Queue
-depths come from the router's own dispatch accounting instead: it is the only dispatcher, so its
-counts are exact and current, while a heartbeat is up to one period old.
+Liveness, addresses and roles come from etcd (router/cluster_members.py): a node is a member
+while its lease lives. Telemetry (every ~0.2 s on the node's event stream) carries load, pool
+and link counters. Queue depths come from the router's own dispatch accounting: exact and
+current for the work this replica dispatched (see live_view.py for several replicas).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from urllib.parse import urlsplit
 
 from prfaas.cache.index import GlobalPrefixIndex
 from prfaas.cache.pool import CacheEvent
+from prfaas.cluster.keys import NodeMeta
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.worker.messages import Heartbeat, WireEvent
+from prfaas.worker.messages import Telemetry
 
 
 @dataclass(slots=True)
@@ -29,8 +32,10 @@ class NodeRecord:
     epoch: float = 0.0
     last_seen: float = 0.0
     alive: bool = False
+    registered: bool = False  # its etcd lease lives (alive may still be False after a failure)
+    context_tokens: int = 0  # the context limit its record states
     draining: bool = False
-    beat: Heartbeat | None = None
+    beat: Telemetry | None = None
     # The router's own accounting of work it dispatched and that has not finished.
     prefill_inflight: int = 0
     prefill_tokens: int = 0
@@ -66,13 +71,13 @@ class Membership:
     cfg: DeploymentConfig
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     index: GlobalPrefixIndex = field(default_factory=GlobalPrefixIndex)
-    _seen: dict[str, dict[int, int]] = field(default_factory=dict)
     dead_after_s: float = 2.0
     on_dead: Callable[[str], None] | None = None  # the dispatcher breaks the node's streams
     changed: set[str] = field(default_factory=set)  # nodes whose record changed (see NodeRecord)
     # Context limits the live nodes reported, and their minimum (None: recompute). Kept here so
     # the per-request check does not scan every node (it changes only when a node does).
     _contexts: dict[str, int] = field(default_factory=dict)
+    replicas: int = 1  # router replicas serving these nodes (router/cluster_members.py sets it)
     _context_min: int | None = None
 
     def __post_init__(self) -> None:
@@ -84,26 +89,39 @@ class Membership:
     def cluster_of(self, node: str) -> str:
         return self.nodes[node].cluster
 
-    def heartbeat(self, beat: Heartbeat, now: float | None = None) -> NodeRecord:
-        rec = self.nodes.get(beat.node)
-        if rec is None:
-            raise KeyError(f"unknown node {beat.node!r} (not in the deployment file)")
+    def register(self, meta: NodeMeta, now: float | None = None) -> NodeRecord:
+        """A node's etcd record (put on join, rewritten on a role change)."""
+        rec = self.nodes[meta.name]
         now = time.monotonic() if now is None else now
-        if rec.epoch and beat.epoch != rec.epoch:
+        if rec.epoch and meta.epoch != rec.epoch:
             self.forget_cache(rec.name)  # a restarted worker starts with an empty pool
-            rec.role_version = 0  # ... and from its configured role
-        rec.epoch, rec.last_seen, rec.alive = beat.epoch, now, True
-        # Only ports come from the node (it may bind port 0); hosts come from the deployment file.
-        rec.url = self.url_of(rec.name, beat.url)
-        rec.transfer_host, rec.transfer_port = self.cfg.node(rec.name).advertise, beat.transfer_port
-        if beat.role_version >= rec.role_version:  # else sent before a role change finished
-            rec.role, rec.draining, rec.role_version = beat.role, beat.draining, beat.role_version
-            rec.max_batch = beat.max_batch
-        rec.beat = beat
-        self._note_context(rec.name, beat.max_context_tokens)
-        self.index.needs_state = beat.needs_state
-        self.apply_events(rec.name, beat.events)
+            rec.role_version = 0  # ... and from the role etcd assigns it
+        rec.epoch, rec.last_seen, rec.alive, rec.registered = meta.epoch, now, True, True
+        # Only ports come from the record; hosts come from the deployment file.
+        rec.url = self.url_of(rec.name, f"//{meta.advertise}")
+        kv_port = urlsplit(f"//{meta.kv_advertise}").port or 0
+        rec.transfer_host, rec.transfer_port = self.cfg.node(rec.name).advertise, kv_port
+        if meta.role_version >= rec.role_version:  # else written before a newer role change
+            rec.role, rec.role_version, rec.max_batch = meta.role, meta.role_version, meta.max_batch
+        rec.context_tokens = meta.max_context_tokens
+        self._note_context(rec.name, meta.max_context_tokens)
+        self.index.needs_state = meta.needs_state
         return rec
+
+    def telemetry(self, load: Telemetry, now: float | None = None) -> bool:
+        """Apply a node's load report; False if it is from another process than the record's.
+        A registered node marked dead after a failed call comes back with its telemetry."""
+        rec = self.nodes.get(load.node)
+        if rec is None or not rec.registered or load.epoch != rec.epoch:
+            return False
+        rec.last_seen = time.monotonic() if now is None else now
+        rec.beat = load
+        if load.role_version >= rec.role_version:
+            rec.draining = load.draining
+        if not rec.alive:
+            rec.alive = True
+            self._note_context(rec.name, rec.context_tokens)
+        return True
 
     def url_of(self, node: str, reported: str) -> str:
         """The node's control URL: its advertised host, the port it reported."""
@@ -111,19 +129,16 @@ class Membership:
         scheme = "http" if self.cfg.security.insecure else "https"
         return f"{scheme}://{self.cfg.node(node).advertise}:{port}"
 
-    def apply_events(self, node: str, events: list[WireEvent]) -> None:
-        """Apply in per-block sequence order: a late (stale) event never undoes a newer one."""
-        seen = self._seen.setdefault(node, {})
-        for seq, kind, block_hash, has_state in events:
-            if seq <= seen.get(block_hash, 0):
-                continue
-            seen[block_hash] = seq
-            stored = "stored" if kind == "s" else "evicted"
-            self.index.apply(node, CacheEvent(stored, block_hash, has_state))  # type: ignore[arg-type]
+    def apply_pool_events(self, node: str, events: list[CacheEvent | None]) -> None:
+        """A batch of the node's event stream, in order (None: AllBlocksCleared)."""
+        for event in events:
+            if event is None:
+                self.index.drop_location(node)
+            else:
+                self.index.apply(node, event)
 
     def forget_cache(self, node: str) -> None:
         self.index.drop_location(node)
-        self._seen.pop(node, None)
 
     def _note_context(self, node: str, tokens: int) -> None:
         if tokens <= 0:
@@ -151,7 +166,8 @@ class Membership:
                 self.on_dead(node)
 
     def expire(self, now: float | None = None) -> list[str]:
-        """Mark nodes whose heartbeats stopped as dead; returns their names."""
+        """Mark nodes whose telemetry stopped as dead (their lease may live a little longer);
+        returns their names."""
         now = time.monotonic() if now is None else now
         gone = [
             r.name for r in self.nodes.values() if r.alive and now - r.last_seen > self.dead_after_s

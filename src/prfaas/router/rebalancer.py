@@ -24,7 +24,6 @@ from prfaas.control import (
 )
 from prfaas.control.loop import estimate_summary, estimates
 from prfaas.deploy.planning import control_config, scenario_from_deployment
-from prfaas.worker.messages import RoleChange
 
 if TYPE_CHECKING:
     from prfaas.router.backend import RouterBackend
@@ -132,25 +131,18 @@ def make_rebalancer(backend: RouterBackend) -> Rebalancer:
 
 
 async def change_role(backend: RouterBackend, node: str, role: str) -> None:
-    """Drain `node` (the router routes nothing new to it; the worker finishes what it holds),
-    then switch its role."""
-    rec = backend.members.nodes[node]
-    if rec.role == role:
+    """Assign `node` a new role in etcd: every replica routes nothing new to it, the worker
+    finishes what it holds, switches, and rewrites its record (router/cluster_members.py)."""
+    if backend.members.nodes[node].role == role:
         return
-    rec.converting = True
-    try:
-        resp = await backend.dispatch.post(f"{rec.url}/role", RoleChange(role))
-        resp.raise_for_status()
-        rec.role, rec.draining = role, False
-        reply = resp.json()
-        rec.role_version = int(reply.get("role_version", rec.role_version))
-        rec.max_batch = int(reply.get("max_batch", 1))
-    finally:
-        rec.converting = False
+    if backend.cluster is None:
+        raise RuntimeError("roles are assigned through etcd: the router has no cluster link")
+    await backend.cluster.assign_role(node, role, backend.cfg.router.request_timeout_s)
 
 
 async def rebalance_loop(backend: RouterBackend, period_s: float) -> None:
-    """Sample the links every second; run the control step every period."""
+    """Sample the links every second; run the control step every period, on the leader replica
+    only (an etcd lease election: exactly one replica re-plans at a time)."""
     rb = make_rebalancer(backend)
     backend.rebalancer = rb
     if rb.config is None:
@@ -168,6 +160,9 @@ async def rebalance_loop(backend: RouterBackend, period_s: float) -> None:
         if elapsed + 1e-9 < period_s:
             continue
         elapsed = 0.0
+        if backend.cluster is not None and not backend.cluster.is_leader:
+            backend.observed.take(period_s)  # another replica re-plans; its policy arrives here
+            continue
         try:
             await rb.step(period_s * backend.time_scale)
         except Exception:

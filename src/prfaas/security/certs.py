@@ -8,6 +8,7 @@ A folder holds `ca.pem` (+ `ca.key` while certificates are still being issued) a
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import re
 from pathlib import Path
@@ -70,8 +71,9 @@ def init_ca(folder: Path, cluster: str = "prfaas") -> Path:
     return folder / "ca.pem"
 
 
-def issue(folder: Path, name: str) -> Path:
-    """Issue NAME.pem / NAME.key in `folder`, signed by its CA; returns the certificate's path."""
+def issue(folder: Path, name: str, ips: tuple[str, ...] = ()) -> Path:
+    """Issue NAME.pem / NAME.key in `folder`, signed by its CA; returns the certificate's path.
+    `ips` become IP SANs too (etcd's own gateway dials its listen address and checks it)."""
     if not NAME_RE.match(name):
         raise UsageError(f"identity {name!r} must be a DNS label (a-z, 0-9, '-')")
     try:
@@ -91,7 +93,9 @@ def issue(folder: Path, name: str) -> Path:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=VALID_DAYS))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(name), *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)]),
+            critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .sign(ca_key, hashes.SHA256())
@@ -101,10 +105,10 @@ def issue(folder: Path, name: str) -> Path:
     return folder / f"{name}.pem"
 
 
-def issue_all(folder: Path, names: list[str]) -> None:
-    """A fresh CA and one certificate per name, then the CA key is deleted (nothing more can be
-    signed: a throwaway CA per `prfaas up` run)."""
+def issue_all(folder: Path, names: list[str], ips: dict[str, tuple[str, ...]] | None = None) -> None:
+    """A fresh CA and one certificate per name (`ips`: IP SANs per name), then the CA key is
+    deleted (nothing more can be signed: a throwaway CA per `prfaas up` run)."""
     init_ca(folder)
     for name in names:
-        issue(folder, name)
+        issue(folder, name, (ips or {}).get(name, ()))
     (folder / "ca.key").unlink()

@@ -1,4 +1,4 @@
-"""The worker process: its control HTTP API, heartbeats to the router, and start/stop."""
+"""The worker process: its control HTTP API, its cluster membership (etcd), and start/stop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -23,19 +22,11 @@ from starlette.routing import Route
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.security.asgi import Guard, read_bounded
 from prfaas.security.tls import OPERATOR, ROUTER, Pki
-from prfaas.worker.messages import (
-    DecodeJob,
-    FaultSpec,
-    HeartbeatReply,
-    PrefillJob,
-    PushJob,
-    RoleChange,
-)
+from prfaas.worker.messages import DecodeJob, FaultSpec, PrefillJob, PushJob
 from prfaas.worker.node import WorkerError, WorkerNode
 
 log = logging.getLogger(__name__)
 _ENC = msgspec.json.Encoder()
-_REPLY = msgspec.json.Decoder(HeartbeatReply)
 MAX_RPC_BODY = 64 << 20  # a prefill job carries the prompt's token ids
 
 
@@ -64,9 +55,9 @@ async def _first_or_disconnect(request: Request, stream: AsyncIterator[Any]) -> 
 
 
 def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
-    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /role, /fault. Only the
-    router may give jobs, roles and faults (the operator too: faults); /push serves cache pulls
-    of the other nodes."""
+    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /fault. Only the router
+    may give jobs and faults (the operator too: faults); /push serves cache pulls of the other
+    nodes. Roles are assigned in etcd (worker/cluster_link.py), not over this API."""
     guard = guard or Guard(insecure=True)
     nodes = {n.name for n in worker.cfg.nodes} - {worker.name}
     from_router = {ROUTER}
@@ -132,26 +123,6 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
             return deny
         return await call(request, PushJob, worker.push, "push")
 
-    async def role(request: Request) -> Response:
-        if (deny := guard.check(request, from_router)) is not None:
-            return deny
-        try:
-            change = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=RoleChange)
-        except (msgspec.MsgspecError, ValueError) as exc:
-            return _error(exc, 400)
-        try:
-            await worker.change_role(change.role)
-        except WorkerError as exc:
-            return _error(exc, 409)
-        return _json(
-            {
-                "ok": True,
-                "role": worker.role,
-                "role_version": worker.role_version,
-                "max_batch": worker.max_batch if worker.role == "decode" else 1,
-            }
-        )
-
     async def fault(request: Request) -> Response:
         if (deny := guard.check(request, from_operator)) is not None:
             return deny
@@ -171,33 +142,9 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
             Route("/prefill", prefill, methods=["POST"]),
             Route("/decode", decode, methods=["POST"]),
             Route("/push", push, methods=["POST"]),
-            Route("/role", role, methods=["POST"]),
             Route("/fault", fault, methods=["POST"]),
         ]
     )
-
-
-async def heartbeat_loop(
-    worker: WorkerNode, router_url: str, period_s: float, tls: ssl.SSLContext | None = None
-) -> None:
-    """Push load, cache events and link counters to the router (which must prove it is the
-    router); learn the peers' addresses from its answers; events survive a failed post."""
-    verify: ssl.SSLContext | bool = tls if tls is not None else True
-    async with httpx.AsyncClient(timeout=httpx.Timeout(5.0), verify=verify) as client:
-        while True:
-            beat = worker.heartbeat()
-            try:
-                resp = await client.post(
-                    f"{router_url}/internal/heartbeat",
-                    content=_ENC.encode(beat),
-                    extensions={"sni_hostname": ROUTER},
-                )
-                resp.raise_for_status()
-                worker.peers = _REPLY.decode(resp.content).peers
-            except (httpx.HTTPError, msgspec.MsgspecError) as exc:
-                log.debug("heartbeat to the router failed: %s", type(exc).__name__)
-                worker.requeue_events(beat.events)
-            await asyncio.sleep(period_s)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -230,12 +177,13 @@ async def serve_uvicorn(app: Any, sock: socket.socket, tls: ssl.SSLContext | Non
 async def run_worker(
     cfg: DeploymentConfig,
     node_name: str,
-    router_url: str,
+    etcd_url: str,
     secret: bytes,
     ready_file: Path | None,
     fault_hooks: bool,
     pki: Pki | None = None,
 ) -> None:
+    from prfaas.worker.cluster_link import WorkerCluster
     from prfaas.worker.engines import make_engine
     from prfaas.worker.kvlink import KvLink
 
@@ -250,14 +198,14 @@ async def run_worker(
     sock = bind_socket(host, node_cfg.port)
     scheme = "https" if pki is not None else "http"
     worker.url = f"{scheme}://{node_cfg.advertise}:{sock.getsockname()[1]}"
-    beats = asyncio.create_task(heartbeat_loop(worker, router_url, cfg.router.heartbeat_s, tls))
-    write_ready(ready_file, {"url": worker.url, "transfer_port": kv.port})
+    member = WorkerCluster(worker, etcd_url, pki)
     try:
+        await member.start()
+        write_ready(ready_file, {"url": worker.url, "transfer_port": kv.port})
         await serve_uvicorn(
             build_app(worker, Guard(pki is None)), sock, pki.server if pki is not None else None
         )
     finally:
-        beats.cancel()
         with contextlib.suppress(BaseException):
-            await beats
+            await member.close()
         await worker.close()

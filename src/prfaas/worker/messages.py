@@ -6,10 +6,6 @@ from typing import Annotated
 
 import msgspec
 
-# One cache event on the wire: (seq, kind "s"tored | "e"victed, block hash, has_state).
-WireEvent = tuple[int, str, int, bool]
-
-
 # Bounds of what a control message may ask for (validated on decode: a 400, never a 500).
 Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -62,7 +58,6 @@ class PrefillReply(msgspec.Struct):
     compute_s: float
     transfer_s: float
     bytes_sent: int
-    events: list[WireEvent] = []
 
 
 class DecodeJob(msgspec.Struct, frozen=True):
@@ -108,13 +103,12 @@ class LinkStats(msgspec.Struct):
     retransmit_rate: float = 0.0
 
 
-class Heartbeat(msgspec.Struct):
+class Telemetry(msgspec.Struct):
+    """A node's load, pool and link counters, published on its event stream (topic `load@NODE`)
+    every heartbeat period; liveness, addresses and identity live in etcd (cluster/keys.py)."""
+
     node: str
-    cluster: str
-    url: str
-    transfer_host: str
-    transfer_port: int
-    epoch: float  # process start: a restarted node announces a new epoch
+    epoch: float  # process start: telemetry of an older process of the node is ignored
     role: str
     draining: bool
     queue_len: int
@@ -125,23 +119,9 @@ class Heartbeat(msgspec.Struct):
     pool_used_bytes: int
     pool_hit_tokens: int
     pool_query_tokens: int
-    max_context_tokens: int = 0
-    role_version: int = 0  # a heartbeat older than the router's last role change is stale
-    needs_state: bool = True  # prefix reuse needs a linear-state checkpoint (hybrid models)
-    events: list[WireEvent] = []
+    role_version: int = 0  # telemetry older than the router's last role change is stale
     links: dict[str, LinkStats] = {}
-
-
-class HeartbeatReply(msgspec.Struct):
-    """The router's answer: where the other nodes' control listeners are (cache pulls dial these,
-    never an address from a job)."""
-
-    ok: bool
-    peers: dict[str, str] = {}
-
-
-class RoleChange(msgspec.Struct, frozen=True):
-    role: Name
+    events_seq: int = 0  # the sequence number of the node's next KV event batch
 
 
 class FaultSpec(msgspec.Struct, frozen=True):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import httpx
@@ -21,15 +21,14 @@ from prfaas.worker.kvlink import KvLink, Layer
 from prfaas.worker.messages import (
     DecodeJob,
     FaultSpec,
-    Heartbeat,
     LinkStats,
     PrefillJob,
     PrefillReply,
     PushJob,
     PushReply,
     Target,
+    Telemetry,
     TokenLine,
-    WireEvent,
 )
 
 if TYPE_CHECKING:
@@ -57,11 +56,11 @@ class WorkerNode:
         self.cfg, self.node, self.engine, self.kv = cfg, node, engine, kv
         self.name, self.cluster = node.name, node.cluster
         self.role, self.draining = node.role, False
-        self.role_version = 0  # bumped by every role change; heartbeats carry it
+        self.role_version = 0  # bumped by every role change; its etcd record carries it
         self.epoch = time.time()
         self.url = ""
-        self._events: list[WireEvent] = []
-        self._event_seq = 0
+        self._events: list[CacheEvent] = []
+        self.on_events: Callable[[], None] | None = None  # wakes the event publisher
         self.pool = engine.make_pool(node.pool_bytes, self._on_event)
         self._prefill_lock = asyncio.Lock()
         self.prefill_waiting = 0
@@ -76,7 +75,7 @@ class WorkerNode:
         self._peers: dict[str, set[tuple[str, int]]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
-        self.peers: dict[str, str] = {}  # node -> control URL, from the router's heartbeat replies
+        self.peers: dict[str, str] = {}  # node -> control URL, from the nodes' etcd records
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(PULL_TIMEOUT_S, connect=5.0),
             verify=tls if tls is not None else True,
@@ -84,17 +83,14 @@ class WorkerNode:
 
     # -- cache events ----------------------------------------------------------------------
     def _on_event(self, event: CacheEvent) -> None:
-        self._event_seq += 1
-        kind = "s" if event.kind == "stored" else "e"
-        self._events.append((self._event_seq, kind, event.block_hash, event.has_state))
+        # Pools may change on an engine's compute thread: the hook must be thread-safe.
+        self._events.append(event)
+        if self.on_events is not None:
+            self.on_events()
 
-    def take_events(self) -> list[WireEvent]:
+    def take_events(self) -> list[CacheEvent]:
         events, self._events = self._events, []
         return events
-
-    def requeue_events(self, events: list[WireEvent]) -> None:
-        """Put back events whose delivery failed (the router orders them by sequence number)."""
-        self._events[:0] = events
 
     # -- links ---------------------------------------------------------------------------
     def _connections(self, dst_cluster: str) -> int:
@@ -205,7 +201,6 @@ class WorkerNode:
             compute_s=stats.compute_s,
             transfer_s=transfer_s,
             bytes_sent=sent,
-            events=self.take_events(),
         )
 
     async def _pull(self, job: PrefillJob) -> int:
@@ -295,16 +290,12 @@ class WorkerNode:
         except FaultDisabled as exc:
             raise WorkerError(str(exc)) from None
 
-    # -- heartbeat -------------------------------------------------------------------------
-    def heartbeat(self) -> Heartbeat:
+    # -- telemetry -------------------------------------------------------------------------
+    def telemetry(self) -> Telemetry:
         stats = self.pool.stats()
         decoding = self.decoding.active
-        return Heartbeat(
+        return Telemetry(
             node=self.name,
-            cluster=self.cluster,
-            url=self.url,
-            transfer_host=self.kv.host,
-            transfer_port=self.kv.port,
             epoch=self.epoch,
             role=self.role,
             draining=self.draining,
@@ -317,9 +308,6 @@ class WorkerNode:
             pool_used_bytes=self.pool.used_bytes,
             pool_hit_tokens=stats.hit_tokens,
             pool_query_tokens=stats.query_tokens,
-            needs_state=self.engine.state_bytes > 0,
-            max_context_tokens=self.engine.max_context_tokens,
-            events=self.take_events(),
             links={
                 k: msgspec.structs.replace(
                     v, in_flight_bytes=self.kv.in_flight_bytes(self._peers.get(k, set()))

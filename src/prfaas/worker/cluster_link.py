@@ -1,0 +1,190 @@
+"""A worker's part in the cluster: its leased etcd record, its role watch, its peers, and its
+ZMQ stream of KV events (vLLM format, topic `kv@NODE`) and telemetry (topic `load@NODE`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import zmq
+import zmq.asyncio
+
+from prfaas.cluster.client import connect
+from prfaas.cluster.keys import (
+    NodeMeta,
+    decode_router,
+    role_key,
+    routers_prefix,
+)
+from prfaas.cluster.kv_events import KvEventPublisher
+from prfaas.cluster.pool_events import CLEARED, to_vllm
+from prfaas.cluster.registry import Registration
+from prfaas.cluster.watch import NodeWatch
+from prfaas.deploy.config import DeploymentConfig
+from prfaas.security.tls import Pki
+from prfaas.worker.node import WorkerError, WorkerNode
+
+log = logging.getLogger(__name__)
+_MSGPACK = msgspec.msgpack.Encoder()
+
+
+def peer_url(cfg: DeploymentConfig, name: str, meta: NodeMeta) -> str | None:
+    """A node's control URL: the host its deployment-file entry advertises, the port its record
+    names (a record can never redirect a peer to another host)."""
+    try:
+        host = cfg.node(name).advertise
+        port = urlsplit(f"//{meta.advertise}").port
+    except (ValueError, Exception):
+        return None
+    scheme = "http" if cfg.security.insecure else "https"
+    return f"{scheme}://{host}:{port}" if port else None
+
+
+class RouterKeys:
+    """ZAP credentials provider: admits the CURVE keys the router replicas registered in etcd."""
+
+    def __init__(self, routers: NodeWatch) -> None:
+        self.routers = routers
+
+    def callback(self, _domain: str, key: bytes) -> bool:
+        return any(r.curve_key.encode() == key for r in self.routers.nodes.values())
+
+
+class WorkerCluster:
+    """`start()` publishes the stream, registers, and follows roles and peers; `close()` leaves."""
+
+    def __init__(self, worker: WorkerNode, etcd_url: str, pki: Pki | None) -> None:
+        self.worker, self.cfg = worker, worker.cfg
+        self.etcd_url, self.pki = etcd_url, pki
+        self.deployment = self.cfg.name
+        self.ctx = zmq.asyncio.Context()
+        self.client: Any = None
+        self.reg: Registration | None = None
+        self.tasks: list[asyncio.Task[Any]] = []
+        self.watches: list[NodeWatch] = []
+        self.auth: Any = None
+        self.curve_public = ""
+        self._wake = asyncio.Event()
+
+    async def start(self) -> None:
+        self.client = await connect(self.etcd_url, self.pki)
+        self.pub = await self._publisher()
+        peers = NodeWatch(self.client, self.deployment)
+        peers.listeners.append(self._peer)
+        await peers.start()
+        self.watches.append(peers)
+        await self._adopt_role()
+        self.reg = Registration(self.client, self.deployment, self.meta(), self.cfg.router.lease_s)
+        await self.reg.start()
+        loop = asyncio.get_running_loop()
+        self.worker.on_events = lambda: loop.call_soon_threadsafe(self._wake.set)
+        self._wake.set()
+        for coro in (self._flush(), self._telemetry(), self._follow_role()):
+            self.tasks.append(asyncio.create_task(coro))
+
+    async def _publisher(self) -> KvEventPublisher:
+        host = self.worker.node.host
+        secret = None
+        if self.pki is not None:
+            from zmq.auth.asyncio import AsyncioAuthenticator
+
+            routers = NodeWatch(self.client, self.deployment, routers_prefix(self.deployment),
+                                decode_router)
+            await routers.start()
+            self.watches.append(routers)
+            self.auth = AsyncioAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_curve_callback("*", RouterKeys(routers))
+            public, secret = zmq.curve_keypair()
+            self.curve_public = public.decode()
+        pub = KvEventPublisher(self.ctx, f"tcp://{host}:0", f"tcp://{host}:0",
+                               topic=f"kv@{self.worker.name}", curve_secret=secret)
+        pub.start()
+        await pub.publish(CLEARED)  # seq 0: a consumer drops whatever an older process held
+        return pub
+
+    def _advertised(self, endpoint: str) -> str:
+        port = urlsplit(endpoint.replace("tcp://", "//")).port
+        return f"tcp://{self.worker.node.advertise}:{port}"
+
+    def meta(self) -> NodeMeta:
+        w = self.worker
+        url = urlsplit(w.url)
+        return NodeMeta(
+            name=w.name, cluster=w.cluster, role=w.role,  # type: ignore[arg-type]
+            advertise=f"{w.node.advertise}:{url.port}",
+            kv_advertise=f"{w.node.advertise}:{w.kv.port}",
+            max_batch=w.max_batch if w.role == "decode" else 1,
+            pool_bytes=w.node.pool_bytes, engine=self.cfg.engine.kind, model=self.cfg.engine.model,
+            role_version=w.role_version, epoch=w.epoch,
+            events=self._advertised(self.pub.endpoint),
+            replay=self._advertised(self.pub.replay_endpoint),
+            curve_key=self.curve_public,
+            max_context_tokens=w.engine.max_context_tokens,
+            needs_state=w.engine.state_bytes > 0,
+        )  # fmt: skip
+
+    def _peer(self, name: str, meta: NodeMeta | None) -> None:
+        url = peer_url(self.cfg, name, meta) if meta is not None else None
+        if url is None or name == self.worker.name:
+            self.worker.peers.pop(name, None)
+        else:
+            self.worker.peers[name] = url
+
+    async def _adopt_role(self) -> None:
+        """A (re)started node takes the role the cluster last assigned it, before registering."""
+        got = await self.client.get(role_key(self.deployment, self.worker.name))
+        self._role_rev = got.mod_revision if got is not None else 0
+        if got is not None:
+            await self._switch(got.value.decode(), register=False)
+
+    async def _switch(self, role: str, register: bool = True) -> None:
+        try:
+            await self.worker.change_role(role)  # drains first
+        except WorkerError as exc:
+            log.warning("role %r assigned in etcd refused: %s", role, exc)
+            return
+        if register and self.reg is not None:
+            await self.reg.update(self.meta())  # the one write a role change costs
+
+    async def _follow_role(self) -> None:
+        key = role_key(self.deployment, self.worker.name)
+        watch = await self.client.watch(key, start_revision=self._role_rev + 1)
+        async for event in watch:
+            if event.kind == "PUT":
+                await self._switch(event.kv.value.decode())
+
+    async def _flush(self) -> None:
+        block = self.worker.engine.block_tokens
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            events = self.worker.take_events()
+            if events:
+                await self.pub.publish(to_vllm(events, block))
+
+    async def _telemetry(self) -> None:
+        topic = f"load@{self.worker.name}".encode()
+        while True:
+            load = msgspec.structs.replace(self.worker.telemetry(), events_seq=self.pub.next_seq)
+            await self.pub.send_other(topic, _MSGPACK.encode(load))
+            await asyncio.sleep(self.cfg.router.heartbeat_s)
+
+    async def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(BaseException):
+                await t
+        if self.reg is not None:
+            await self.reg.close()  # revoking the lease removes the node at once
+        for w in self.watches:
+            await w.close()
+        await self.pub.close()
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.destroy(linger=0)
