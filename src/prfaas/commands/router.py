@@ -37,6 +37,8 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--port", type=int, help="public API port (default: the file's [router] port)")
     p.add_argument("--control-port", type=int, help="control port (default: the file's)")
     p.add_argument("--wan-url", default="", help="the WAN emulator's control URL, if any")
+    p.add_argument("--host", default="", help="bind and advertise this address (default: the "
+                   "file's [router] addresses)")
     p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
     p.add_argument("--ready-file", type=Path, help="write the router's URLs here when ready")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")

@@ -28,6 +28,8 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--pki", type=Path, help="cluster PKI folder (`prfaas certs`; wan.pem)")
     p.add_argument("--port", type=int, default=0, help="control port (default: any free one)")
     p.add_argument("--state-file", type=Path, help="record relays here; reopen them on restart")
+    p.add_argument("--host", default="", help="bind and advertise this address (default: the "
+                   "file's [router] addresses)")
     p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
     p.add_argument("--ready-file", type=Path, help="write the emulator's URL here when ready")
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")

@@ -49,6 +49,10 @@ def add_parser(subparsers: Any, name: str) -> None:
         "--control-port", type=int, help="control listener port of --router (default: the file's)"
     )
     p.add_argument(
+        "--host", default="", help="--router / --wan: bind and advertise this address instead "
+        "of the file's [router] ones (a replica or emulator on its own address)"
+    )
+    p.add_argument(
         "--state-file", type=Path, help="--wan: where it records its relays, to reopen them "
         "on the same ports after a restart"
     )
@@ -72,7 +76,7 @@ def as_process(args: argparse.Namespace, *, router: bool = False, wan: bool = Fa
                url: str = "") -> argparse.Namespace:
     """The `prfaas worker` arguments for `prfaas router` / `prfaas wan` (same process code)."""
     defaults = {"node": None, "etcd": "", "name": "", "wan_url": "", "secret_file": None,
-                "fault_hooks": False, "control_port": None, "state_file": None}
+                "fault_hooks": False, "control_port": None, "state_file": None, "host": ""}
     merged = {**defaults, **vars(args), "router": router, "wan": wan, "url": url}
     return argparse.Namespace(**merged)
 
@@ -124,14 +128,15 @@ def run(args: argparse.Namespace) -> int:
         etcd = _etcd(args)
         asyncio.run(
             run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd, args.name,
-                       args.control_port)
+                       args.control_port, args.host)
         )
         return 0
     if args.wan:
         from prfaas.worker.wan import run_wan
 
         asyncio.run(
-            run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file)
+            run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file,
+                    args.host)
         )
         return 0
     etcd = _etcd(args)

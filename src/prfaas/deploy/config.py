@@ -11,7 +11,8 @@ Format (examples/local.toml is the annotated reference):
     [security]    insecure, pki, kv_tls, public_metrics, public_dashboard, [[security.api_keys]]
     [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
-    [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns", connections
+    [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns" | "veth", connections
+    [datacenters] host, routers, etcd, wan, prefix_len: one namespace per process (datacenters.py)
     [control]     workload prior and knobs of the control loop (deploy/control_section.py)
 """
 
@@ -21,18 +22,21 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prfaas.deploy.control_section import ControlSettings, control_section
 from prfaas.errors import ConfigError
 from prfaas.planner.fields import Table
 
+if TYPE_CHECKING:
+    from prfaas.deploy.datacenters import DatacentersConfig
+
 EngineKind = Literal["transformers", "emulated"]
-Emulation = Literal["shaper", "netns"]
+Emulation = Literal["shaper", "netns", "veth"]
 ENGINE_KINDS = ("transformers", "emulated")
 CLUSTER_ROLES = ("prfaas", "pd")
 NODE_ROLES = ("prefill", "decode")
-EMULATIONS = ("shaper", "netns")
+EMULATIONS = ("shaper", "netns", "veth")
 GIB = 2**30
 
 
@@ -166,6 +170,7 @@ class DeploymentConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     control: ControlSettings = field(default_factory=ControlSettings)
+    datacenters: DatacentersConfig | None = None  # every process in its own namespace
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -265,10 +270,14 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
 
     security, limits = security_section(root), limits_section(root)
     control = control_section(root)
+    from prfaas.deploy.datacenters import check_datacenters, datacenters_section
+
+    datacenters = datacenters_section(root)
     root.finish()
     cfg = DeploymentConfig(
         name, source, block_tokens, engine, policy, router, clusters, links, secret,
-        security=security, limits=limits, control=control,
+        security=security, limits=limits, control=control, datacenters=datacenters,
     )
     sec.check_topology(cfg)
+    check_datacenters(cfg, datacenters)
     return cfg

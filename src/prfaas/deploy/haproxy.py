@@ -14,6 +14,7 @@ import socket
 from pathlib import Path
 
 INSTALL_HINT = "apt-get install haproxy"
+HEADROOM = 64 << 10  # request line and headers, beyond the body
 
 
 def haproxy_binary() -> str | None:
@@ -28,13 +29,16 @@ def free_port(host: str) -> int:
 
 
 def render_config(
-    bind: tuple[str, int], replicas: list[tuple[str, int]], timeout_s: float
+    bind: tuple[str, int], replicas: list[tuple[str, int]], timeout_s: float, max_body: int
 ) -> str:
     """The haproxy.cfg text: one frontend on `bind`, one backend server per replica."""
     server_timeout = f"{int(timeout_s + 30)}s"  # a stream may last the router's request timeout
     lines = [
         "global",
         "    maxconn 4096",
+        # HAProxy retries only a request that fits in one buffer (the default 16 KiB is less
+        # than a long prompt): room for the largest body the routers accept, plus headers.
+        f"    tune.bufsize {max_body + HEADROOM}",
         "defaults",
         "    mode http",
         "    option http-buffer-request",  # the body is kept, so a retry can resend it
@@ -59,10 +63,14 @@ def render_config(
 
 
 def write_config(
-    run_dir: Path, bind: tuple[str, int], replicas: list[tuple[str, int]], timeout_s: float
+    run_dir: Path,
+    bind: tuple[str, int],
+    replicas: list[tuple[str, int]],
+    timeout_s: float,
+    max_body: int,
 ) -> Path:
     path = run_dir / "haproxy.cfg"
-    path.write_text(render_config(bind, replicas, timeout_s))
+    path.write_text(render_config(bind, replicas, timeout_s, max_body))
     return path
 
 

@@ -24,16 +24,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
-from prfaas.deploy import haproxy
+from prfaas.deploy import launch
 from prfaas.deploy.config import DeploymentConfig, load_deployment
+from prfaas.deploy.datacenters import plan_topology, router_names
 from prfaas.deploy.netlinks import check_netns, netns_links, sweep
 from prfaas.deploy.reaper import Reaper
 from prfaas.errors import PrfaasError
-from prfaas.worker.wan import needs_wan
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 5.0
@@ -76,8 +75,11 @@ class Deployment:
         self.spawn_args: dict[str, list[str]] = {}  # prfaas processes' options
         self.commands: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
         self.reaper: Reaper | None = None
-        n = self.cfg.router.replicas
-        self.router_names = ["router", *(f"router-{i}" for i in range(1, n))]
+        self.router_names = router_names(self.cfg.router.replicas)
+        # [datacenters]: every process in a namespace of its own (deploy/topology.py)
+        self.topology = plan_topology(self.cfg, os.getpid()) if self.cfg.datacenters else None
+        if self.topology is not None:
+            launch.check_root(self.cfg)
         self.router_urls: list[str] = []  # each replica's public listener
         self.control_urls: list[str] = []  # each replica's control listener
         self.url = ""  # the public API: HAProxy in front of replicas, else the router
@@ -105,11 +107,13 @@ class Deployment:
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
             pki = self._make_pki()
-            etcd = ["--etcd", self._start_etcd()]
+            if self.topology is not None:
+                launch.build_datacenters(self, self.topology)
+            etcd = ["--etcd", launch.start_etcd(self)]
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
-            wan = self._start_wan(pki, deadline)
-            self._start_routers([*wan, *etcd], pki, deadline)
+            wan = launch.start_wan(self, pki, deadline)
+            launch.start_routers(self, [*wan, *etcd], pki, deadline)
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
                 self._spawn(node.name, [
@@ -121,83 +125,11 @@ class Deployment:
                 self.node_urls[node.name] = info["url"]
                 self.transfer_ports[node.name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
-            self._start_front(deadline)
+            launch.start_front(self, deadline)
         except BaseException:
             self.stop()
             raise
         return self.url
-
-    def _start_wan(self, pki: list[str], deadline: float) -> list[str]:
-        """The WAN emulator, if the file has links; returns the routers' `--wan-url` argument.
-        It binds its own port (0 = any free one) and reports it: picking a "free" port here and
-        binding it later races with every other socket on the machine. Once known, the port is
-        pinned, so a restarted emulator comes back on it (and on its relays' ports)."""
-        if not needs_wan(self.cfg):
-            return []
-        hooks = ["--fault-hooks"] if self.fault_hooks else []
-        state = ["--state-file", str(self.run_dir / "wan-relays.json")]
-        self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks, *state])
-        ready = self._wait_ready("wan", deadline)
-        self.wan_url = ready["url"]
-        self._pin("wan", ["--url", f"http://{self.cfg.router.control_host}:{_port(self.wan_url)}"])
-        self.notes = list(ready.get("notes", []))
-        for note in self.notes:
-            print(f"note: {note}", file=sys.stderr, flush=True)
-        return ["--wan-url", self.wan_url]
-
-    def _start_routers(self, wan: list[str], pki: list[str], deadline: float) -> None:
-        """`[router] replicas` routers; each pinned to the public and control ports it got."""
-        r = self.cfg.router
-        port = r.port if r.replicas == 1 else 0  # with replicas, the file's port is the front's
-        for name in self.router_names:
-            url = f"http://{r.host}:{port}"
-            self._spawn(name, ["--router", "--policy", self.policy, "--url", url, *wan, *pki])
-        for name in self.router_names:
-            ready = self._wait_ready(name, deadline)
-            self.router_urls.append(ready["url"])
-            self.control_urls.append(ready["control_url"])
-            self._pin(name, ["--url", ready["url"], "--control-port",
-                             str(_port(ready["control_url"]))])
-        self.url, self.control_url = self.router_urls[0], self.control_urls[0]
-
-    def _start_front(self, deadline: float) -> None:
-        """HAProxy in front of several replicas (when installed): its URL becomes the API URL."""
-        r = self.cfg.router
-        if r.replicas == 1:
-            return
-        binary = haproxy.haproxy_binary()
-        if binary is None:
-            print(f"note: {r.replicas} router replicas without HAProxy ({haproxy.INSTALL_HINT}): "
-                  "clients take the replicas' URLs (prfaas bench --url A,B fails over)",
-                  file=sys.stderr, flush=True)
-            return
-        bind = (r.host, r.port or haproxy.free_port(r.host))
-        backends = [(r.host, _port(u)) for u in self.router_urls]
-        config = haproxy.write_config(self.run_dir, bind, backends, r.request_timeout_s)
-        self._launch("haproxy", haproxy.command(binary, config))
-        self.url = f"http://{bind[0]}:{bind[1]}"
-        self._wait_healthy(deadline, [self.url])
-
-    def _start_etcd(self) -> str:
-        """The cluster's etcd: the given URL, or one started in the run folder on the control
-        network's address (never a public one), https with client certificates when the
-        deployment has a PKI."""
-        if self.etcd_url:
-            return self.etcd_url
-        from prfaas.cluster.embedded import EmbeddedEtcd
-        from prfaas.security.tls import Pki
-
-        tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
-        self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
-        url = str(self.etcd.start())
-        # Supervised like the others: a restart reuses the same command line, so the same data
-        # folder (the leases, policy and roles survive) and the same ports.
-        proc = self.etcd.proc
-        assert proc is not None
-        self.procs["etcd"], self.commands["etcd"] = proc, [str(a) for a in proc.args]
-        if self.reaper is not None:
-            self.reaper.order("pgid", proc.pid)
-        return url
 
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
@@ -214,7 +146,7 @@ class Deployment:
 
             self.pki_dir = self.run_dir / "pki"
             names = ["router", "wan", "operator", "etcd", *(n.name for n in self.cfg.nodes)]
-            issue_all(self.pki_dir, names, {"etcd": etcd_ips(self.cfg)})
+            issue_all(self.pki_dir, names, {"etcd": launch.etcd_ips(self.cfg)})
         return ["--pki", str(self.pki_dir)]
 
     def operator_client(self, timeout: float = 30.0) -> httpx.Client:
@@ -264,7 +196,7 @@ class Deployment:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=launch.preexec(self.topology, name, _die_with_parent),
         )
         log.close()
         self.procs[name] = proc
@@ -342,6 +274,10 @@ class Deployment:
             self.etcd.stop()
         if self.netns and "wan" in self.procs:
             sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
+        if self.topology is not None:
+            from prfaas.deploy.topology import teardown
+
+            teardown(self.topology)
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
         if self.reaper is not None:
@@ -350,28 +286,6 @@ class Deployment:
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
-
-
-def _port(url: str) -> int:
-    port = urlsplit(url).port
-    assert port is not None, url  # our own processes' ready files always carry one
-    return port
-
-
-def etcd_host(cfg: DeploymentConfig) -> str:
-    """Where the embedded etcd listens: the router's control address (private), not a wildcard."""
-    host = cfg.router.control_host
-    return cfg.router.advertise if host in ("0.0.0.0", "::", "") else host
-
-
-def etcd_ips(cfg: DeploymentConfig) -> tuple[str, ...]:
-    """IP SANs of etcd's certificate (its gateway dials its own listen address and checks it)."""
-    import ipaddress
-
-    out = ["127.0.0.1"]
-    with contextlib.suppress(ValueError):
-        out.append(str(ipaddress.ip_address(etcd_host(cfg))))
-    return tuple(dict.fromkeys(out))
 
 
 def start_deployment(

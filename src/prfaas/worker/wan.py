@@ -76,7 +76,8 @@ def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float]
         link = cfg.link(src, dst)
         if link is None:
             return None
-        gbps, rtt_ms = link.gbps, link.rtt_ms
+        # A veth link between datacenters is rate-shaped by tc tbf: the relay only delays.
+        gbps, rtt_ms = (0.0 if link.emulation == "veth" else link.gbps), link.rtt_ms
     if gbps <= 0 and rtt_ms <= 0:
         return None
     return gbps * eng.link_scale, rtt_ms / 2000.0 / eng.time_scale
@@ -89,8 +90,10 @@ class Wan:
         host: str,
         tamper: Tamper | None = None,
         state_file: Path | None = None,
+        advertise: str = "",
     ) -> None:
         self.cfg, self.host = cfg, host
+        self.advertise = advertise or host  # what senders dial (never a wildcard)
         self.state_file = state_file  # the relays' ports, so a restarted emulator reopens them
         self.tamper = tamper  # test hook on every shaped relay (worker/wanfaults.py)
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
@@ -217,6 +220,9 @@ class Wan:
         link = self.cfg.link(req.src, req.dst)
         if link is None:
             raise ValueError(f"no link between {req.src!r} and {req.dst!r}")
+        if link.emulation == "veth":
+            raise ValueError("the inter-datacenter veth is shaped by `prfaas up` (tc tbf on the "
+                             "host); change it there with `tc qdisc change`")
         if not (req.gbps > 0 and req.gbps < float("inf")):
             raise ValueError(f"gbps must be a positive number, got {req.gbps!r}")
         rate = req.gbps * self.cfg.engine.link_scale
@@ -256,7 +262,7 @@ def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
             port = await wan.relay(req)
         except (msgspec.MsgspecError, RelayRefused, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"host": wan.host, "port": port})
+        return JSONResponse({"host": wan.advertise, "port": port})
 
     async def health(request: Request) -> Response:
         if (deny := guard.check(request, lambda _peer: True)) is not None:
@@ -295,21 +301,25 @@ async def run_wan(
     pki: Pki | None = None,
     fault_hooks: bool = False,
     state_file: Path | None = None,
+    host: str = "",
 ) -> None:
     from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
 
-    host = cfg.router.control_host
-    wan = Wan(cfg, host, BitFlipper() if fault_hooks else None, state_file)
+    # Binds (and relays on) `host`, or the control network's address; relays are handed out
+    # as the advertised one.
+    bind = host or cfg.router.control_host
+    advertise = host or cfg.router.advertise
+    wan = Wan(cfg, bind, BitFlipper() if fault_hooks else None, state_file, advertise)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
     # that would end the process before the `finally` below deletes the namespaces.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         wan.build_netns()
-        sock = bind_socket(host, port or 0)
+        sock = bind_socket(bind, port or 0)
         if await wan.restore():  # a restart: senders still dial the old relay ports
             wan.notes.append(f"reopened {len(wan.relays)} relays from {state_file}")
         scheme = "https" if pki is not None else "http"
-        url = f"{scheme}://{cfg.router.advertise}:{sock.getsockname()[1]}"
+        url = f"{scheme}://{advertise}:{sock.getsockname()[1]}"
         write_ready(ready_file, {"url": url, "notes": wan.notes})
         app = build_wan_app(wan, Guard(pki is None))
         await serve_uvicorn(app, sock, pki.server if pki is not None else None)
