@@ -1,7 +1,8 @@
 """[datacenters]: every process of a deployment in its own network namespace, two datacenters.
 
-Each cluster is a datacenter: its nodes' namespaces hang on one Linux bridge. The routers, etcd
-and the WAN emulator (its delay relays) sit in the datacenter of the PD cluster. The two bridges
+Each cluster is a datacenter: its nodes' namespaces hang on one Linux bridge. The routers and
+etcd sit in the datacenter of the PD cluster; the WAN emulator (its delay relays) shares the
+first router's namespace and address, where the workers expect relays to be. The two bridges
 are joined by one veth pair whose two ends `tc tbf` shapes at the `[[links]]` entry's rate
 (`emulation = "veth"`): every byte between the datacenters crosses it, and is counted there.
 Every process binds the address the file gives it; this module only reads and checks them, and
@@ -26,7 +27,6 @@ class DatacentersConfig:
     host: str  # this machine's address on the PD datacenter's bridge (clients, HAProxy)
     routers: tuple[str, ...]  # one address per router replica
     etcd: str
-    wan: str
     prefix_len: int = 16
 
 
@@ -49,6 +49,10 @@ class Topology:
     def host_side(self, ns: str) -> str:
         return f"{ns}h"
 
+    def unique(self) -> list[tuple[str, str, int]]:
+        """Each namespace once (the WAN emulator shares the first router's)."""
+        return list(dict.fromkeys(self.namespaces.values()))
+
     def devices(self) -> list[str]:
         """Host-side interfaces to delete (namespaces take their own ends with them)."""
         return [self.bridge(0), self.bridge(1), self.link_ends()[0]]
@@ -65,7 +69,6 @@ def datacenters_section(root: Table) -> DatacentersConfig | None:
         host=_address(t, t.string("host")),
         routers=tuple(_address(t, r) for r in routers),
         etcd=_address(t, t.string("etcd")),
-        wan=_address(t, t.string("wan")),
         prefix_len=t.integer("prefix_len", default=16, minimum=8),
     )
     if cfg.prefix_len > 30:
@@ -121,7 +124,7 @@ def check_datacenters(cfg: DeploymentConfig, dc: DatacentersConfig | None) -> No
 
 
 def _addresses(cfg: DeploymentConfig, dc: DatacentersConfig) -> list[tuple[str, str]]:
-    out = [("datacenters.host", dc.host), ("etcd", dc.etcd), ("wan", dc.wan)]
+    out = [("datacenters.host", dc.host), ("etcd", dc.etcd)]
     out += [(f"router replica {i}", a) for i, a in enumerate(dc.routers)]
     for node in cfg.nodes:
         try:
@@ -146,11 +149,12 @@ def plan_topology(cfg: DeploymentConfig, owner_pid: int) -> Topology:
     tag = f"{PREFIX}{owner_pid}"
     home = next(i for i, c in enumerate(cfg.clusters) if c.role == "pd")
     index = {c.name: (0 if i == home else 1) for i, c in enumerate(cfg.clusters)}
-    members = [("etcd", dc.etcd, 0), ("wan", dc.wan, 0)]
+    members = [("etcd", dc.etcd, 0)]
     members += [(name, a, 0) for name, a in zip(router_names(len(dc.routers)), dc.routers,
                                                  strict=True)]
     members += [(n.name, n.host, index[n.cluster]) for n in cfg.nodes]
     spaces = {name: (f"{tag}n{i}", addr, d) for i, (name, addr, d) in enumerate(members)}
+    spaces["wan"] = spaces["router"]  # the relays live where workers expect them
     if len(f"{tag}n{len(members)}h") > IFNAME_MAX:
         raise ConfigError(f"{cfg.source}: too many processes for interface names ({tag})")
     rate = link.gbps * cfg.engine.link_scale

@@ -40,9 +40,7 @@ def start_wan(dep: Deployment, pki: list[str], deadline: float) -> list[str]:
         return []
     hooks = ["--fault-hooks"] if dep.fault_hooks else []
     state = ["--state-file", str(dep.run_dir / "wan-relays.json")]
-    dc = dep.cfg.datacenters
-    host = ["--host", dc.wan] if dc is not None else []
-    dep._spawn("wan", ["--wan", "--policy", dep.policy, *pki, *hooks, *state, *host])
+    dep._spawn("wan", ["--wan", "--policy", dep.policy, *pki, *hooks, *state])
     ready = dep._wait_ready("wan", deadline)
     dep.wan_url = ready["url"]
     dep._pin("wan", ["--url", f"http://0:{_port(dep.wan_url)}"])
@@ -150,12 +148,12 @@ def build_datacenters(dep: Deployment, top: Topology) -> None:
 
     sweep_dead()  # left by a run whose supervisor and reaper were both killed
     if dep.reaper is not None:
-        for ns, _addr, _dc in top.namespaces.values():
+        for ns, _addr, _dc in top.unique():
             dep.reaper.order("netns", ns)
         for dev in top.devices():
             dep.reaper.order("netns", dev)
     build(top)
-    print(f"note: {len(top.namespaces)} namespaces on bridges {top.bridge(0)}/{top.bridge(1)}, "
+    print(f"note: {len(top.unique())} namespaces on bridges {top.bridge(0)}/{top.bridge(1)}, "
           f"inter-datacenter veth {'/'.join(top.link_ends())} shaped by tc tbf at "
           f"{top.rate_gbps:g} Gbit/s", file=sys.stderr, flush=True)
 

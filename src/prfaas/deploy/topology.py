@@ -46,7 +46,7 @@ def build(top: Topology) -> list[str]:
         burst = max(256 << 10, int(top.rate_gbps * 1e9 / 8 / 250))
         do("tc", "qdisc", "add", "dev", end, "root", "tbf", "rate", f"{rate_kbit}kbit",
            "burst", str(burst), "latency", "50ms")  # fmt: skip
-    for ns, addr, dc in top.namespaces.values():
+    for ns, addr, dc in top.unique():
         outside, inside = top.host_side(ns), f"{ns}c"
         do("ip", "netns", "add", ns)
         do("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
@@ -63,7 +63,7 @@ def build(top: Topology) -> list[str]:
 
 def teardown(top: Topology) -> None:
     """Delete every namespace and host interface of `top`; quiet about what is already gone."""
-    for ns, _addr, _dc in top.namespaces.values():
+    for ns, _addr, _dc in top.unique():
         delete_namespace(ns)
     for dev in top.devices():
         delete_link(dev)
