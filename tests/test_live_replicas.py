@@ -66,6 +66,11 @@ def test_two_routers_behind_haproxy_survive_a_kill_9(tmp_path: Path) -> None:
     healing = threading.Thread(target=heal, daemon=True)
     healing.start()
     try:
+        # As under `prfaas up`: a warm spare per replica is started a few seconds in.
+        deadline = time.monotonic() + 20
+        while set(dep.standbys) != set(dep.router_names) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3.0)  # the spares' imports
         assert url not in dep.router_urls and len(set(dep.router_urls)) == 2  # HAProxy's URL
         plan = paper_plan(rate_rps=8, duration_s=8, length_scale=0.05, arrival="poisson",
                           seed=1, shaping=Shaping(output_tokens=192, tokens_per_block=16))

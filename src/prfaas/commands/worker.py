@@ -65,6 +65,8 @@ def add_parser(subparsers: Any, name: str) -> None:
         "without it the control network is plain HTTP (only for [security] insecure = true)",
     )
     p.add_argument("--ready-file", type=Path, help="write the process's address here when ready")
+    p.add_argument("--standby", action="store_true", help="(supervisor) --router: load, then "
+                   "wait for a line on stdin before starting (a warm spare)")
     p.add_argument(
         "--fault-hooks", action="store_true", help="enable POST /fault (tests; nodes and WAN)"
     )
@@ -76,7 +78,8 @@ def as_process(args: argparse.Namespace, *, router: bool = False, wan: bool = Fa
                url: str = "") -> argparse.Namespace:
     """The `prfaas worker` arguments for `prfaas router` / `prfaas wan` (same process code)."""
     defaults = {"node": None, "etcd": "", "name": "", "wan_url": "", "secret_file": None,
-                "fault_hooks": False, "control_port": None, "state_file": None, "host": ""}
+                "fault_hooks": False, "control_port": None, "state_file": None, "host": "",
+                "standby": False}
     merged = {**defaults, **vars(args), "router": router, "wan": wan, "url": url}
     return argparse.Namespace(**merged)
 
@@ -124,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.router:
         from prfaas.router.app import run_router
 
+        if args.standby and not _stand_by():
+            return 0  # dismissed: the supervisor stopped (or died) before needing it
         wan_url = args.wan_url.rstrip("/")
         etcd = _etcd(args)
         asyncio.run(
@@ -155,6 +160,23 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _stand_by() -> bool:
+    """A warm spare: everything a router start imports is loaded; wait for the supervisor's word
+    (a line on stdin) to start, so a crashed router is replaced without the import time.
+    False when stdin closes first."""
+    import sys
+
+    import prfaas.router.cluster_members
+    import prfaas.router.control
+    import prfaas.security.asgi
+    import prfaas.server.app
+    import prfaas.server.auth
+    import prfaas.server.metrics
+    import prfaas.worker.app  # noqa: F401
+
+    return bool(sys.stdin.readline().strip())
 
 
 def _etcd(args: argparse.Namespace) -> str:

@@ -32,6 +32,9 @@ class Healer:
 
     def tick(self) -> list[str]:
         now, lines = self.clock(), []
+        maintain = getattr(self.dep, "maintain", None)
+        if maintain is not None:
+            maintain()  # warm spares (deploy/supervisor.py)
         for name, state in self.states.items():
             if name in self.pending or name in self.given_up:
                 continue

@@ -36,6 +36,7 @@ from prfaas.errors import PrfaasError
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 5.0
+SPARE_DELAY_S = 3.0  # a router's warm spare starts this long after the router
 
 
 class DeploymentError(PrfaasError):
@@ -75,6 +76,8 @@ class Deployment:
         self.spawn_args: dict[str, list[str]] = {}  # prfaas processes' options
         self.commands: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
         self.reaper: Reaper | None = None
+        self.standbys: dict[str, subprocess.Popen[bytes]] = {}  # routers' warm spares
+        self.spare_due: dict[str, float] = {}  # when to start a router's next spare
         self.router_names = router_names(self.cfg.router.replicas)
         # [datacenters]: every process in a namespace of its own (deploy/topology.py)
         self.topology = plan_topology(self.cfg, os.getpid()) if self.cfg.datacenters else None
@@ -126,6 +129,7 @@ class Deployment:
                 self.transfer_ports[node.name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
             launch.start_front(self, deadline)
+            self.spare_due = dict.fromkeys(self.router_names, time.monotonic() + SPARE_DELAY_S)
         except BaseException:
             self.stop()
             raise
@@ -185,29 +189,54 @@ class Deployment:
                 old += [opt, value]
         self.commands[name] = self._worker_cmd(name, old)
 
-    def _launch(self, name: str, cmd: list[str]) -> None:
+    def _launch(self, name: str, cmd: list[str], standby: bool = False) -> None:
         restart = name in self.commands
-        self.commands[name] = cmd
-        (self.run_dir / f"{name}.json").unlink(missing_ok=True)  # a stale address
+        if not standby:
+            self.commands[name] = cmd
+            (self.run_dir / f"{name}.json").unlink(missing_ok=True)  # a stale address
         log = (self.run_dir / f"{name}.log").open("ab" if restart else "wb")
         proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
+            [*cmd, "--standby"] if standby else cmd,
+            stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             preexec_fn=launch.preexec(self.topology, name, _die_with_parent),
         )
         log.close()
-        self.procs[name] = proc
+        if standby:
+            self.standbys[name] = proc
+        else:
+            self.procs[name] = proc
         if self.reaper is not None:
             self.reaper.order("pgid", proc.pid)
             if name == "wan" and self.netns:
                 self.reaper.order("netns-owner", proc.pid)
 
     def respawn(self, name: str) -> None:
-        """Start a process that exited again, with its original arguments and its pinned ports."""
+        """Start a process that exited again, with its original arguments and its pinned ports:
+        a router's warm spare if one is waiting (no import time), else a fresh process."""
+        spare = self.standbys.pop(name, None)
+        if spare is not None and spare.poll() is None and spare.stdin is not None:
+            (self.run_dir / f"{name}.json").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                spare.stdin.write(b"go\n")
+                spare.stdin.close()
+                self.procs[name] = spare
+                self.spare_due[name] = time.monotonic() + SPARE_DELAY_S
+                return
         self._launch(name, self.commands[name])
+        if name in self.router_names:
+            self.spare_due[name] = time.monotonic() + SPARE_DELAY_S
+
+    def maintain(self) -> None:
+        """Start the routers' warm spares that are due (called by the healer's ticks); one is
+        started a while after its router, not to compete with that router's own start."""
+        now = time.monotonic()
+        for name, due in list(self.spare_due.items()):
+            if now >= due and name not in self.standbys:
+                del self.spare_due[name]
+                self._launch(name, self.commands[name], standby=True)
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]
@@ -260,6 +289,11 @@ class Deployment:
 
     def stop(self) -> None:
         """SIGTERM every process group, wait, then SIGKILL what is left; reap everything."""
+        for spare in self.standbys.values():  # idle spares: no grace needed
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(spare.pid, signal.SIGKILL)
+            spare.wait()
+        self.standbys.clear()
         for name in reversed(list(self.procs)):
             self.kill(name, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
