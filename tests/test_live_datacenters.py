@@ -93,6 +93,7 @@ def test_two_datacenters_in_namespaces(tmp_path: Path) -> None:
         assert len(spaces) == 5 and len(links) >= 3, (spaces, links)  # etcd, router+wan, 3 nodes
         for ns in spaces:  # nothing on loopback anywhere (etcd included)
             addrs = _listeners(ns)
+            print(f"{ns}: listening on {' '.join(sorted(addrs))}")
             assert addrs and all(a.startswith(prefix) for a in addrs), (ns, addrs)
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", timeout=120)
         short = client.completions.create(model="qwen3.5-tiny", prompt="hi", max_tokens=4)

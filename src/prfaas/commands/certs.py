@@ -42,13 +42,16 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.dir} already holds a CA (ca.key); refusing to overwrite it")
         print(init_ca(args.dir))
         return 0
+    ips: dict[str, tuple[str, ...]] = {}
     if args.config:
         from prfaas.deploy.config import load_deployment
+        from prfaas.deploy.launch import etcd_ips
 
         cfg = load_deployment(args.config)
-        names += ["router", "wan", "operator", *(n.name for n in cfg.nodes)]
+        names += ["router", "wan", "operator", "etcd", *(n.name for n in cfg.nodes)]
+        ips["etcd"] = etcd_ips(cfg)  # etcd's gateway dials its own address and checks it
     if not names:
         raise UsageError("issue needs identity names or --config")
     for name in dict.fromkeys(names):
-        print(issue(args.dir, name))
+        print(issue(args.dir, name, ips.get(name, ())))
     return 0
