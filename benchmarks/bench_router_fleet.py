@@ -4,8 +4,9 @@
 
 One RouterBackend (the real router object: membership, global prefix index, bandwidth monitor,
 policy, decision log) built from a deployment of N emulated nodes (1/3 PrfaaS prefill; PD 3 prefill
-: 1 decode). The nodes are emulated inside this process, in virtual time: each sends a heartbeat
-every 0.2 s (Membership.heartbeat, as the router's /internal/heartbeat does), and the router's own
+: 1 decode). The nodes are emulated inside this process, in virtual time: each registers once
+(Membership.register, as the router does on a node's etcd record) and sends telemetry every 0.2 s
+(Membership.telemetry, as on the node's event stream), and the router's own
 dispatch accounting moves as requests are placed and finish (prefill 0.5-4 s, decode 5-30 s), so
 node state churns as in a live run at that rate. No worker processes or sockets: what is timed is
 the router's per-request routing work (CPU time, steady under other load, and wall time), the
@@ -31,12 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from prfaas.bench.stats import latency_summary
 from prfaas.cache.hashing import token_block_hashes
+from prfaas.cluster.keys import NodeMeta
 from prfaas.deploy.config import parse_deployment
 from prfaas.router.adapter import RouterAdapter
 from prfaas.router.backend import RouterBackend
 from prfaas.router.live_view import membership_records
 from prfaas.server.backend import CompletionRequest
-from prfaas.worker.messages import Heartbeat
+from prfaas.worker.messages import Telemetry
 
 HEARTBEAT_S = 0.2
 
@@ -71,10 +73,15 @@ def deployment(n: int) -> Any:
     )
 
 
-def heartbeat(rec: Any, free: int) -> Heartbeat:
-    return Heartbeat(
-        rec.name, rec.cluster, f"http://{rec.name}", "h", 1, 1.0, rec.role, False,
-        0, 0, 0, 20 if rec.role == "decode" else 1, free, 0, 0, 0,
+def record(rec: Any) -> NodeMeta:
+    batch = 20 if rec.role == "decode" else 1
+    return NodeMeta(rec.name, rec.cluster, rec.role, f"{rec.name}:1", "h:2", max_batch=batch,
+                    epoch=1.0)
+
+
+def heartbeat(rec: Any, free: int) -> Telemetry:
+    return Telemetry(
+        rec.name, 1.0, rec.role, False, 0, 0, 0, 20 if rec.role == "decode" else 1, free, 0, 0, 0,
     )  # fmt: skip
 
 
@@ -97,7 +104,9 @@ def run(
     sys.modules["prfaas.router.backend"].time.monotonic = lambda: clock[0]  # type: ignore[attr-defined]
     events: list[tuple[float, int, str, Any]] = []
     seq = 0
-    for i, name in enumerate(names):  # heartbeats spread over one period
+    for name in names:
+        members.register(record(members.nodes[name]), now=0.0)
+    for i, name in enumerate(names):  # telemetry spread over one period
         events.append((HEARTBEAT_S * i / len(names), i, "beat", name))
     heapq.heapify(events)
     seq = len(names)
@@ -116,7 +125,7 @@ def run(
             clock[0] = t
             if kind == "beat":
                 rec = members.nodes[arg]
-                members.heartbeat(heartbeat(rec, rng.randrange(8, 64) << 30), now=t)
+                members.telemetry(heartbeat(rec, rng.randrange(8, 64) << 30), now=t)
                 heapq.heappush(events, (t + HEARTBEAT_S, seq, "beat", arg))
                 seq += 1
             elif kind == "request":

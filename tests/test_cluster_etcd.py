@@ -103,6 +103,62 @@ def test_exactly_one_leader_and_failover(etcd: str) -> None:
     asyncio.run(run())
 
 
+def test_a_frozen_registration_rejoins_by_itself_when_it_thaws(etcd: str) -> None:
+    async def run() -> None:
+        client = await connect(etcd)
+        watch = NodeWatch(client, "thaw")
+        await watch.start()
+        reg = Registration(client, "thaw", _meta("p0"), ttl_s=2)
+        await reg.start()
+        assert await watch.wait_for(lambda n: "p0" in n, 2.0)
+        reg.pause()  # SIGSTOP
+        assert await watch.wait_for(lambda n: "p0" not in n, 4.0)
+        reg.resume()  # SIGCONT: the next refresh finds the lease expired and joins again
+        assert await watch.wait_for(lambda n: "p0" in n, 3.0)
+        assert reg.rejoins == 1
+        await reg.close()
+        await watch.close()
+
+    asyncio.run(run())
+
+
+def test_etcd_with_a_pki_admits_only_cluster_certificates(tmp_path: Path) -> None:
+    import aetcd
+
+    from prfaas.cluster.client import TlsClient
+    from prfaas.security.certs import init_ca, issue, issue_all
+    from prfaas.security.tls import Pki
+
+    issue_all(tmp_path / "pki", ["etcd", "router"], {"etcd": ("127.0.0.1",)})
+    init_ca(tmp_path / "rogue")
+    issue(tmp_path / "rogue", "router")
+    server = EmbeddedEtcd(tmp_path, tls=Pki(tmp_path / "pki", "etcd"))
+    url = server.start()
+    host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+
+    async def put(client: object) -> None:
+        async with asyncio.timeout(8):
+            await client.connect()  # type: ignore[attr-defined]
+            await client.put(b"/k", b"v")  # type: ignore[attr-defined]
+
+    async def honest() -> bytes:
+        client = await connect(url, Pki(tmp_path / "pki", "router"))
+        await client.put(b"/k", b"v")
+        return bytes((await client.get(b"/k")).value)
+
+    try:
+        assert url.startswith("https://")
+        assert asyncio.run(honest()) == b"v"
+        for bad in (lambda: TlsClient(host, port, Pki(tmp_path / "rogue", "router"), 3),
+                    lambda: aetcd.Client(host=host, port=port, timeout=3)):
+            with pytest.raises(Exception):  # noqa: B017 - refused in the handshake
+                asyncio.run(put(bad()))
+        with pytest.raises(UsageError):  # https needs the PKI; http is refused with one
+            asyncio.run(connect(url.replace("https", "http"), Pki(tmp_path / "pki", "router")))
+    finally:
+        server.stop()
+
+
 def test_bad_etcd_urls_are_usage_errors() -> None:
     for url in ("localhost:2379", "https://etcd:2379", "http://etcd"):
         with pytest.raises(UsageError):

@@ -86,3 +86,60 @@ def test_a_gap_older_than_the_buffer_is_counted_as_lost() -> None:
 
     got, lost = asyncio.run(run())
     assert got == [4, 5] and lost == 4
+
+
+def test_curve_streams_admit_registered_keys_and_a_refused_handshake_needs_a_new_socket() -> None:
+    """With CURVE, only client keys the ZAP handler admits get batches (and replays). A client
+    refused once is not retried by ZMQ even after its key is admitted: the router's watchdog
+    (router/cluster_members.py) opens a new subscriber, resuming at the sequence it had."""
+    from zmq.auth.asyncio import AsyncioAuthenticator
+
+    async def run() -> None:
+        ctx = zmq.asyncio.Context()
+        admitted: set[bytes] = set()
+
+        class Keys:
+            def callback(self, _domain: str, key: bytes) -> bool:
+                return key in admitted
+
+        auth = AsyncioAuthenticator(ctx)
+        auth.start()
+        auth.configure_curve_callback("*", Keys())
+        server_public, server_secret = zmq.curve_keypair()
+        public, secret = zmq.curve_keypair()
+        pub = KvEventPublisher(ctx, "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", topic="kv@n",
+                               curve_secret=server_secret)
+        pub.start()
+        got: list[int] = []
+        curve = (server_public, public, secret)
+
+        def subscriber() -> KvEventSubscriber:
+            s = KvEventSubscriber(ctx, pub.endpoint, pub.replay_endpoint,
+                                  lambda seq, _p: got.append(seq), topic="kv@n", curve=curve)
+            s.start()
+            return s
+
+        refused = subscriber()
+        for i in range(5):
+            await pub.publish([_stored(i)])
+            await asyncio.sleep(0.1)
+        admitted.add(public)
+        for i in range(5, 10):
+            await pub.publish([_stored(i)])
+            await asyncio.sleep(0.1)
+        assert got == []  # refused once: never retried
+        await refused.close()
+        fresh = subscriber()
+        await asyncio.sleep(0.3)  # connected and admitted
+        await pub.publish([_stored(10)])
+        for _ in range(40):
+            if got == list(range(11)):
+                break
+            await asyncio.sleep(0.05)
+        assert got == list(range(11))  # the gap 0..9 came from the (CURVE) replay socket
+        await fresh.close()
+        await pub.close()
+        auth.stop()
+        ctx.destroy(linger=0)
+
+    asyncio.run(run())

@@ -93,7 +93,7 @@ def test_prfaas_up_serves_and_stops_cleanly(tmp_path: Path, stop_signal: int) ->
         assert resp.status_code == 200, resp.text
         assert resp.json()["usage"]["completion_tokens"] == 8
         children = _children(proc.pid)
-        assert len(children) == 5  # WAN emulator + router + 3 workers
+        assert len(children) == 6  # etcd + WAN emulator + router + 3 workers
         proc.send_signal(stop_signal)
         assert proc.wait(timeout=20) == 0
     finally:
@@ -111,7 +111,7 @@ def test_routes_by_threshold_on_the_uncached_length(shared: Deployment) -> None:
     decisions = httpx.get(f"{url}/dashboard/state").json()["decisions"]
     assert [d["prefill"] for d in decisions[:2]] == ["prfaas-0", "pd-p0"]
     assert [d["input_tokens"] for d in decisions[:2]] == [len(prompt), len(SHORT_PROMPT)]
-    # the bandwidth monitor learns of the KV bytes from the sender's next heartbeat
+    # the bandwidth monitor learns of the KV bytes from the sender's next telemetry
     deadline = time.monotonic() + 5
     while state(shared)["links"]["prfaas->pd"]["bytes_total"] == 0:  # type: ignore[index]
         assert time.monotonic() < deadline, "no KV bytes reported on the prfaas->pd link"
@@ -213,7 +213,7 @@ def test_router_metrics_expose_the_scheduler_state(shared: Deployment) -> None:
     assert complete(url, long_prompt("metrics")).status_code == 200  # offloaded: crosses the link
     assert complete(url, SHORT_PROMPT).status_code == 200
     deadline = time.monotonic() + 5
-    while True:  # gauges of queues and links refresh with the heartbeats
+    while True:  # gauges of queues and links refresh with the telemetry
         families = {
             f.name: f for f in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
         }

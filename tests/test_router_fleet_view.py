@@ -1,6 +1,6 @@
 """The router's incremental views (router/fleet_view.py) decide exactly as RouterAdapter's views
-rebuilt from every membership record, through any sequence of heartbeats, dispatch accounting,
-deaths, drains and heartbeat timeouts."""
+rebuilt from every membership record, through any sequence of registrations and telemetry,
+dispatch accounting, deaths, drains, telemetry timeouts and changes in the number of replicas."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from prfaas.cluster.keys import NodeMeta
 from prfaas.core.request import RequestSpec
 from prfaas.deploy.config import parse_deployment
 from prfaas.policy import PolicyParams, get_policy, policy_names
@@ -17,7 +18,7 @@ from prfaas.router.decision_log import SUMMARY_NODES, view_summary
 from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import index_match, membership_records
 from prfaas.router.membership import Membership
-from prfaas.worker.messages import Heartbeat
+from prfaas.worker.messages import Telemetry
 
 TIMEOUT = 2.0
 
@@ -51,18 +52,23 @@ def deployment(prfaas: int = 3, pd_prefill: int = 3, pd_decode: int = 3) -> Any:
     )
 
 
-def beat(rec: Any, free: int) -> Heartbeat:
-    return Heartbeat(
-        rec.name, rec.cluster, f"http://{rec.name}", "h", 1, 1.0, rec.role, False,
-        0, 0, 0, rec.max_batch, free, 0, 0, 0,
-    )  # fmt: skip
+def beat(members: Membership, rec: Any, free: int, now: float, limit: int = 0,
+         queue: int = 0) -> None:
+    """What the router sees of a live node: its etcd record, then its telemetry."""
+    members.register(NodeMeta(rec.name, rec.cluster, rec.role, f"{rec.name}:1", "h:2",
+                              max_batch=rec.max_batch, epoch=1.0, max_context_tokens=limit),
+                     now=now)  # fmt: skip
+    members.telemetry(Telemetry(rec.name, 1.0, rec.role, False, queue, queue * 900, queue % 2,
+                                rec.max_batch, free, 0, 0, 0), now=now)  # fmt: skip
 
 
 def _apply(members: Membership, names: list[str], op: tuple[Any, ...], now: float) -> None:
     kind, i, a, b = op
     rec = members.nodes[names[i % len(names)]]
     if kind == "beat":
-        members.heartbeat(beat(rec, a * 2**30), now=now - b / 4)
+        beat(members, rec, a * 2**30, now - b / 4, queue=b)
+    elif kind == "replicas":
+        members.set_replicas(1 + a % 2)
     elif kind == "prefill":
         rec.prefill_inflight, rec.prefill_tokens = a, a * b * 1000
     elif kind == "decode":
@@ -74,7 +80,7 @@ def _apply(members: Membership, names: list[str], op: tuple[Any, ...], now: floa
 
 
 OPS = st.tuples(
-    st.sampled_from(["beat", "beat", "prefill", "decode", "dead", "drain"]),
+    st.sampled_from(["beat", "beat", "prefill", "decode", "dead", "drain", "replicas"]),
     st.integers(0, 100),
     st.integers(0, 4),
     st.integers(0, 12),
@@ -115,7 +121,7 @@ def test_large_views_log_only_the_chosen_nodes() -> None:
     cfg = deployment(prfaas=40, pd_prefill=30, pd_decode=10)
     members = Membership(cfg)
     for rec in members.nodes.values():
-        members.heartbeat(beat(rec, 2**34), now=1.0)
+        beat(members, rec, 2**34, 1.0)
     view = LiveFleet(members, cfg.block_tokens, TIMEOUT).view(1.5, [], {})
     summary = view_summary(view, ("p0", "pd3"))
     assert summary["nodes"] == 80 > SUMMARY_NODES
@@ -125,9 +131,7 @@ def test_large_views_log_only_the_chosen_nodes() -> None:
 def _scanned_context_limit(members: Membership, default: int) -> int:
     """The per-request scan the router used before Membership kept the limits (the reference)."""
     reported = [
-        r.beat.max_context_tokens
-        for r in members.nodes.values()
-        if r.alive and r.beat is not None and r.beat.max_context_tokens > 0
+        r.context_tokens for r in members.nodes.values() if r.alive and r.context_tokens > 0
     ]
     return min([default, *reported])
 
@@ -136,14 +140,12 @@ def _scanned_context_limit(members: Membership, default: int) -> int:
 @given(st.lists(st.tuples(st.sampled_from(["beat", "dead"]), st.integers(0, 100),
                           st.sampled_from([0, 512, 4096, 1 << 20])), max_size=40))
 def test_the_kept_context_limit_equals_the_scan(ops: list[tuple[str, int, int]]) -> None:
-    from msgspec.structs import replace
-
     members = Membership(deployment())
     names = sorted(members.nodes)
     for kind, i, limit in ops:
         rec = members.nodes[names[i % len(names)]]
         if kind == "beat":
-            members.heartbeat(replace(beat(rec, 1 << 30), max_context_tokens=limit), now=1.0)
+            beat(members, rec, 1 << 30, 1.0, limit)
         else:
             members.mark_dead(rec.name)
         for default in (1000, 1 << 30):

@@ -1,6 +1,6 @@
 """Schemathesis against every control listener of a live deployment, over mutual TLS with a
-valid client certificate (the operator's; the router's for worker jobs; a node's for /push and
-heartbeats): whatever the body, never a 5xx."""
+valid client certificate (the operator's; the router's for worker jobs; a node's for /push):
+whatever the body, never a 5xx. (Nodes join through etcd: there is no heartbeat route.)"""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from prfaas.deploy.supervisor import Deployment
 from prfaas.router.control import PolicyChange, RoleRequest
 from prfaas.security.openapi import openapi
 from prfaas.security.tls import Pki
-from prfaas.worker.messages import FaultSpec, Heartbeat, PrefillJob, PushJob, RoleChange
+from prfaas.worker.messages import FaultSpec, PrefillJob, PushJob
 from prfaas.worker.wan import RelayRequest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed")
@@ -29,9 +29,8 @@ LISTENERS: dict[str, tuple[str, str, list[Any]]] = {
         ("/internal/policy", "POST", PolicyChange), ("/internal/role", "POST", RoleRequest),
         ("/internal/state", "GET", None), ("/internal/decisions", "GET", None),
         ("/internal/health", "GET", None)]),
-    "router-node": ("router", "prfaas-0", [("/internal/heartbeat", "POST", Heartbeat)]),
     "worker-router": ("pd-p0", "router", [
-        ("/prefill", "POST", PrefillJob), ("/role", "POST", RoleChange),
+        ("/prefill", "POST", PrefillJob),
         ("/fault", "POST", FaultSpec), ("/health", "GET", None)]),
     "worker-node": ("prfaas-0", "pd-p0", [("/push", "POST", PushJob)]),
     "wan-router": ("wan", "router", [("/relay", "POST", RelayRequest), ("/health", "GET", None)]),

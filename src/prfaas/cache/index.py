@@ -54,6 +54,12 @@ class GlobalPrefixIndex:
                 best[location] = i + 1
         return best
 
+    def held(self, location: str) -> dict[int, bool]:
+        """Every block hash the location holds -> whether it has a state checkpoint there."""
+        state = self._state
+        return {h: location in state.get(h, ()) for h, holders in self._kv.items()
+                if location in holders}
+
     def blocks_held(self, location: str) -> int:
         return sum(1 for holders in self._kv.values() if location in holders)
 

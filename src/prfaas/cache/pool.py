@@ -92,6 +92,11 @@ class HybridPrefixPool:
         self._stored = self._evicted = 0
 
     # -- queries ---------------------------------------------------------------------------
+    def contents(self) -> dict[int, bool]:
+        """Every held block hash -> whether it holds a linear-state checkpoint (for checks that
+        an index fed by this pool's events agrees with it)."""
+        return {h: e.has_state for h, e in self._entries.items()}
+
     def peek(self, hashes: Sequence[int]) -> PrefixMatch:
         """The match, without touching LRU order or counters (for what-if routing queries)."""
         entries = self._entries

@@ -18,7 +18,7 @@ from prfaas.security.tls import Pki
 ETCD = "etcd"  # the identity etcd's server certificate names
 
 
-class TlsClient(aetcd.Client):
+class TlsClient(aetcd.Client):  # type: ignore[misc]
     """aetcd's client over `grpc.aio.secure_channel` with a client certificate."""
 
     def __init__(self, host: str, port: int, pki: Pki, timeout: int) -> None:

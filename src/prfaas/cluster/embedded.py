@@ -89,7 +89,8 @@ class EmbeddedEtcd:
             etcd_binary(), "--name", self.name, "--data-dir", str(data / "data"),
             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
             "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-            "--initial-cluster", f"{self.name}={peer_url}", "--log-level", "warn", *self._tls_args(),
+            "--initial-cluster", f"{self.name}={peer_url}", "--log-level", "warn",
+            *self._tls_args(),
         ]  # fmt: skip
         log = (self.run_dir / "etcd.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True,

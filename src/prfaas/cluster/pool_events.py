@@ -18,7 +18,7 @@ MEDIUM = "GPU"
 STATE_GROUP = 1
 
 
-def _stored(hashes: list[int], block_size: int, state: bool) -> list[KvEvent]:
+def _stored(hashes: list[int | bytes], block_size: int, state: bool) -> list[KvEvent]:
     kv = BlockStored(hashes, None, [], block_size, None, MEDIUM, None, group_idx=0)
     if not state:
         return [kv]
@@ -29,7 +29,7 @@ def _stored(hashes: list[int], block_size: int, state: bool) -> list[KvEvent]:
 def to_vllm(events: Sequence[CacheEvent], block_size: int) -> list[KvEvent]:
     """Runs of same-kind events become one BlockStored / BlockRemoved each, in order."""
     out: list[KvEvent] = []
-    run: list[int] = []
+    run: list[int | bytes] = []
     key: tuple[str, bool] | None = None
     for ev in [*events, None]:
         k = (ev.kind, ev.has_state) if ev is not None else None

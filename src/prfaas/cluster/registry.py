@@ -28,20 +28,27 @@ class Registration:
         self.ttl_s = ttl_s
         self.lease: Any = None
         self.refreshes = 0
+        self.rejoins = 0  # times the lease had expired (a frozen process) and was granted anew
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        await self._grant()
+        self._task = asyncio.create_task(self._keepalive(), name=f"keepalive {self.meta.name}")
+
+    async def _grant(self) -> None:
         self.lease = await self.client.lease(self.ttl_s)
         await self.client.put(self.key, encode(self.meta), lease=self.lease)
-        self._task = asyncio.create_task(self._keepalive(), name=f"keepalive {self.meta.name}")
 
     async def _keepalive(self) -> None:
         # Three refreshes per TTL: one lost or late refresh never expires the lease.
         while True:
             await asyncio.sleep(self.ttl_s / 3)
             with contextlib.suppress(Exception):  # etcd unreachable: retry; the TTL decides
-                await self.lease.refresh()
+                reply = await self.lease.refresh()
                 self.refreshes += 1
+                if getattr(reply, "TTL", 1) <= 0:  # expired while frozen: join again
+                    self.rejoins += 1
+                    await self._grant()
 
     async def update(self, meta: Any) -> None:
         """Rewrite the metadata under the same lease (e.g. after a role change)."""
@@ -53,6 +60,11 @@ class Registration:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+
+    def resume(self) -> None:
+        """Keep the lease alive again (tests: SIGCONT); an expired lease is granted anew."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._keepalive(), name=f"keepalive {self.meta.name}")
 
     async def close(self) -> None:
         self.pause()

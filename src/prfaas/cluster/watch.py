@@ -11,7 +11,7 @@ import msgspec
 
 from prfaas.cluster.keys import NodeMeta, decode_node, nodes_prefix
 
-Listener = Callable[[str, NodeMeta | None], None]
+Listener = Callable[[str, Any], None]  # (name, record or None once deleted)
 
 
 class NodeWatch:

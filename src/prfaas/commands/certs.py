@@ -17,7 +17,8 @@ def add_parser(subparsers: Any, name: str) -> None:
         name,
         help="create a cluster CA and node certificates (mutual TLS of the control network)",
         description="init: write a new CA (ca.pem, ca.key) into DIR. issue: sign NAME.pem/NAME.key "
-        "with DIR's CA for each NAME (a node name, router, wan or operator). Keys are 0600.",
+        "with DIR's CA for each NAME (a node name, router, wan, operator, or etcd: the embedded "
+        "etcd's server certificate, also valid for its IP addresses). Keys are 0600.",
         epilog="example: prfaas certs init --dir pki && prfaas certs issue router wan operator "
         "prfaas-p0 pd-d0 --dir pki (or: prfaas certs issue --config dep.toml --dir pki)",
     )
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.dir} already holds a CA (ca.key); refusing to overwrite it")
         print(init_ca(args.dir))
         return 0
-    ips: dict[str, tuple[str, ...]] = {}
+    ips: dict[str, tuple[str, ...]] = {"etcd": ("127.0.0.1",)}
     if args.config:
         from prfaas.deploy.config import load_deployment
         from prfaas.deploy.launch import etcd_ips

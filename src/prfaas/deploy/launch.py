@@ -9,10 +9,11 @@ workers already dial.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from prfaas.deploy import haproxy
@@ -91,16 +92,18 @@ def start_front(dep: Deployment, deadline: float) -> None:
 def start_etcd(dep: Deployment) -> str:
     """The cluster's etcd: the given URL, or one started in the run folder on the control
     network's address (never a public one), https with client certificates when the
-    deployment has a PKI."""
+    deployment has a PKI, each identity allowed to write only its own keys (cluster/access)."""
     if dep.etcd_url:
         return dep.etcd_url
     from prfaas.cluster.embedded import EmbeddedEtcd
-    from prfaas.security.tls import Pki
+    from prfaas.security.tls import OPERATOR, Pki
 
     tls = Pki(dep.pki_dir, "etcd") if dep.pki_dir is not None else None
     dep.etcd = EmbeddedEtcd(dep.run_dir, etcd_host(dep.cfg), tls=tls)
     with _namespace_of(dep.topology, "etcd"):  # etcd is born in its namespace, if it has one
         url = str(dep.etcd.start())
+    if dep.pki_dir is not None:  # each identity may write only its own keys (cluster/access)
+        asyncio.run(_restrict(url, Pki(dep.pki_dir, OPERATOR), dep.cfg))
     # Supervised like the others: a restart reuses the same command line, so the same data
     # folder (the leases, policy and roles survive) and the same ports.
     proc = dep.etcd.proc
@@ -109,6 +112,14 @@ def start_etcd(dep: Deployment) -> str:
     if dep.reaper is not None:
         dep.reaper.order("pgid", proc.pid)
     return url
+
+
+async def _restrict(url: str, operator: Any, cfg: DeploymentConfig) -> None:
+    from prfaas.cluster import access
+    from prfaas.cluster.client import connect
+
+    client = await connect(url, operator)
+    await access.enable(client, cfg.name, [n.name for n in cfg.nodes])
 
 
 def etcd_host(cfg: DeploymentConfig) -> str:

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 from typing import Any
 
 import msgspec
@@ -50,7 +51,9 @@ class RouterCluster:
         self.ctx = zmq.asyncio.Context()
         self.curve: tuple[bytes, bytes] | None = zmq.curve_keypair() if pki is not None else None
         self.subs: dict[str, KvEventSubscriber] = {}
-        self.metas: dict[str, NodeMeta] = {}
+        self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node
+        self.streams: dict[str, tuple[str, float]] = {}  # (endpoint, epoch) subscribed to
+        self.heard: dict[str, float] = {}  # when each node's stream last delivered anything
         self.assigned: dict[str, str] = {}  # node -> role written to roles/ (by any replica)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: Any = None
@@ -82,13 +85,14 @@ class RouterCluster:
         await self.leader.start()
         self.policy = PolicySync(self.client, self.deployment, self.backend)
         await self.policy.start()
+        self._spawn(self._watchdog())
 
     @property
     def replicas(self) -> int:
         return max(len(self.routers.nodes), 1)
 
     def _replicas(self, _name: str, _meta: Any) -> None:
-        self.members.replicas = self.replicas
+        self.members.set_replicas(self.replicas)
 
     @property
     def is_leader(self) -> bool:
@@ -98,6 +102,15 @@ class RouterCluster:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def summary(self) -> dict[str, Any]:
+        """For /internal/state: this replica, the leader, and its event streams' health."""
+        subs = self.subs.values()
+        return {
+            "name": self.name, "leader": self.leader.leader, "is_leader": self.is_leader,
+            "replicas": sorted(self.routers.nodes), "policy_records_applied": self.policy.applied,
+            "replayed": sum(s.replayed for s in subs), "lost": sum(s.lost for s in subs),
+        }  # fmt: skip
 
     # -- nodes -----------------------------------------------------------------------------
     def _node(self, name: str, meta: NodeMeta | None) -> None:
@@ -114,7 +127,6 @@ class RouterCluster:
         self._spawn(self._join(name, meta))
 
     async def _join(self, name: str, meta: NodeMeta) -> None:
-        old = self.metas.get(name)
         self.metas[name] = meta
         try:
             await self.backend.ensure_relays(name, meta)
@@ -124,36 +136,59 @@ class RouterCluster:
             if self.metas.get(name) is meta:
                 self._spawn(self._join(name, meta))
             return
-        if old is None or (old.events, old.epoch) != (meta.events, meta.epoch):
+        if self.metas.get(name) is not meta:
+            return  # deleted or rewritten meanwhile: the newer event decides
+        if self.streams.get(name) != (meta.events, meta.epoch):  # a new process: a new stream
             self._unsubscribe(name)
             self._subscribe(name, meta)
         self.members.register(meta)
         if self.assigned.get(name) == meta.role:
             self.members.nodes[name].converting = False
 
-    def _subscribe(self, name: str, meta: NodeMeta) -> None:
+    async def _watchdog(self) -> None:
+        """Re-open a stream that has been silent for a while although its node is registered.
+        Telemetry arrives every heartbeat_s, so silence means a lost connection, e.g. a CURVE
+        handshake the node refused because its watch had not yet seen this replica's key
+        (ZMQ does not retry a refused handshake)."""
+        stale_s = max(2.0, 5 * self.cfg.router.heartbeat_s)
+        while True:
+            await asyncio.sleep(stale_s / 2)
+            now = time.monotonic()
+            for name, sub in list(self.subs.items()):
+                meta = self.metas.get(name)
+                if meta is not None and now - self.heard.get(name, now) > stale_s:
+                    log.info("stream of %s silent for %.1f s: reconnecting", name, stale_s)
+                    self._unsubscribe(name)
+                    self._subscribe(name, meta, sub.next_seq)
+
+    def _subscribe(self, name: str, meta: NodeMeta, start_seq: int = 0) -> None:
+        self.heard[name] = time.monotonic()
         curve = None
         if self.curve is not None and meta.curve_key:
             curve = (meta.curve_key.encode(), self.curve[0], self.curve[1])
 
         def on_batch(_seq: int, payload: bytes) -> None:
+            self.heard[name] = time.monotonic()
             try:
                 self.members.apply_pool_events(name, from_vllm(payload))
             except EventDecodeError as exc:
                 log.warning("bad KV event batch from %s: %s", name, exc)
 
-        sub = KvEventSubscriber(
-            self.ctx, meta.events, meta.replay, on_batch, topic=f"kv@{name}",
-            other=(f"load@{name}".encode(), lambda p: self._load(name, p)), curve=curve)  # fmt: skip
+        load = (f"load@{name}".encode(), lambda p: self._load(name, p))
+        sub = KvEventSubscriber(self.ctx, meta.events, meta.replay, on_batch,
+                                topic=f"kv@{name}", start_seq=start_seq, other=load, curve=curve)
         sub.start()
         self.subs[name] = sub
+        self.streams[name] = (meta.events, meta.epoch)
 
     def _unsubscribe(self, name: str) -> None:
         sub = self.subs.pop(name, None)
+        self.streams.pop(name, None)
         if sub is not None:
             self._spawn(sub.close())
 
     def _load(self, name: str, payload: bytes) -> None:
+        self.heard[name] = time.monotonic()
         try:
             load = _LOAD.decode(payload)
         except msgspec.DecodeError:

@@ -137,6 +137,13 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
         log_ = backend.decision_log
         return _json({"count": log_.count, "decisions": log_.since(since)})
 
+    async def index(request: Request) -> Response:
+        """This replica's global prefix index per node (built from the nodes' event streams)."""
+        if (deny := guard.check(request, (OPERATOR,))) is not None:
+            return deny
+        idx = backend.members.index
+        return _json({n: idx.held(n) for n in backend.members.nodes})
+
     async def health(request: Request) -> Response:
         if (deny := guard.check(request, lambda _peer: True)) is not None:
             return deny
@@ -149,4 +156,5 @@ def build_control_app(backend: RouterBackend, guard: Guard) -> Starlette:
         Route("/internal/state", state, methods=["GET"]),
         Route("/internal/decisions", decisions, methods=["GET"]),
         Route("/internal/health", health, methods=["GET"]),
+        Route("/internal/index", index, methods=["GET"]),
     ])

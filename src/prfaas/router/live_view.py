@@ -10,7 +10,9 @@ from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.membership import Membership, NodeRecord
 
 
-def membership_record(rec: NodeRecord, cfg: DeploymentConfig, shared: bool = False) -> MembershipRecord:
+def membership_record(
+    rec: NodeRecord, cfg: DeploymentConfig, shared: bool = False
+) -> MembershipRecord:
     """Queues from the router's own dispatch counts (exact, current); memory from telemetry.
 
     `shared`: other router replicas dispatch to the same nodes, and this one cannot see their

@@ -86,6 +86,13 @@ class Membership:
             self.nodes[n.name] = NodeRecord(n.name, n.cluster, n.role, changes=self.changed)
             self.changed.add(n.name)
 
+    def set_replicas(self, n: int) -> None:
+        """How many router replicas share the nodes (queue counts then include the nodes'
+        published ones: every node's routing entry changes)."""
+        if n != self.replicas:
+            self.replicas = n
+            self.changed.update(self.nodes)
+
     def cluster_of(self, node: str) -> str:
         return self.nodes[node].cluster
 

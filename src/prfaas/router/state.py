@@ -14,6 +14,7 @@ def router_state(backend: RouterBackend) -> dict[str, Any]:
             "cluster": r.cluster,
             "role": r.role,
             "alive": r.alive,
+            "registered": r.registered,
             "draining": r.draining,
             "url": r.url,
             "served": r.served,
@@ -44,6 +45,7 @@ def router_state(backend: RouterBackend) -> dict[str, Any]:
         "routed": len(backend.route_s),
         "route_ms": percentiles_ms(backend.route_s),
         "relays": {r.name: r.relays for r in backend.node_records()},
+        "cluster": backend.cluster.summary() if backend.cluster is not None else {},
     }
 
 

@@ -9,11 +9,13 @@ timeout; `limit_concurrency` answers 503 beyond that many connections+requests.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import signal
 import socket
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from starlette.requests import Request
@@ -107,8 +109,8 @@ async def serve(
 ) -> None:
     """Serve `app` on the bound socket until SIGTERM/SIGINT (or the task is cancelled)."""
     server = make_server(app, ssl_context, limit_concurrency=limit_concurrency)
-    if not install_signals:
-        server.capture_signals = _no_signals
+    quiet = not install_signals
+    server.capture_signals = _no_signals if quiet else (lambda: _exit_on_signals([server]))
     await server.serve(sockets=[sock])
 
 
@@ -132,14 +134,34 @@ def make_server(
 
 
 def _no_signals() -> Any:
-    import contextlib
-
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def _exit_on_signals(servers: list[Any]) -> Iterator[None]:
+    """SIGTERM/SIGINT stop the servers and return from serving, so the caller's cleanup runs
+    (a node revokes its etcd lease: it leaves the cluster at once). uvicorn's own handling
+    re-raises the signal after serving, which ends the process before any `finally`."""
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
 
 
 async def serve_many(servers: list[tuple[Any, socket.socket]]) -> None:
     """Run several uvicorn servers; the first one handles signals and stopping it stops all."""
     rest = servers[1:]
+    first = servers[0][0]
+    first.capture_signals = lambda: _exit_on_signals([first])
     for server, _ in rest:
         server.capture_signals = _no_signals
     tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in servers]

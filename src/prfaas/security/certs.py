@@ -105,7 +105,9 @@ def issue(folder: Path, name: str, ips: tuple[str, ...] = ()) -> Path:
     return folder / f"{name}.pem"
 
 
-def issue_all(folder: Path, names: list[str], ips: dict[str, tuple[str, ...]] | None = None) -> None:
+def issue_all(
+    folder: Path, names: list[str], ips: dict[str, tuple[str, ...]] | None = None
+) -> None:
     """A fresh CA and one certificate per name (`ips`: IP SANs per name), then the CA key is
     deleted (nothing more can be signed: a throwaway CA per `prfaas up` run)."""
     init_ca(folder)

@@ -67,7 +67,7 @@ class ServerMetrics:
             ["cluster", "node", "role"], **kw
         )
         self.node_up = g(
-            "node_up", "1 while the node heartbeats, 0 once it is marked dead",
+            "node_up", "1 while the node is registered in etcd and reachable, 0 once marked dead",
             ["cluster", "node", "role"], **kw
         )
         self.offload_fraction = g(

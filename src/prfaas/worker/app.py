@@ -55,9 +55,9 @@ async def _first_or_disconnect(request: Request, stream: AsyncIterator[Any]) -> 
 
 
 def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
-    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /fault. Only the router
-    may give jobs and faults (the operator too: faults); /push serves cache pulls of the other
-    nodes. Roles are assigned in etcd (worker/cluster_link.py), not over this API."""
+    """Control API: /health, /prefill, /decode (NDJSON stream), /push, /fault, /pool. Only the
+    router may give jobs and faults (the operator too: faults, /pool); /push serves cache pulls
+    of the other nodes. Roles are assigned in etcd (worker/cluster_link.py), not over this API."""
     guard = guard or Guard(insecure=True)
     nodes = {n.name for n in worker.cfg.nodes} - {worker.name}
     from_router = {ROUTER}
@@ -123,6 +123,13 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
             return deny
         return await call(request, PushJob, worker.push, "push")
 
+    async def pool(request: Request) -> Response:
+        """The prefix pool's blocks (hash -> has a state checkpoint): what the routers' indexes
+        rebuild from this node's event stream."""
+        if (deny := guard.check(request, from_operator)) is not None:
+            return deny
+        return _json({"epoch": worker.epoch, "blocks": worker.pool.contents()})
+
     async def fault(request: Request) -> Response:
         if (deny := guard.check(request, from_operator)) is not None:
             return deny
@@ -143,6 +150,7 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
             Route("/decode", decode, methods=["POST"]),
             Route("/push", push, methods=["POST"]),
             Route("/fault", fault, methods=["POST"]),
+            Route("/pool", pool, methods=["GET"]),
         ]
     )
 

@@ -81,7 +81,12 @@ class WorkerCluster:
         self.reg = Registration(self.client, self.deployment, self.meta(), self.cfg.router.lease_s)
         await self.reg.start()
         loop = asyncio.get_running_loop()
-        self.worker.on_events = lambda: loop.call_soon_threadsafe(self._wake.set)
+        wake = self._wake
+
+        def on_events() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        self.worker.on_events = on_events
         self._wake.set()
         for coro in (self._flush(), self._telemetry(), self._follow_role()):
             self.tasks.append(asyncio.create_task(coro))
