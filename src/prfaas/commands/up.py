@@ -130,6 +130,11 @@ def _announce(url: str, dep: Any) -> None:
         f"try: curl -s {url}/v1/completions {auth}-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
+    if len(dep.router_urls) > 1:
+        urls = ",".join(dep.router_urls)
+        front = "behind HAProxy at the URL above" if "haproxy" in dep.procs else (
+            f"no HAProxy: give clients every URL, e.g. prfaas bench --url {urls}")
+        print(f"router replicas: {', '.join(dep.router_urls)} ({front})")
     print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
     if dep.pki_dir is not None:  # operator tools (prfaas link set) need both; never a secret
         print(f"operator: control {dep.control_url}, certificates in {dep.pki_dir}")
