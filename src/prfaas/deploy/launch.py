@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -101,7 +102,7 @@ def start_etcd(dep: Deployment) -> str:
     tls = Pki(dep.pki_dir, "etcd") if dep.pki_dir is not None else None
     dep.etcd = EmbeddedEtcd(dep.run_dir, etcd_host(dep.cfg), tls=tls)
     with _namespace_of(dep.topology, "etcd"):  # etcd is born in its namespace, if it has one
-        url = str(dep.etcd.start())
+        url = dep.etcd_url = str(dep.etcd.start())
     if dep.pki_dir is not None:  # each identity may write only its own keys (cluster/access)
         asyncio.run(_restrict(url, Pki(dep.pki_dir, OPERATOR), dep.cfg))
     # Supervised like the others: a restart reuses the same command line, so the same data
@@ -141,6 +142,34 @@ def etcd_ips(cfg: DeploymentConfig) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
+
+
+# -- warm spares ----------------------------------------------------------------------------
+def activate_spare(dep: Deployment, name: str) -> bool:
+    """Hand `name`'s command line to its waiting spare (a line on its stdin); False if none."""
+    from prfaas.deploy.supervisor import SPARE_DELAY_S
+
+    spare = dep.standbys.pop(name, None)
+    if spare is None or spare.poll() is not None or spare.stdin is None:
+        return False
+    (dep.run_dir / f"{name}.json").unlink(missing_ok=True)
+    try:
+        spare.stdin.write(b"go\n")
+        spare.stdin.close()
+    except OSError:
+        return False
+    dep.procs[name] = spare
+    dep.spare_due[name] = time.monotonic() + SPARE_DELAY_S  # the next spare, a while later
+    return True
+
+
+def start_due_spares(dep: Deployment) -> None:
+    """A spare starts a while after its router, not to compete with that router's own start."""
+    now = time.monotonic()
+    for name, due in list(dep.spare_due.items()):
+        if now >= due and name not in dep.standbys:
+            del dep.spare_due[name]
+            dep._launch(name, dep.commands[name], standby=True)
 
 
 # -- [datacenters] -------------------------------------------------------------------------

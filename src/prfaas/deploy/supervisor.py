@@ -74,6 +74,7 @@ class Deployment:
         self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.spawn_args: dict[str, list[str]] = {}  # prfaas processes' options
+        self.pins: dict[str, dict[str, str]] = {}  # options pinned for restarts (their ports)
         self.commands: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
         self.reaper: Reaper | None = None
         self.standbys: dict[str, subprocess.Popen[bytes]] = {}  # routers' warm spares
@@ -180,14 +181,17 @@ class Deployment:
         ]  # fmt: skip
 
     def _pin(self, name: str, args: list[str]) -> None:
-        """Options a restart of `name` gets (the ports it had): sets each `--opt value`."""
-        old = self.spawn_args[name]
-        for opt, value in zip(args[::2], args[1::2], strict=True):
-            if opt in old:
-                old[old.index(opt) + 1] = value
+        """Options a restart of `name` gets (the ports it had): sets each `--opt value` in its
+        command line; `spawn_args` keeps what it was first started with."""
+        pins = self.pins.setdefault(name, {})
+        pins.update(zip(args[::2], args[1::2], strict=True))
+        pinned = list(self.spawn_args[name])
+        for opt, value in pins.items():
+            if opt in pinned:
+                pinned[pinned.index(opt) + 1] = value
             else:
-                old += [opt, value]
-        self.commands[name] = self._worker_cmd(name, old)
+                pinned += [opt, value]
+        self.commands[name] = self._worker_cmd(name, pinned)
 
     def _launch(self, name: str, cmd: list[str], standby: bool = False) -> None:
         restart = name in self.commands
@@ -216,27 +220,15 @@ class Deployment:
     def respawn(self, name: str) -> None:
         """Start a process that exited again, with its original arguments and its pinned ports:
         a router's warm spare if one is waiting (no import time), else a fresh process."""
-        spare = self.standbys.pop(name, None)
-        if spare is not None and spare.poll() is None and spare.stdin is not None:
-            (self.run_dir / f"{name}.json").unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                spare.stdin.write(b"go\n")
-                spare.stdin.close()
-                self.procs[name] = spare
-                self.spare_due[name] = time.monotonic() + SPARE_DELAY_S
-                return
+        if launch.activate_spare(self, name):
+            return
         self._launch(name, self.commands[name])
         if name in self.router_names:
             self.spare_due[name] = time.monotonic() + SPARE_DELAY_S
 
     def maintain(self) -> None:
-        """Start the routers' warm spares that are due (called by the healer's ticks); one is
-        started a while after its router, not to compete with that router's own start."""
-        now = time.monotonic()
-        for name, due in list(self.spare_due.items()):
-            if now >= due and name not in self.standbys:
-                del self.spare_due[name]
-                self._launch(name, self.commands[name], standby=True)
+        """Start the routers' warm spares that are due (called by the healer's ticks)."""
+        launch.start_due_spares(self)
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]
