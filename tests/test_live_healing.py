@@ -75,6 +75,9 @@ def test_a_killed_router_and_wan_come_back_on_their_ports(tmp_path: Path) -> Non
     try:
         assert complete(url, LONG_PROMPT).status_code == 200  # a relay exists now
         healer = Healer(dep, RestartPolicy(first_backoff_s=0.2, max_backoff_s=1.0))
+        # Steady state, as under `prfaas up`: the router's warm spare has started and imported.
+        _heal_until(healer, lambda: "router" in dep.standbys, 20)
+        time.sleep(4.0)
         control = dep.control_url
         dep.kill("router", signal.SIGKILL)
 

@@ -303,7 +303,8 @@ async def run_wan(
     state_file: Path | None = None,
     host: str = "",
 ) -> None:
-    from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
+    from prfaas.security.asgi import serve
+    from prfaas.worker.app import bind_socket, write_ready
 
     # Binds (and relays on) `host`, or the control network's address; relays are handed out
     # as the advertised one.
@@ -322,7 +323,9 @@ async def run_wan(
         url = f"{scheme}://{advertise}:{sock.getsockname()[1]}"
         write_ready(ready_file, {"url": url, "notes": wan.notes})
         app = build_wan_app(wan, Guard(pki is None))
-        await serve_uvicorn(app, sock, pki.server if pki is not None else None)
+        # SIGTERM ends the emulator at once (the handler above): a graceful uvicorn stop would
+        # wait on the routers' kept-alive connections, and relays hold nothing worth waiting for.
+        await serve(app, sock, pki.server if pki is not None else None, install_signals=False)
     finally:
         await wan.close()
         signal.signal(signal.SIGTERM, previous)
