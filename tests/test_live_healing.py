@@ -110,6 +110,14 @@ def test_a_killed_router_and_wan_come_back_on_their_ports(tmp_path: Path) -> Non
         assert any("etcd restarted" in line for line in seen), seen
         assert dep.commands["etcd"] == etcd_cmd and dep.procs["etcd"].poll() is None
         assert complete(url, SHORT_PROMPT + "!").status_code == 200
-        assert healer.restarts == 3
+        # ... and the watches followed it: a worker restarted now registers and serves.
+        old_url = _record(dep, "pd-d0")["url"]
+        dep.kill("pd-d0", signal.SIGKILL)
+        back_s, lines = _heal_until(
+            healer, lambda: _record(dep, "pd-d0")["url"] != old_url
+            and complete(url, SHORT_PROMPT + "?", timeout=5).status_code == 200, 20)
+        print(f"pd-d0 killed after the etcd restart: serving again in {back_s:.2f} s")
+        assert complete(url, SHORT_PROMPT + "?").status_code == 200, lines
+        assert healer.restarts == 4
     finally:
         dep.stop()
