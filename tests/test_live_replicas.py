@@ -98,8 +98,13 @@ def test_two_routers_behind_haproxy_survive_a_kill_9(tmp_path: Path) -> None:
               f"({[(r.error, r.output_tokens) for r in failed]}); the killed replica served "
               f"again {back_s:.2f} s after kill -9")
         # Requests not yet streaming on the killed replica were retried by HAProxy on the
-        # other one: every failure is a stream cut after it had started.
-        assert all(r.error in STREAMED and r.output_tokens > 0 for r in failed), failed
+        # other one: a failure is a stream cut after it had started, or a clean OpenAI-style
+        # refusal by the live replica (e.g. 503 while the dead one's orphaned streams still
+        # hold the decode slots), never a proxy or connection error.
+        cut = [r for r in failed if r.error in STREAMED and r.output_tokens > 0]
+        refused = [r for r in failed if r.error and r.error.startswith("http_")
+                   and '"error"' in (r.detail or "") and "<html" not in (r.detail or "")]
+        assert len(cut) + len(refused) == len(failed), failed
         assert any("router-1 exited" in line for line in lines), lines
         assert back_s <= 5.0, f"replica served again only after {back_s:.1f} s"
         assert _healthy(dep.router_urls[1]) and _healthy(url)
