@@ -10,7 +10,8 @@ deterministic output. Columns: sent, ok, failed (the server said so), leaky (a f
 carrying an internal address), lost (hung, cut without an error, or wrong text), recovery (s from
 the fault until every later request succeeded; '-' never), TTFT x (p50 TTFT 1-6 s after the fault
 ended over p50 before it). Scenarios that need a mechanism this
-build lacks (router replicas, a link control) are listed as skipped, with the reason.
+build lacks (a link control) are listed as skipped, with the reason. kill-router runs the file with
+`[router] replicas = 2` (HAProxy in front) and kills one replica; the healer restarts it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import asyncio
 import json
 import signal
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -53,6 +56,7 @@ class Scenario:
     rate_boost: float = 1.0  # load multiplier for `boost_s` seconds from the fault
     boost_s: float = 0.0
     skip: str = ""  # why it cannot run in this build
+    replicas: int = 1  # router replicas (HAProxy in front when > 1)
 
 
 def _nodes(dep: Deployment, prefix: str) -> list[str]:
@@ -73,6 +77,20 @@ def _signal(prefix: str, sig: int) -> Callable[[Deployment], None]:
     return fault
 
 
+def _kill_router(dep: Deployment) -> None:
+    dep.kill(dep.router_names[-1], signal.SIGKILL)  # one of the replicas behind HAProxy
+
+
+def with_replicas(config: Path, n: int, folder: Path) -> Path:
+    """A copy of the deployment file with `[router] replicas = n`."""
+    text = config.read_text()
+    text = (text.replace("[router]\n", f"[router]\nreplicas = {n}\n", 1) if "[router]\n" in text
+            else text + f"\n[router]\nreplicas = {n}\n")
+    path = folder / f"{config.stem}-{n}-routers.toml"
+    path.write_text(text)
+    return path
+
+
 SCENARIOS = {
     s.name: s
     for s in (
@@ -85,7 +103,7 @@ SCENARIOS = {
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0),
         Scenario("disconnect-storm"),
         Scenario("million-token-prompts"),
-        Scenario("kill-router", skip="needs router replicas (issue 11); today one router"),
+        Scenario("kill-router", _kill_router, replicas=2),
         Scenario("link-cut-10s", skip="needs a live link control (issue 12: prfaas link set)"),
         Scenario("bandwidth-5pct-60s", skip="needs a live link control (issue 12)"),
     )
@@ -153,15 +171,41 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
     return results
 
 
+class _Healing:
+    """The supervisor's healing loop in a thread (`prfaas up` runs it in its main loop)."""
+
+    def __init__(self, dep: Deployment) -> None:
+        from prfaas.deploy.healer import Healer
+
+        self.healer, self.stop = Healer(dep), threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.wait(0.2):
+            for line in self.healer.tick():
+                print(f"  healer: {line}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+
+
 def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
     plan = build_plan(scn, args)
     by_index = {r.index: r for r in plan}
-    dep = Deployment(args.config)
-    try:
-        dep.start()
-        results = asyncio.run(_drive(dep, scn, plan, args))
-    finally:
-        dep.stop()
+    with tempfile.TemporaryDirectory() as tmp:
+        config = args.config if scn.replicas == 1 else with_replicas(args.config, scn.replicas,
+                                                                      Path(tmp))
+        dep = Deployment(config)
+        try:
+            dep.start()
+            healer = _Healing(dep) if scn.replicas > 1 else None  # as `prfaas up` would
+            results = asyncio.run(_drive(dep, scn, plan, args))
+        finally:
+            if healer is not None:
+                healer.close()
+            dep.stop()
     # TTFT is compared 1-6 s after the fault ends (after SIGCONT, after the storm, ...).
     window = (scn.hold_s + scn.boost_s + 1.0, scn.hold_s + scn.boost_s + 6.0)
     return summarise(scn.name, results, args.fault_at,

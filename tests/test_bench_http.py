@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 
 from prfaas.bench.client import RequestResult, send_one
-from prfaas.bench.http import ConnectError, Pool, ProtocolError
+from prfaas.bench.http import ConnectError, FailoverPool, Pool, ProtocolError, make_pool
 from prfaas.bench.workload import PlannedRequest
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -123,3 +123,51 @@ def test_pool_rejects_what_it_cannot_speak() -> None:
     with pytest.raises(ValueError):
         Pool("https://example.com")
     assert issubclass(ConnectError, OSError) and issubclass(ProtocolError, Exception)
+
+
+def test_failover_pool_moves_on_before_a_reply_and_never_replays_a_started_one() -> None:
+    """URL A refuses, B closes without a byte (a router killed mid-request), C answers: the
+    request succeeds on C; a stream C cuts after it started is not sent anywhere else."""
+    seen: list[str] = []
+
+    async def dies(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        seen.append("b")
+        writer.transport.abort()
+
+    async def answers(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append("c")
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(SSE))
+        await writer.drain()
+
+    async def cuts(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append("cut")
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n" + chunked(SSE[:30]))
+        await writer.drain()
+        writer.transport.abort()
+
+    async def main() -> tuple[RequestResult, RequestResult, int]:
+        b = await asyncio.start_server(dies, "127.0.0.1", 0)
+        c = await asyncio.start_server(answers, "127.0.0.1", 0)
+        d = await asyncio.start_server(cuts, "127.0.0.1", 0)
+        urls = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}" for s in (b, c, d)]
+        try:
+            pool = make_pool(",".join(["http://127.0.0.1:9", *urls[:2]]))
+            ok = await send_one(pool, REQ, 0.0, "m", "completions", True, 5)
+            assert isinstance(pool, FailoverPool)
+            failovers = pool.failovers
+            pool.close()
+            cut_pool = make_pool(",".join([urls[2], urls[1]]))
+            cut = await send_one(cut_pool, REQ, 0.0, "m", "completions", True, 5)
+            cut_pool.close()
+            return ok, cut, failovers
+        finally:
+            for s in (b, c, d):
+                s.close()
+
+    ok, cut, failovers = asyncio.run(main())
+    assert ok.ok and ok.text == " a b" and failovers == 2
+    assert not cut.ok and cut.error in ("disconnected", "incomplete")
+    assert seen == ["b", "c", "cut"]  # the cut stream went to no other server

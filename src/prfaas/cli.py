@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "link": "link",
     "bench": "bench",
     "worker": "worker",
+    "router": "router",
+    "wan": "wan",
     "certs": "certs",
 }
 

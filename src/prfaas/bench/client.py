@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from prfaas.bench.http import ConnectError, Pool, ProtocolError
+from prfaas.bench.http import AnyPool, ConnectError, ProtocolError, make_pool
 from prfaas.bench.workload import PlannedRequest
 from prfaas.errors import UsageError
 
@@ -103,7 +104,7 @@ def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool,
     return body
 
 
-async def _stream_into(pool: Pool, path: str, body: bytes, st: _Stream) -> tuple[int, str]:
+async def _stream_into(pool: AnyPool, path: str, body: bytes, st: _Stream) -> tuple[int, str]:
     """POST and feed the SSE lines to `st`; (status, error body) when the status is not 200."""
     resp = await pool.post(path, body)
     try:
@@ -119,7 +120,7 @@ async def _stream_into(pool: Pool, path: str, body: bytes, st: _Stream) -> tuple
         resp.release()
 
 
-async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpoint: str,
+async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, endpoint: str,
                    ignore_eos: bool, timeout_s: float, tag: bool = False) -> RequestResult:
     body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos, tag))
     start = time.perf_counter()
@@ -152,7 +153,10 @@ async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpo
 
 
 def normalize_url(url: str) -> str:
-    """`http://host:port` from what a user types (a trailing /v1 or / is dropped)."""
+    """`http://host:port` from what a user types (a trailing /v1 or / is dropped); several
+    comma-separated URLs (router replicas, tried in order on connection errors) stay a list."""
+    if "," in url:
+        return ",".join(normalize_url(u) for u in url.split(",") if u.strip())
     url = url.strip().rstrip("/")
     if url.endswith("/v1"):
         url = url[:-3]
@@ -162,7 +166,14 @@ def normalize_url(url: str) -> str:
 
 
 async def discover_model(url: str, timeout_s: float = 5.0) -> str:
-    """The first model the server lists; a clear UsageError when the URL is not a live server."""
+    """The first model the server lists; a clear UsageError when the URL is not a live server.
+    With several URLs, the first that answers."""
+    if "," in url:
+        urls = url.split(",")
+        for other in urls[:-1]:
+            with contextlib.suppress(UsageError):
+                return await discover_model(other, timeout_s)
+        return await discover_model(urls[-1], timeout_s)
     try:
         async with httpx.AsyncClient(base_url=url, timeout=timeout_s) as client:
             resp = await client.get("/v1/models")
@@ -184,7 +195,7 @@ async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endp
                    on_done: Callable[[RequestResult], None] | None = None,
                    tag: bool = False) -> tuple[list[RequestResult], float]:
     """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s)."""
-    pool = Pool(url)
+    pool = make_pool(url)
     t0 = time.perf_counter()
 
     async def one(req: PlannedRequest) -> RequestResult:

@@ -132,6 +132,48 @@ class Pool:
         self.idle.clear()
 
 
+class FailoverPool:
+    """Pools to several servers (router replicas): requests go to the current one; a connection
+    that fails before any byte of a reply (refused, or closed by a server that died) sends the
+    request to the next URL, which then becomes current. A reply that had started is never
+    replayed: its stream's failure is the caller's to report."""
+
+    def __init__(self, urls: list[str]) -> None:
+        if not urls:
+            raise ValueError("no URL")
+        self.pools = [Pool(u) for u in urls]
+        self.current = 0
+        self.failovers = 0
+
+    async def post(self, path: str, body: bytes) -> Response:
+        last: BaseException | None = None
+        first, n = self.current, len(self.pools)
+        for k in range(n):
+            i = (first + k) % n
+            try:
+                return await self.pools[i].post(path, body)
+            except (ConnectError, *_STALE) as exc:  # no reply byte came: safe to send elsewhere
+                last = exc
+                if self.current == i:  # (a concurrent request may have moved on already)
+                    self.current = (i + 1) % n
+                self.failovers += k + 1 < n
+        assert last is not None
+        raise last
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+
+AnyPool = Pool | FailoverPool
+
+
+def make_pool(url: str) -> AnyPool:
+    """One server (`http://h:p`) or several with failover (`http://a:p,http://b:q`)."""
+    urls = [u for u in url.split(",") if u]
+    return Pool(urls[0]) if len(urls) == 1 else FailoverPool(urls)
+
+
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
     try:
         raw = await reader.readuntil(b"\r\n\r\n")

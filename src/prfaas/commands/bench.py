@@ -27,7 +27,9 @@ def add_parser(subparsers: Any, name: str) -> None:
     p = subparsers.add_parser(
         name, help="open-loop load generator (TTFT/TPOT/throughput) against a URL",
         description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", help="server base URL, e.g. http://127.0.0.1:8000")
+    p.add_argument("--url", help="server base URL, e.g. http://127.0.0.1:8000; several, "
+                   "comma-separated (router replicas): a request whose connection fails before "
+                   "any reply goes to the next one")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--trace", type=Path, help="a named trace (kimi-conversation) or a "
                      "Mooncake-format trace file (.jsonl or .jsonl.gz)")

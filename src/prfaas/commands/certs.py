@@ -46,11 +46,11 @@ def run(args: argparse.Namespace) -> int:
     ips: dict[str, tuple[str, ...]] = {"etcd": ("127.0.0.1",)}
     if args.config:
         from prfaas.deploy.config import load_deployment
-        from prfaas.deploy.supervisor import etcd_ips
+        from prfaas.deploy.launch import etcd_ips
 
         cfg = load_deployment(args.config)
         names += ["router", "wan", "operator", "etcd", *(n.name for n in cfg.nodes)]
-        ips["etcd"] = etcd_ips(cfg)
+        ips["etcd"] = etcd_ips(cfg)  # etcd's gateway dials its own address and checks it
     if not names:
         raise UsageError("issue needs identity names or --config")
     for name in dict.fromkeys(names):

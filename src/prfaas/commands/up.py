@@ -134,6 +134,11 @@ def _announce(url: str, dep: Any) -> None:
         f"try: curl -s {url}/v1/completions {auth}-H 'Content-Type: application/json' "
         f'-d \'{{"model": "{model}", "prompt": "Hello", "max_tokens": 16}}\''
     )
+    if len(dep.router_urls) > 1:
+        urls = ",".join(dep.router_urls)
+        front = "behind HAProxy at the URL above" if "haproxy" in dep.procs else (
+            f"no HAProxy: give clients every URL, e.g. prfaas bench --url {urls}")
+        print(f"router replicas: {', '.join(dep.router_urls)} ({front})")
     print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
     if dep.pki_dir is not None:  # operator tools (prfaas link set) need both; never a secret
         print(f"operator: control {dep.control_url}, certificates in {dep.pki_dir}")
@@ -141,22 +146,16 @@ def _announce(url: str, dep: Any) -> None:
 
 
 def _serve(dep: Any) -> None:
-    """Wait for Ctrl-C / SIGTERM; restart a worker that dies (deploy/healer.py). The router's
-    death stops the deployment and the WAN emulator's is reported: nothing can take over their
-    addresses yet (router replicas and etcd discovery will)."""
+    """Wait for Ctrl-C / SIGTERM; restart any process that dies (deploy/healer.py), each restart
+    logged here with its reason. Once the healer gives up on every router, or on HAProxy, nothing
+    can serve: the deployment stops."""
     from prfaas.deploy.healer import Healer
 
-    healer, reported = Healer(dep), set()
+    healer = Healer(dep)
     while True:
         time.sleep(0.2)
         for line in healer.tick():
             print(f"warning: {line}", file=sys.stderr, flush=True)
-        for name in ("router", "wan"):
-            proc = dep.procs.get(name)
-            if proc is None or proc.poll() is None or name in reported:
-                continue
-            reported.add(name)
-            print(f"warning: {name} exited with status {proc.returncode}", file=sys.stderr,
-                  flush=True)
-            if name == "router":
-                raise SystemExit(1)
+        if set(dep.router_names) <= healer.given_up or "haproxy" in healer.given_up:
+            print("error: no router left to serve; stopping", file=sys.stderr, flush=True)
+            raise SystemExit(1)

@@ -1,6 +1,8 @@
-"""`prfaas worker` (internal): one process of a deployment, the router or a worker node.
+"""`prfaas worker --node NAME`: one worker node of a deployment, on any host.
 
-`prfaas up` starts these; running one by hand is for debugging and for placing nodes on other hosts.
+`prfaas up` starts these on one machine; on several hosts each node runs this command on its own
+host (the file gives its bind `host` and its `advertise` address). `--router` / `--wan` run the
+other processes (`prfaas router` and `prfaas wan` are the documented front doors for those).
 """
 
 from __future__ import annotations
@@ -17,12 +19,16 @@ from prfaas.errors import UsageError
 def add_parser(subparsers: Any, name: str) -> None:
     p = subparsers.add_parser(
         name,
-        help="(internal) run one router or worker process of a deployment",
-        description="Run the router (--router) or one worker node (--node NAME) of a deployment "
-        "file. `prfaas up` starts every process of a deployment; use this to debug one.",
-        epilog="example: prfaas worker --config examples/local.toml --node pd-d0 "
-        "--etcd https://10.0.0.1:2379 --secret-file secret.txt --pki pki "
-        "(the cluster's etcd; pki/ from `prfaas certs`)",
+        help="run one worker node of a deployment (standalone, any host)",
+        description="Run one worker node (--node NAME) of a deployment file on this host: it "
+        "binds the node's `host` from the file (control and KV transfer listeners), is "
+        "reached at its `advertise` address, and registers in the cluster's etcd. `prfaas up` "
+        "starts every process on one machine; `prfaas router` and `prfaas wan` run the others "
+        "standalone.",
+        epilog="example (on the host 10.0.0.7 that the file gives pd-d0): prfaas worker "
+        "--config dep.toml --node pd-d0 --etcd https://10.0.0.1:2379 "
+        "--secret-file secret.txt --pki pki   (the cluster's etcd; pki/ from `prfaas certs`; "
+        "secret.txt: the cluster's KV-transfer secret, never on a command line)",
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
@@ -39,6 +45,17 @@ def add_parser(subparsers: Any, name: str) -> None:
         default="",
         help="listen address of --router / --wan (default: the file's router host and port)",
     )
+    p.add_argument(
+        "--control-port", type=int, help="control listener port of --router (default: the file's)"
+    )
+    p.add_argument(
+        "--host", default="", help="--router / --wan: bind and advertise this address instead "
+        "of the file's [router] ones (a replica or emulator on its own address)"
+    )
+    p.add_argument(
+        "--state-file", type=Path, help="--wan: where it records its relays, to reopen them "
+        "on the same ports after a restart"
+    )
     p.add_argument("--policy", help="run the deployment under this policy (its [variant.*])")
     p.add_argument("--secret-file", type=Path, help="KV-transfer secret (default: the file's)")
     p.add_argument(
@@ -48,11 +65,23 @@ def add_parser(subparsers: Any, name: str) -> None:
         "without it the control network is plain HTTP (only for [security] insecure = true)",
     )
     p.add_argument("--ready-file", type=Path, help="write the process's address here when ready")
+    p.add_argument("--standby", action="store_true", help="(supervisor) --router: load, then "
+                   "wait for a line on stdin before starting (a warm spare)")
     p.add_argument(
         "--fault-hooks", action="store_true", help="enable POST /fault (tests; nodes and WAN)"
     )
     p.add_argument("--log-level", default="WARNING", help="Python log level (default WARNING)")
     p.set_defaults(run=run)
+
+
+def as_process(args: argparse.Namespace, *, router: bool = False, wan: bool = False,
+               url: str = "") -> argparse.Namespace:
+    """The `prfaas worker` arguments for `prfaas router` / `prfaas wan` (same process code)."""
+    defaults = {"node": None, "etcd": "", "name": "", "wan_url": "", "secret_file": None,
+                "fault_hooks": False, "control_port": None, "state_file": None, "host": "",
+                "standby": False}
+    merged = {**defaults, **vars(args), "router": router, "wan": wan, "url": url}
+    return argparse.Namespace(**merged)
 
 
 def _secret(args: argparse.Namespace) -> bytes:
@@ -98,15 +127,22 @@ def run(args: argparse.Namespace) -> int:
     if args.router:
         from prfaas.router.app import run_router
 
+        if args.standby and not _stand_by():
+            return 0  # dismissed: the supervisor stopped (or died) before needing it
         wan_url = args.wan_url.rstrip("/")
         etcd = _etcd(args)
-        asyncio.run(run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd,
-                               args.name))
+        asyncio.run(
+            run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd, args.name,
+                       args.control_port, args.host)
+        )
         return 0
     if args.wan:
         from prfaas.worker.wan import run_wan
 
-        asyncio.run(run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks))
+        asyncio.run(
+            run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file,
+                    args.host)
+        )
         return 0
     etcd = _etcd(args)
     from prfaas.worker.app import run_worker
@@ -124,6 +160,23 @@ def run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+def _stand_by() -> bool:
+    """A warm spare: everything a router start imports is loaded; wait for the supervisor's word
+    (a line on stdin) to start, so a crashed router is replaced without the import time.
+    False when stdin closes first."""
+    import sys
+
+    import prfaas.router.cluster_members
+    import prfaas.router.control
+    import prfaas.security.asgi
+    import prfaas.server.app
+    import prfaas.server.auth
+    import prfaas.server.metrics
+    import prfaas.worker.app  # noqa: F401
+
+    return bool(sys.stdin.readline().strip())
 
 
 def _etcd(args: argparse.Namespace) -> str:

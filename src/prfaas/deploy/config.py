@@ -6,11 +6,13 @@ Format (examples/local.toml is the annotated reference):
     [engine]      kind = "transformers" | "emulated", model, ... (EngineConfig)
     [policy]      name, [policy.params] (passed to the policy as-is)
     [router]      host, port (the public OpenAI listener; 0 = pick a free one), control_host,
-                  control_port, advertise (the cluster's control listener), heartbeat_s, ...
+                  control_port, advertise (the cluster's control listener), heartbeat_s,
+                  replicas, ...
     [security]    insecure, pki, kv_tls, public_metrics, public_dashboard, [[security.api_keys]]
     [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
-    [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns", connections
+    [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns" | "veth", connections
+    [datacenters] host, routers, etcd, wan, prefix_len: one namespace per process (datacenters.py)
     [control]     workload prior and knobs of the control loop (deploy/control_section.py)
 """
 
@@ -20,18 +22,21 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prfaas.deploy.control_section import ControlSettings, control_section
 from prfaas.errors import ConfigError
 from prfaas.planner.fields import Table
 
+if TYPE_CHECKING:
+    from prfaas.deploy.datacenters import DatacentersConfig
+
 EngineKind = Literal["transformers", "emulated"]
-Emulation = Literal["shaper", "netns"]
+Emulation = Literal["shaper", "netns", "veth"]
 ENGINE_KINDS = ("transformers", "emulated")
 CLUSTER_ROLES = ("prfaas", "pd")
 NODE_ROLES = ("prefill", "decode")
-EMULATIONS = ("shaper", "netns")
+EMULATIONS = ("shaper", "netns", "veth")
 GIB = 2**30
 
 
@@ -122,6 +127,7 @@ class RouterConfig:
     rebalance_s: float = 0.0  # long-timescale rebalancer period; 0 = off
     rebalance_min_samples: int = 200  # served requests in the window before it may act
     request_timeout_s: float = 120.0
+    replicas: int = 1  # router processes; > 1: HAProxy in front of them when installed
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +170,7 @@ class DeploymentConfig:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     control: ControlSettings = field(default_factory=ControlSettings)
+    datacenters: DatacentersConfig | None = None  # every process in its own namespace
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -263,10 +270,14 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
 
     security, limits = security_section(root), limits_section(root)
     control = control_section(root)
+    from prfaas.deploy.datacenters import check_datacenters, datacenters_section
+
+    datacenters = datacenters_section(root)
     root.finish()
     cfg = DeploymentConfig(
         name, source, block_tokens, engine, policy, router, clusters, links, secret,
-        security=security, limits=limits, control=control,
+        security=security, limits=limits, control=control, datacenters=datacenters,
     )
     sec.check_topology(cfg)
+    check_datacenters(cfg, datacenters)
     return cfg

@@ -1,10 +1,10 @@
-"""The supervisor's healing loop: a crashed worker is started again, with backoff and a budget.
+"""The supervisor's healing loop: any crashed process is started again, with backoff and a budget.
 
 Workers are restarted (same node name, certificate and arguments): a restarted worker heartbeats
 with a new epoch, so the router drops its old pool from the global index and routes to it again
-once it is registered. The router and the WAN emulator are not restarted here: other processes
-hold their addresses (router replicas and etcd discovery are what make that safe), so their death
-is reported and `prfaas up` stops, as before.
+once it is registered. Routers, the WAN emulator and HAProxy come back on the ports they had (the
+supervisor pinned them), so clients and workers find them where they were; the WAN emulator
+reopens its relays on their old ports from its state file.
 """
 
 from __future__ import annotations
@@ -14,8 +14,6 @@ from collections.abc import Callable
 from typing import Any
 
 from prfaas.deploy.healing import RestartPolicy, RestartState, on_exit, on_started
-
-UNHEALED = ("router", "wan")
 
 
 class Healer:
@@ -27,13 +25,16 @@ class Healer:
         self.policy = policy or RestartPolicy()
         self.clock = clock
         now = clock()
-        self.states = {name: RestartState(now) for name in dep.procs if name not in UNHEALED}
+        self.states = {name: RestartState(now) for name in dep.procs}
         self.pending: dict[str, float] = {}  # name -> when to restart
         self.given_up: set[str] = set()
         self.restarts = 0
 
     def tick(self) -> list[str]:
         now, lines = self.clock(), []
+        maintain = getattr(self.dep, "maintain", None)
+        if maintain is not None:
+            maintain()  # warm spares (deploy/supervisor.py)
         for name, state in self.states.items():
             if name in self.pending or name in self.given_up:
                 continue

@@ -111,11 +111,19 @@ def router_section(root: Table) -> RouterConfig:
         rebalance_s=t.number("rebalance_s", default=0.0),
         rebalance_min_samples=t.integer("rebalance_min_samples", default=200, minimum=1),
         request_timeout_s=t.number("request_timeout_s", default=120.0, strict_min=True),
+        replicas=t.integer("replicas", default=1, minimum=1),
     )
+    if cfg.replicas > MAX_REPLICAS:
+        raise t.fail("replicas", f"must be at most {MAX_REPLICAS}, got {cfg.replicas}")
+    if cfg.replicas > 1 and cfg.control_port:
+        raise t.fail("control_port", "cannot be fixed with replicas > 1 (each replica has one)")
     if cfg.dead_after_s <= cfg.heartbeat_s:
         raise t.fail("dead_after_s", f"must exceed heartbeat_s ({cfg.heartbeat_s:g})")
     t.finish()
     return cfg
+
+
+MAX_REPLICAS = 16
 
 
 def advertise(t: Table, bind: str) -> str:

@@ -1,8 +1,11 @@
 """Start every process of a deployment, wait until it is healthy, and stop it without orphans.
 
 Each child runs in its own session (process group) so a stop signal reaches anything it spawned,
-and asks the kernel to SIGTERM it if the supervisor dies first (PR_SET_PDEATHSIG), so even a
-`kill -9` of `prfaas up` leaves no worker behind holding a port.
+and asks the kernel to SIGTERM it if the supervisor dies first (PR_SET_PDEATHSIG). A reaper
+process (deploy/reaper.py) is the backstop for a `kill -9` of `prfaas up`: it kills every
+group, deletes the namespaces and removes the run folder with its secrets. Routers and the WAN
+emulator are pinned to the ports they first got, so a restart (deploy/healer.py) brings them
+back where clients and workers already dial.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from typing import Any
 
 import httpx
 
+from prfaas.deploy import launch
 from prfaas.deploy.config import DeploymentConfig, load_deployment
+from prfaas.deploy.datacenters import plan_topology, router_names
 from prfaas.deploy.netlinks import check_netns, netns_links, sweep
+from prfaas.deploy.reaper import Reaper
 from prfaas.errors import PrfaasError
-from prfaas.worker.wan import needs_wan
 
 PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 5.0
+SPARE_DELAY_S = 3.0  # a router's warm spare starts this long after the router
 
 
 class DeploymentError(PrfaasError):
@@ -67,9 +73,21 @@ class Deployment:
         self.keep_run_dir = keep_run_dir
         self.run_dir = Path(tempfile.mkdtemp(prefix="prfaas-up-"))
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.spawn_args: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
-        self.url = ""  # the public listener (OpenAI API)
-        self.control_url = ""  # the router's control listener (mutual TLS)
+        self.spawn_args: dict[str, list[str]] = {}  # prfaas processes' options
+        self.pins: dict[str, dict[str, str]] = {}  # options pinned for restarts (their ports)
+        self.commands: dict[str, list[str]] = {}  # to start a crashed process again (healer.py)
+        self.reaper: Reaper | None = None
+        self.standbys: dict[str, subprocess.Popen[bytes]] = {}  # routers' warm spares
+        self.spare_due: dict[str, float] = {}  # when to start a router's next spare
+        self.router_names = router_names(self.cfg.router.replicas)
+        # [datacenters]: every process in a namespace of its own (deploy/topology.py)
+        self.topology = plan_topology(self.cfg, os.getpid()) if self.cfg.datacenters else None
+        if self.topology is not None:
+            launch.check_root(self.cfg)
+        self.router_urls: list[str] = []  # each replica's public listener
+        self.control_urls: list[str] = []  # each replica's control listener
+        self.url = ""  # the public API: HAProxy in front of replicas, else the router
+        self.control_url = ""  # the (first) router's control listener (mutual TLS)
         self.wan_url = ""
         self.pki_dir: Path | None = None  # None: insecure mode (plain HTTP control network)
         self.node_urls: dict[str, str] = {}
@@ -80,79 +98,43 @@ class Deployment:
 
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
-        """Start etcd, then spawn every process (workers register in etcd; the router follows it),
-        then wait until the router reports every node registered."""
+        """Start etcd, then spawn every process (workers register in etcd; the routers follow
+        it), then wait until every router replica reports every node registered."""
         deadline = time.monotonic() + timeout_s
         try:
+            # First, so that even a `kill -9` of this process from here on leaves nothing.
+            self.reaper = Reaper()
+            doomed = ["secret", "pki"] if self.keep_run_dir else [""]  # logs stay if asked
+            for part in doomed:
+                self.reaper.order("path", self.run_dir / part if part else self.run_dir)
             secret_file = self.run_dir / "secret"
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
             pki = self._make_pki()
-            etcd = ["--etcd", self._start_etcd()]
-            wan = []
-            # The WAN emulator and the router bind their own ports (0 = any free one) and report
-            # the address they got: picking a "free" port here and binding it later races with
-            # every other socket on the machine.
+            if self.topology is not None:
+                launch.build_datacenters(self, self.topology)
+            etcd = ["--etcd", launch.start_etcd(self)]
             if self.netns:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
-            if needs_wan(self.cfg):
-                hooks = ["--fault-hooks"] if self.fault_hooks else []
-                self._spawn("wan", ["--wan", "--policy", self.policy, *pki, *hooks])
-                ready = self._wait_ready("wan", deadline)
-                self.wan_url = ready["url"]
-                wan = ["--wan-url", ready["url"]]
-                self.notes = list(ready.get("notes", []))
-                for note in self.notes:
-                    print(f"note: {note}", file=sys.stderr, flush=True)
-            router_url = f"http://{self.cfg.router.host}:{self.cfg.router.port}"
-            args = ["--router", "--policy", self.policy, "--url", router_url, *wan, *pki, *etcd]
-            self._spawn("router", args)
-            ready = self._wait_ready("router", deadline)
-            self.url, self.control_url = ready["url"], ready["control_url"]
+            wan = launch.start_wan(self, pki, deadline)
+            launch.start_routers(self, [*wan, *etcd], pki, deadline)
             extra = ["--fault-hooks"] if self.fault_hooks else []
             for node in self.cfg.nodes:
-                self._spawn(
-                    node.name,
-                    [
-                        "--node",
-                        node.name,
-                        *etcd,
-                        "--policy",
-                        self.policy,
-                        "--secret-file",
-                        str(secret_file),
-                        *pki,
-                        *extra,
-                    ],
-                )
-            for name in self.procs:
-                info = self._wait_ready(name, deadline)
-                if name not in ("wan", "router"):
-                    self.node_urls[name] = info["url"]
-                    self.transfer_ports[name] = int(info.get("transfer_port", 0))
+                self._spawn(node.name, [
+                    "--node", node.name, *etcd,
+                    "--policy", self.policy, "--secret-file", str(secret_file), *pki, *extra,
+                ])  # fmt: skip
+            for node in self.cfg.nodes:
+                info = self._wait_ready(node.name, deadline)
+                self.node_urls[node.name] = info["url"]
+                self.transfer_ports[node.name] = int(info.get("transfer_port", 0))
             self._wait_healthy(deadline)
+            launch.start_front(self, deadline)
+            self.spare_due = dict.fromkeys(self.router_names, time.monotonic() + SPARE_DELAY_S)
         except BaseException:
             self.stop()
             raise
         return self.url
-
-    def _start_etcd(self) -> str:
-        """The cluster's etcd: the given URL, or one started in the run folder on the control
-        network's address (never a public one), https with client certificates when the
-        deployment has a PKI, each identity allowed to write only its own keys (cluster/access)."""
-        if self.etcd_url:
-            return self.etcd_url
-        import asyncio
-
-        from prfaas.cluster.embedded import EmbeddedEtcd
-        from prfaas.security.tls import OPERATOR, Pki
-
-        tls = Pki(self.pki_dir, "etcd") if self.pki_dir is not None else None
-        self.etcd = EmbeddedEtcd(self.run_dir, etcd_host(self.cfg), tls=tls)
-        self.etcd_url = str(self.etcd.start())
-        if self.pki_dir is not None:
-            asyncio.run(_restrict(self.etcd_url, Pki(self.pki_dir, OPERATOR), self.cfg))
-        return self.etcd_url
 
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
@@ -169,7 +151,7 @@ class Deployment:
 
             self.pki_dir = self.run_dir / "pki"
             names = ["router", "wan", "operator", "etcd", *(n.name for n in self.cfg.nodes)]
-            issue_all(self.pki_dir, names, {"etcd": etcd_ips(self.cfg)})
+            issue_all(self.pki_dir, names, {"etcd": launch.etcd_ips(self.cfg)})
         return ["--pki", str(self.pki_dir)]
 
     def operator_client(self, timeout: float = 30.0) -> httpx.Client:
@@ -187,35 +169,66 @@ class Deployment:
             return client.request(method, base + path, extensions={"sni_hostname": node}, **kw)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        restart = name in self.spawn_args
+        """Start one prfaas process (router, WAN emulator or worker node)."""
         self.spawn_args[name] = args
-        cmd = [
-            sys.executable,
-            "-m",
-            "prfaas",
-            "worker",
-            "--config",
-            self.config_path,
-            "--ready-file",
-            str(self.run_dir / f"{name}.json"),
-            "--log-level",
-            self.log_level,
+        self._launch(name, self._worker_cmd(name, args))
+
+    def _worker_cmd(self, name: str, args: list[str]) -> list[str]:
+        return [
+            sys.executable, "-m", "prfaas", "worker", "--config", self.config_path,
+            "--ready-file", str(self.run_dir / f"{name}.json"), "--log-level", self.log_level,
             *args,
-        ]
+        ]  # fmt: skip
+
+    def _pin(self, name: str, args: list[str]) -> None:
+        """Options a restart of `name` gets (the ports it had): sets each `--opt value` in its
+        command line; `spawn_args` keeps what it was first started with."""
+        pins = self.pins.setdefault(name, {})
+        pins.update(zip(args[::2], args[1::2], strict=True))
+        pinned = list(self.spawn_args[name])
+        for opt, value in pins.items():
+            if opt in pinned:
+                pinned[pinned.index(opt) + 1] = value
+            else:
+                pinned += [opt, value]
+        self.commands[name] = self._worker_cmd(name, pinned)
+
+    def _launch(self, name: str, cmd: list[str], standby: bool = False) -> None:
+        restart = name in self.commands
+        if not standby:
+            self.commands[name] = cmd
+            (self.run_dir / f"{name}.json").unlink(missing_ok=True)  # a stale address
         log = (self.run_dir / f"{name}.log").open("ab" if restart else "wb")
-        self.procs[name] = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(
+            [*cmd, "--standby"] if standby else cmd,
+            stdin=subprocess.PIPE if standby else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=launch.preexec(self.topology, name, _die_with_parent),
         )
         log.close()
+        if standby:
+            self.standbys[name] = proc
+        else:
+            self.procs[name] = proc
+        if self.reaper is not None:
+            self.reaper.order("pgid", proc.pid)
+            if name == "wan" and self.netns:
+                self.reaper.order("netns-owner", proc.pid)
 
     def respawn(self, name: str) -> None:
-        """Start a process that exited again, with the arguments it was first started with."""
-        self._spawn(name, self.spawn_args[name])
+        """Start a process that exited again, with its original arguments and its pinned ports:
+        a router's warm spare if one is waiting (no import time), else a fresh process."""
+        if launch.activate_spare(self, name):
+            return
+        self._launch(name, self.commands[name])
+        if name in self.router_names:
+            self.spare_due[name] = time.monotonic() + SPARE_DELAY_S
+
+    def maintain(self) -> None:
+        """Start the routers' warm spares that are due (called by the healer's ticks)."""
+        launch.start_due_spares(self)
 
     def _check_alive(self, name: str) -> None:
         proc = self.procs[name]
@@ -235,21 +248,24 @@ class Deployment:
             time.sleep(0.05)
         raise DeploymentError(f"{name} did not start in time:\n{self.log_tail(name)}")
 
-    def _wait_healthy(self, deadline: float) -> None:
-        last = ""
+    def _wait_healthy(self, deadline: float, urls: list[str] | None = None) -> None:
+        """Until every router replica (or `urls`) reports every node registered."""
+        pending, last = list(urls or self.router_urls), ""
         with httpx.Client(timeout=5.0) as client:
-            while time.monotonic() < deadline:
+            while pending and time.monotonic() < deadline:
                 for name in self.procs:
                     self._check_alive(name)
                 try:
-                    state = client.get(f"{self.url}/health").json()
+                    state = client.get(f"{pending[0]}/health").json()
                     if state.get("ok") and state.get("registered") == state.get("expected"):
-                        return
+                        pending.pop(0)
+                        continue
                     last = json.dumps(state)
                 except (httpx.HTTPError, ValueError) as exc:
                     last = str(exc)
                 time.sleep(0.1)
-        raise DeploymentError(f"deployment not healthy in time; last router health: {last}")
+        if pending:
+            raise DeploymentError(f"{pending[0]} not healthy in time; its last health: {last}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.run_dir / f"{name}.log"
@@ -265,6 +281,11 @@ class Deployment:
 
     def stop(self) -> None:
         """SIGTERM every process group, wait, then SIGKILL what is left; reap everything."""
+        for spare in self.standbys.values():  # idle spares: no grace needed
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(spare.pid, signal.SIGKILL)
+            spare.wait()
+        self.standbys.clear()
         for name in reversed(list(self.procs)):
             self.kill(name, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
@@ -279,35 +300,18 @@ class Deployment:
             self.etcd.stop()
         if self.netns and "wan" in self.procs:
             sweep(self.procs["wan"].pid)  # what a killed WAN emulator could not tear down
+        if self.topology is not None:
+            from prfaas.deploy.topology import teardown
+
+            teardown(self.topology)
         if not self.keep_run_dir:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+        if self.reaper is not None:
+            self.reaper.dismiss()  # everything is clean: it leaves without touching anything
+            self.reaper = None
 
     def pids(self) -> dict[str, int]:
         return {name: proc.pid for name, proc in self.procs.items()}
-
-
-async def _restrict(url: str, operator: Any, cfg: DeploymentConfig) -> None:
-    from prfaas.cluster import access
-    from prfaas.cluster.client import connect
-
-    client = await connect(url, operator)
-    await access.enable(client, cfg.name, [n.name for n in cfg.nodes])
-
-
-def etcd_host(cfg: DeploymentConfig) -> str:
-    """Where the embedded etcd listens: the router's control address (private), not a wildcard."""
-    host = cfg.router.control_host
-    return cfg.router.advertise if host in ("0.0.0.0", "::", "") else host
-
-
-def etcd_ips(cfg: DeploymentConfig) -> tuple[str, ...]:
-    """IP SANs of etcd's certificate (its gateway dials its own listen address and checks it)."""
-    import ipaddress
-
-    out = ["127.0.0.1"]
-    with contextlib.suppress(ValueError):
-        out.append(str(ipaddress.ip_address(etcd_host(cfg))))
-    return tuple(dict.fromkeys(out))
 
 
 def start_deployment(

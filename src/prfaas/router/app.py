@@ -125,6 +125,8 @@ async def run_router(
     pki: Pki | None = None,
     etcd_url: str = "",
     name: str = "",
+    control_port: int | None = None,
+    host: str = "",
 ) -> None:
     """Two listeners: the public OpenAI API (plain HTTP, API keys) and the control listener
     (mutual TLS: the operator's policy/role/state calls). Membership comes from etcd."""
@@ -136,11 +138,19 @@ async def run_router(
     tls = pki.client if pki is not None else None
     app, backend = build_router_app(cfg, wan_url, tls)
     control = build_control_app(backend, Guard(pki is None))
-    public_sock = bind_socket(cfg.router.host, cfg.router.port if port is None else port)
-    control_sock = bind_socket(cfg.router.control_host, cfg.router.control_port)
-    url = f"http://{cfg.router.host}:{public_sock.getsockname()[1]}"
+    r = cfg.router
+    # `host` (a replica on its own address) replaces the file's bind and advertised addresses.
+    public_host, control_host, advertise = (host, host, host) if host else (
+        r.host, r.control_host, r.advertise)
+    public_sock = bind_socket(public_host, r.port if port is None else port)
+    # A restarted router gets the ports it had (`prfaas up` pins them): clients and workers
+    # keep dialing the same addresses.
+    control_sock = bind_socket(
+        control_host, r.control_port if control_port is None else control_port
+    )
+    url = f"http://{public_host}:{public_sock.getsockname()[1]}"
     scheme = "https" if pki is not None else "http"
-    control_url = f"{scheme}://{cfg.router.advertise}:{control_sock.getsockname()[1]}"
+    control_url = f"{scheme}://{advertise}:{control_sock.getsockname()[1]}"
     backend.cluster = RouterCluster(backend, etcd_url, pki, name)
     await backend.cluster.start()
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]

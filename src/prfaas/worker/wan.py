@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -32,9 +31,10 @@ from starlette.routing import Route
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.security.asgi import Guard, read_bounded
 from prfaas.security.tls import OPERATOR, ROUTER, Pki
-from prfaas.transfer.netns import NetnsLink, socket_in
-from prfaas.transfer.shaping import READ_BYTES, ShapingRelay, Tamper, TokenBucket
+from prfaas.transfer.netns import NetnsLink
+from prfaas.transfer.shaping import ShapingRelay, Tamper, TokenBucket
 from prfaas.worker.wanfaults import BitFlipper, fault_route
+from prfaas.worker.wanrelay import NetnsRelay
 
 
 class RelayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -44,6 +44,15 @@ class RelayRequest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     src: str  # sending cluster
     node: str  # receiving node
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)]
+
+
+class SavedRelay(msgspec.Struct, frozen=True):
+    """One relay as the state file keeps it: the request and the port it listens on."""
+
+    src: str
+    node: str
+    port: int
+    relay_port: int
 
 
 class RelayRefused(Exception):
@@ -67,93 +76,25 @@ def link_shape(cfg: DeploymentConfig, src: str, dst: str) -> tuple[float, float]
         link = cfg.link(src, dst)
         if link is None:
             return None
-        gbps, rtt_ms = link.gbps, link.rtt_ms
+        # A veth link between datacenters is rate-shaped by tc tbf: the relay only delays.
+        gbps, rtt_ms = (0.0 if link.emulation == "veth" else link.gbps), link.rtt_ms
     if gbps <= 0 and rtt_ms <= 0:
         return None
     return gbps * eng.link_scale, rtt_ms / 2000.0 / eng.time_scale
 
 
-class _NsListener(ShapingRelay):
-    """The delay relay, accepting on a socket made inside a namespace (the veth's far end)."""
-
-    def __init__(self, sock: socket.socket, host: str, port: int, delay_s: float) -> None:
-        super().__init__("", 0, host, port, one_way_delay_s=delay_s)  # tbf does the rate
-        self.sock = sock
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, sock=self.sock)
-        self.port = self.sock.getsockname()[1]
-
-
-class NetnsRelay:
-    """loopback :port -> socket in `send_ns` -> veth (tbf) -> listener in the other namespace
-    (+ delay) -> the receiving node on loopback. Same start/close/port as ShapingRelay."""
-
-    def __init__(
-        self, host: str, link: NetnsLink, send_side: str, target: tuple[str, int], delay_s: float
-    ) -> None:
-        self.host, self.port = host, 0
-        self.send_ns = link.ns_a if send_side == "a" else link.ns_b
-        recv_ns, self.recv_addr = (
-            (link.ns_b, link.addr_b) if send_side == "a" else (link.ns_a, link.addr_a)
-        )
-        far = socket_in(recv_ns)
-        far.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        far.bind((self.recv_addr, 0))
-        far.listen(1024)
-        far.setblocking(False)
-        self.far = _NsListener(far, target[0], target[1], delay_s)
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> None:
-        await self.far.start()
-        self._server = await asyncio.start_server(self._handle, self.host, 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.far.close()
-
-    async def _handle(self, down_r: asyncio.StreamReader, down_w: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        up_w: asyncio.StreamWriter | None = None
-        try:
-            sock = socket_in(self.send_ns)
-            sock.setblocking(False)
-            try:
-                await asyncio.get_running_loop().sock_connect(sock, (self.recv_addr, self.far.port))
-            except OSError:
-                sock.close()
-                raise
-            up_r, up_w = await asyncio.open_connection(sock=sock)
-            await asyncio.gather(_pipe(down_r, up_w), _pipe(up_r, down_w))
-        except (OSError, asyncio.CancelledError):
-            pass  # a peer went away, or close(): the connection ends here, quietly
-        finally:
-            for w in (up_w, down_w):
-                if w is not None:
-                    w.transport.abort()
-            self._tasks.discard(task)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    while data := await reader.read(READ_BYTES):
-        writer.write(data)
-        await writer.drain()
-    with contextlib.suppress(OSError):
-        writer.write_eof()
-
-
 class Wan:
-    def __init__(self, cfg: DeploymentConfig, host: str, tamper: Tamper | None = None) -> None:
+    def __init__(
+        self,
+        cfg: DeploymentConfig,
+        host: str,
+        tamper: Tamper | None = None,
+        state_file: Path | None = None,
+        advertise: str = "",
+    ) -> None:
         self.cfg, self.host = cfg, host
+        self.advertise = advertise or host  # what senders dial (never a wildcard)
+        self.state_file = state_file  # the relays' ports, so a restarted emulator reopens them
         self.tamper = tamper  # test hook on every shaped relay (worker/wanfaults.py)
         self.buckets: dict[tuple[str, str], TokenBucket] = {}
         self.relays: dict[tuple[str, str, str], ShapingRelay | NetnsRelay] = {}
@@ -199,7 +140,41 @@ class Wan:
         node = names[req.node]
         return node.cluster, node.advertise
 
-    async def relay(self, req: RelayRequest) -> int | None:
+    async def restore(self) -> int:
+        """Reopen the relays a previous run of this emulator recorded, on the same ports (the
+        router handed those ports to senders); a port taken meanwhile gets a new one. Returns
+        how many relays were reopened."""
+        if self.state_file is None or not self.state_file.exists():
+            return 0
+        try:
+            saved = msgspec.json.decode(self.state_file.read_bytes(), type=list[SavedRelay])
+        except (OSError, msgspec.MsgspecError):
+            return 0
+        for item in saved:
+            with contextlib.suppress(RelayRefused, OSError):
+                await self.relay(RelayRequest(item.src, item.node, item.port), item.relay_port)
+        return len(self.relays)
+
+    def _save(self) -> None:
+        if self.state_file is None:
+            return
+        rows = [
+            SavedRelay(src, node, self.targets[(src, dst, node)], int(relay.port))
+            for (src, dst, node), relay in self.relays.items()
+        ]
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_bytes(msgspec.json.encode(rows))
+        tmp.replace(self.state_file)
+
+    async def relay(self, req: RelayRequest, listen_port: int = 0) -> int | None:
+        try:
+            return await self._relay(req, listen_port)
+        except OSError:
+            if not listen_port:
+                raise
+            return await self._relay(req, 0)  # the old port was taken meanwhile
+
+    async def _relay(self, req: RelayRequest, listen_port: int) -> int | None:
         dst, host = self._resolve(req)
         shape = link_shape(self.cfg, req.src, dst)
         if shape is None:
@@ -216,14 +191,16 @@ class Wan:
             self.targets[key] = req.port
             netns = self._netns_side(req.src, dst)
             if relay is None and netns is not None:
-                relay = NetnsRelay(self.host, netns[0], netns[1], (host, req.port), shape[1])
+                relay = NetnsRelay(
+                    self.host, netns[0], netns[1], (host, req.port), shape[1], listen_port
+                )
                 await relay.start()
                 self.relays[key] = relay
             elif relay is None:
                 rate_gbps, delay_s = shape
                 relay = ShapingRelay(
                     self.host,
-                    0,
+                    listen_port,
                     host,
                     req.port,
                     one_way_delay_s=delay_s,
@@ -235,6 +212,7 @@ class Wan:
                     relay.bucket = bucket  # one line per link direction, shared by all relays
                 await relay.start()
                 self.relays[key] = relay
+            self._save()
             return int(relay.port)
 
     async def set_link(self, req: LinkRate) -> float:
@@ -242,6 +220,9 @@ class Wan:
         link = self.cfg.link(req.src, req.dst)
         if link is None:
             raise ValueError(f"no link between {req.src!r} and {req.dst!r}")
+        if link.emulation == "veth":
+            raise ValueError("the inter-datacenter veth is shaped by `prfaas up` (tc tbf on the "
+                             "host); change it there with `tc qdisc change`")
         if not (req.gbps > 0 and req.gbps < float("inf")):
             raise ValueError(f"gbps must be a positive number, got {req.gbps!r}")
         rate = req.gbps * self.cfg.engine.link_scale
@@ -281,7 +262,7 @@ def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
             port = await wan.relay(req)
         except (msgspec.MsgspecError, RelayRefused, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"host": wan.host, "port": port})
+        return JSONResponse({"host": wan.advertise, "port": port})
 
     async def health(request: Request) -> Response:
         if (deny := guard.check(request, lambda _peer: True)) is not None:
@@ -319,22 +300,32 @@ async def run_wan(
     port: int | None = None,
     pki: Pki | None = None,
     fault_hooks: bool = False,
+    state_file: Path | None = None,
+    host: str = "",
 ) -> None:
-    from prfaas.worker.app import bind_socket, serve_uvicorn, write_ready
+    from prfaas.security.asgi import serve
+    from prfaas.worker.app import bind_socket, write_ready
 
-    host = cfg.router.control_host
-    wan = Wan(cfg, host, BitFlipper() if fault_hooks else None)
+    # Binds (and relays on) `host`, or the control network's address; relays are handed out
+    # as the advertised one.
+    bind = host or cfg.router.control_host
+    advertise = host or cfg.router.advertise
+    wan = Wan(cfg, bind, BitFlipper() if fault_hooks else None, state_file, advertise)
     # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
     # that would end the process before the `finally` below deletes the namespaces.
     previous = signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         wan.build_netns()
-        sock = bind_socket(host, port or 0)
+        sock = bind_socket(bind, port or 0)
+        if await wan.restore():  # a restart: senders still dial the old relay ports
+            wan.notes.append(f"reopened {len(wan.relays)} relays from {state_file}")
         scheme = "https" if pki is not None else "http"
-        url = f"{scheme}://{cfg.router.advertise}:{sock.getsockname()[1]}"
+        url = f"{scheme}://{advertise}:{sock.getsockname()[1]}"
         write_ready(ready_file, {"url": url, "notes": wan.notes})
         app = build_wan_app(wan, Guard(pki is None))
-        await serve_uvicorn(app, sock, pki.server if pki is not None else None)
+        # SIGTERM ends the emulator at once (the handler above): a graceful uvicorn stop would
+        # wait on the routers' kept-alive connections, and relays hold nothing worth waiting for.
+        await serve(app, sock, pki.server if pki is not None else None, install_signals=False)
     finally:
         await wan.close()
         signal.signal(signal.SIGTERM, previous)
