@@ -159,6 +159,50 @@ def test_etcd_with_a_pki_admits_only_cluster_certificates(tmp_path: Path) -> Non
         server.stop()
 
 
+def test_watches_and_leases_survive_an_etcd_restart(tmp_path: Path) -> None:
+    """etcd killed and started again on its data folder and ports (what the supervisor does):
+    leases live on, watches re-join from a fresh snapshot and report what changed meanwhile."""
+    import subprocess
+
+    server = EmbeddedEtcd(tmp_path)
+    url = server.start()
+
+    async def run() -> None:
+        client = await connect(url)
+        watch = NodeWatch(client, "rs")
+        await watch.start()
+        keep = Registration(client, "rs", _meta("keep"), ttl_s=3)
+        gone = Registration(client, "rs", _meta("gone"), ttl_s=3)
+        await keep.start()
+        await gone.start()
+        assert await watch.wait_for(lambda n: {"keep", "gone"} <= set(n), 2.0)
+        assert server.proc is not None
+        args = server.proc.args
+        server.proc.kill()
+        server.proc.wait()
+        server.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL, start_new_session=True)
+        for _ in range(100):
+            if server.healthy():
+                break
+            await asyncio.sleep(0.1)
+        await gone.close()  # a change the broken watch could not see
+        late = Registration(client, "rs", _meta("late"), ttl_s=3)
+        await late.start()
+        assert await watch.wait_for(lambda n: set(n) == {"keep", "late"}, 5.0)
+        assert watch.reconnects >= 1
+        await asyncio.sleep(3.5)  # past the TTL: the keepalives reach the restarted etcd
+        assert set(watch.nodes) == {"keep", "late"}
+        for reg in (keep, late):
+            await reg.close()
+        await watch.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.stop()
+
+
 def test_bad_etcd_urls_are_usage_errors() -> None:
     for url in ("localhost:2379", "https://etcd:2379", "http://etcd"):
         with pytest.raises(UsageError):

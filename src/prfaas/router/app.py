@@ -17,6 +17,7 @@ from prfaas.security.tls import Pki
 from prfaas.server.app import PublicOptions
 
 log = logging.getLogger(__name__)
+CLOSE_S = 3.0  # leaving etcd (resign, revoke) on a clean stop
 
 
 class RouterDashboard:
@@ -174,6 +175,6 @@ async def run_router(
             t.cancel()
             with contextlib.suppress(BaseException):
                 await t
-        with contextlib.suppress(BaseException):
-            await backend.cluster.close()
+        with contextlib.suppress(BaseException):  # bounded: etcd may be stopping too
+            await asyncio.wait_for(backend.cluster.close(), CLOSE_S)
         await backend.close()

@@ -75,12 +75,8 @@ class RouterCluster:
         self.nodes = NodeWatch(self.client, self.deployment)
         self.nodes.listeners.append(self._node)
         for w in (self.routers, self.roles, self.nodes):
-            await w.start()
+            await w.start()  # the snapshot reaches the listeners too
         self._replicas("", None)
-        for name, role in self.roles.nodes.items():
-            self._assigned(name, role)
-        for name, meta in self.nodes.nodes.items():
-            self._node(name, meta)
         self.leader = LeaderElection(self.client, self.deployment, "rebalancer", self.name, ttl)
         await self.leader.start()
         self.policy = PolicySync(self.client, self.deployment, self.backend)

@@ -49,8 +49,7 @@ class PolicySync:
             got = await self.client.get(self.key)
             self._apply(got.value)
             start = got.mod_revision + 1
-        watch = await self.client.watch(self.key, start_revision=start)
-        self._tasks = [asyncio.create_task(self._follow(watch)), asyncio.create_task(self._sync())]
+        self._tasks = [asyncio.create_task(self._follow(start)), asyncio.create_task(self._sync())]
 
     def _apply(self, value: bytes) -> None:
         try:
@@ -68,10 +67,22 @@ class PolicySync:
         b.apply_params(params)
         self.applied += 1
 
-    async def _follow(self, watch: Any) -> None:
-        async for event in watch:
-            if event.kind == "PUT":
-                self._apply(event.kv.value)
+    async def _follow(self, start: int) -> None:
+        while True:
+            try:
+                watch = await self.client.watch(self.key, start_revision=start)
+                async for event in watch:
+                    start = event.kv.mod_revision + 1
+                    if event.kind == "PUT":
+                        self._apply(event.kv.value)
+            except Exception:  # etcd restarted or unreachable: read the record again, re-watch
+                await asyncio.sleep(SYNC_S)
+                with contextlib.suppress(Exception):
+                    got = await self.client.get_prefix(self.key)
+                    start = got.header.revision + 1
+                    for kv in got:
+                        if kv.key == self.key:
+                            self._apply(kv.value)
 
     async def _sync(self) -> None:
         while True:

@@ -15,6 +15,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -109,9 +110,12 @@ async def serve(
 ) -> None:
     """Serve `app` on the bound socket until SIGTERM/SIGINT (or the task is cancelled)."""
     server = make_server(app, ssl_context, limit_concurrency=limit_concurrency)
-    quiet = not install_signals
-    server.capture_signals = _no_signals if quiet else (lambda: _exit_on_signals([server]))
-    await server.serve(sockets=[sock])
+    if not install_signals:
+        server.capture_signals = _no_signals
+        await server.serve(sockets=[sock])
+        return
+    with sigterm_exits():
+        await server.serve(sockets=[sock])
 
 
 def make_server(
@@ -137,40 +141,38 @@ def _no_signals() -> Any:
     return contextlib.nullcontext()
 
 
-@contextlib.contextmanager
-def _exit_on_signals(servers: list[Any]) -> Iterator[None]:
-    """SIGTERM/SIGINT stop the servers and return from serving, so the caller's cleanup runs
-    (a node revokes its etcd lease: it leaves the cluster at once). uvicorn's own handling
-    re-raises the signal after serving, which ends the process before any `finally`."""
-    loop = asyncio.get_running_loop()
-
-    def stop() -> None:
-        for server in servers:
-            server.should_exit = True
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop)
-    try:
-        yield
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
-
-
 async def serve_many(servers: list[tuple[Any, socket.socket]]) -> None:
     """Run several uvicorn servers; the first one handles signals and stopping it stops all."""
     rest = servers[1:]
-    first = servers[0][0]
-    first.capture_signals = lambda: _exit_on_signals([first])
     for server, _ in rest:
         server.capture_signals = _no_signals
-    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in servers]
+    tasks = [asyncio.create_task(s.serve(sockets=[sock])) for s, sock in rest]
     try:
-        await tasks[0]
+        with sigterm_exits():  # in this coroutine, so the caller's `finally` runs on SIGTERM
+            await servers[0][0].serve(sockets=[servers[0][1]])
     finally:
         for server, _ in rest:
             server.should_exit = True
-        await asyncio.gather(*tasks[1:], return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@contextlib.contextmanager
+def sigterm_exits() -> Iterator[None]:
+    """uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler
+    that ends the process before any `finally` (a node would not revoke its etcd lease). With
+    this, it raises SystemExit instead, so the caller's cleanup runs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_exit(signo: int, _frame: object) -> None:
+    raise SystemExit(128 + signo)
 
 
 async def read_bounded(request: Request, cap: int) -> bytes:

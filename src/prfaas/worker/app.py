@@ -214,6 +214,6 @@ async def run_worker(
             build_app(worker, Guard(pki is None)), sock, pki.server if pki is not None else None
         )
     finally:
-        with contextlib.suppress(BaseException):
-            await member.close()
+        with contextlib.suppress(BaseException):  # bounded: etcd may be stopping too
+            await asyncio.wait_for(member.close(), 3.0)
         await worker.close()

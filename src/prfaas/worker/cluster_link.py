@@ -140,14 +140,19 @@ class WorkerCluster:
         else:
             self.worker.peers[name] = url
 
-    async def _adopt_role(self) -> None:
-        """A (re)started node takes the role the cluster last assigned it, before registering."""
-        got = await self.client.get(role_key(self.deployment, self.worker.name))
-        self._role_rev = got.mod_revision if got is not None else 0
-        if got is not None:
-            await self._switch(got.value.decode(), register=False)
+    async def _adopt_role(self, register: bool = False) -> None:
+        """Take the role the cluster last assigned (a (re)started node: before registering);
+        remember the revision to watch from."""
+        key = role_key(self.deployment, self.worker.name)
+        got = await self.client.get_prefix(key)
+        self._role_rev = got.header.revision
+        for kv in got:
+            if kv.key == key:
+                await self._switch(kv.value.decode(), register)
 
     async def _switch(self, role: str, register: bool = True) -> None:
+        if role == self.worker.role:
+            return
         try:
             await self.worker.change_role(role)  # drains first
         except WorkerError as exc:
@@ -158,10 +163,17 @@ class WorkerCluster:
 
     async def _follow_role(self) -> None:
         key = role_key(self.deployment, self.worker.name)
-        watch = await self.client.watch(key, start_revision=self._role_rev + 1)
-        async for event in watch:
-            if event.kind == "PUT":
-                await self._switch(event.kv.value.decode())
+        while True:
+            try:
+                watch = await self.client.watch(key, start_revision=self._role_rev + 1)
+                async for event in watch:
+                    self._role_rev = event.kv.mod_revision
+                    if event.kind == "PUT":
+                        await self._switch(event.kv.value.decode())
+            except Exception:  # etcd restarted or unreachable: read the key again, re-watch
+                await asyncio.sleep(0.5)
+                with contextlib.suppress(Exception):
+                    await self._adopt_role(register=True)
 
     async def _flush(self) -> None:
         block = self.worker.engine.block_tokens
