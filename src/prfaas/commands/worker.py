@@ -32,7 +32,9 @@ def add_parser(subparsers: Any, name: str) -> None:
     )
     p.add_argument("--config", required=True, help="deployment file (TOML)")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--node", help="run this worker node of the deployment")
+    who.add_argument("--node", action="append", help="run this worker node of the deployment; "
+                     "repeat it to run several nodes in this one process (each keeps its own "
+                     "listeners, identity and etcd lease: a host of many small nodes)")
     who.add_argument("--router", action="store_true", help="run the router")
     who.add_argument("--wan", action="store_true", help="run the WAN emulator (link relays)")
     p.add_argument("--etcd", default="", help="the cluster's etcd client URL (https with a PKI; "
@@ -116,14 +118,15 @@ def _port(url: str) -> int | None:
 def run(args: argparse.Namespace) -> int:
     from prfaas.deploy.config import load_deployment
 
-    name = args.node or ("router" if args.router else "wan")
+    name = (args.node[0] if len(args.node) == 1 else "workers") if args.node else (
+        "router" if args.router else "wan")
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s {name} %(levelname)s %(message)s"
     )
     cfg = load_deployment(args.config)
     if args.policy:
         cfg = cfg.with_policy(args.policy)
-    pki = _pki(args, cfg, name)
+    pki = _pki(args, cfg, name) if name != "workers" else None  # several nodes: one each
     if args.router:
         from prfaas.router.app import run_router
 
@@ -145,19 +148,20 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     etcd = _etcd(args)
+    names = list(dict.fromkeys(args.node))
+    for node in names:
+        cfg.node(node)  # a clear error for an unknown node name
+    if len(names) > 1:
+        from prfaas.worker.multi import run_workers
+
+        pkis = {node: _pki(args, cfg, node) for node in names}
+        asyncio.run(run_workers(cfg, names, etcd, _secret(args), args.ready_file,
+                                args.fault_hooks, pkis))
+        return 0
     from prfaas.worker.app import run_worker
 
-    cfg.node(args.node)  # a clear error for an unknown node name
     asyncio.run(
-        run_worker(
-            cfg,
-            args.node,
-            etcd,
-            _secret(args),
-            args.ready_file,
-            args.fault_hooks,
-            pki,
-        )
+        run_worker(cfg, names[0], etcd, _secret(args), args.ready_file, args.fault_hooks, pki)
     )
     return 0
 

@@ -2,7 +2,7 @@
 
 Format (examples/local.toml is the annotated reference):
 
-    [deployment]  name, block_tokens, secret (optional)
+    [deployment]  name, block_tokens, secret (optional), nodes_per_process (default 1)
     [engine]      kind = "transformers" | "emulated", model, ... (EngineConfig)
     [policy]      name, [policy.params] (passed to the policy as-is)
     [router]      host, port (the public OpenAI listener; 0 = pick a free one), control_host,
@@ -171,6 +171,7 @@ class DeploymentConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     control: ControlSettings = field(default_factory=ControlSettings)
     datacenters: DatacentersConfig | None = None  # every process in its own namespace
+    nodes_per_process: int = 1  # `prfaas up` runs this many worker nodes in one process
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
@@ -260,6 +261,7 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
     name = dep.string("name", default="deployment")
     block_tokens = dep.integer("block_tokens", default=64, minimum=1)
     secret = dep.string("secret") if dep.has("secret") else None
+    per_process = dep.integer("nodes_per_process", default=1, minimum=1)
     dep.finish()
     engine = sec.engine_section(root)
     policy = sec.policy_section(root)
@@ -277,6 +279,7 @@ def _parse_one(data: Mapping[str, Any], source: str) -> DeploymentConfig:
     cfg = DeploymentConfig(
         name, source, block_tokens, engine, policy, router, clusters, links, secret,
         security=security, limits=limits, control=control, datacenters=datacenters,
+        nodes_per_process=per_process,
     )
     sec.check_topology(cfg)
     check_datacenters(cfg, datacenters)

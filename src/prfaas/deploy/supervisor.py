@@ -118,16 +118,7 @@ class Deployment:
                 sweep()  # namespaces left by a deployment whose WAN emulator was killed
             wan = launch.start_wan(self, pki, deadline)
             launch.start_routers(self, [*wan, *etcd], pki, deadline)
-            extra = ["--fault-hooks"] if self.fault_hooks else []
-            for node in self.cfg.nodes:
-                self._spawn(node.name, [
-                    "--node", node.name, *etcd,
-                    "--policy", self.policy, "--secret-file", str(secret_file), *pki, *extra,
-                ])  # fmt: skip
-            for node in self.cfg.nodes:
-                info = self._wait_ready(node.name, deadline)
-                self.node_urls[node.name] = info["url"]
-                self.transfer_ports[node.name] = int(info.get("transfer_port", 0))
+            self._start_workers(etcd, secret_file, pki, deadline)
             self._wait_healthy(deadline)
             launch.start_front(self, deadline)
             self.spare_due = dict.fromkeys(self.router_names, time.monotonic() + SPARE_DELAY_S)
@@ -135,6 +126,30 @@ class Deployment:
             self.stop()
             raise
         return self.url
+
+    def worker_groups(self) -> dict[str, list[str]]:
+        """Process name -> the nodes it runs: each node alone, or `nodes_per_process` together."""
+        names = [n.name for n in self.cfg.nodes]
+        k = self.cfg.nodes_per_process
+        if k <= 1:
+            return {name: [name] for name in names}
+        return {f"workers-{i // k}": names[i : i + k] for i in range(0, len(names), k)}
+
+    def _start_workers(
+        self, etcd: list[str], secret_file: Path, pki: list[str], deadline: float
+    ) -> None:
+        extra = ["--fault-hooks"] if self.fault_hooks else []
+        groups = self.worker_groups()
+        for proc, nodes in groups.items():
+            self._spawn(proc, [
+                *(a for n in nodes for a in ("--node", n)), *etcd,
+                "--policy", self.policy, "--secret-file", str(secret_file), *pki, *extra,
+            ])  # fmt: skip
+        for proc, nodes in groups.items():
+            info = self._wait_ready(proc, deadline)
+            for name, node_info in info.get("nodes", {nodes[0]: info}).items():
+                self.node_urls[name] = node_info["url"]
+                self.transfer_ports[name] = int(node_info.get("transfer_port", 0))
 
     def _make_pki(self) -> list[str]:
         """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys

@@ -37,6 +37,7 @@ from prfaas.worker.messages import Telemetry
 
 log = logging.getLogger(__name__)
 _LOAD = msgspec.msgpack.Decoder(Telemetry)
+MAX_STREAMS = 16384  # nodes a replica can follow (ZMQ's default socket cap would stop at ~500)
 
 
 class RouterCluster:
@@ -49,6 +50,7 @@ class RouterCluster:
         self.name = name or f"router-{socket.gethostname()}-{os.getpid()}"
         self.deployment = self.cfg.name
         self.ctx = zmq.asyncio.Context()
+        self.ctx.set(zmq.MAX_SOCKETS, MAX_STREAMS * 2)  # one SUB and one replay socket per node
         self.curve: tuple[bytes, bytes] | None = zmq.curve_keypair() if pki is not None else None
         self.subs: dict[str, KvEventSubscriber] = {}
         self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node

@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,15 +183,37 @@ async def serve_uvicorn(app: Any, sock: socket.socket, tls: ssl.SSLContext | Non
     await serve(app, sock, tls)
 
 
-async def run_worker(
+@dataclass(slots=True)
+class StartedNode:
+    """A node whose listeners are bound and whose record is in etcd, not yet serving."""
+
+    worker: WorkerNode
+    member: Any  # worker.cluster_link.WorkerCluster
+    sock: socket.socket
+    pki: Pki | None
+
+    def app(self) -> Starlette:
+        return build_app(self.worker, Guard(self.pki is None))
+
+    def ready(self) -> dict[str, Any]:
+        return {"url": self.worker.url, "transfer_port": self.worker.kv.port}
+
+    async def close(self) -> None:
+        with contextlib.suppress(BaseException):  # bounded: etcd may be stopping too
+            await asyncio.wait_for(self.member.close(), 3.0)
+        await self.worker.close()
+
+
+async def start_node(
     cfg: DeploymentConfig,
     node_name: str,
     etcd_url: str,
     secret: bytes,
-    ready_file: Path | None,
     fault_hooks: bool,
     pki: Pki | None = None,
-) -> None:
+    shared: Any = None,
+) -> StartedNode:
+    """Build the node's engine and listeners and register it (`shared`: the process's ZMQ)."""
     from prfaas.worker.cluster_link import WorkerCluster
     from prfaas.worker.engines import make_engine
     from prfaas.worker.kvlink import KvLink
@@ -206,14 +229,27 @@ async def run_worker(
     sock = bind_socket(host, node_cfg.port)
     scheme = "https" if pki is not None else "http"
     worker.url = f"{scheme}://{node_cfg.advertise}:{sock.getsockname()[1]}"
-    member = WorkerCluster(worker, etcd_url, pki)
+    node = StartedNode(worker, WorkerCluster(worker, etcd_url, pki, shared), sock, pki)
     try:
-        await member.start()
-        write_ready(ready_file, {"url": worker.url, "transfer_port": kv.port})
-        await serve_uvicorn(
-            build_app(worker, Guard(pki is None)), sock, pki.server if pki is not None else None
-        )
+        await node.member.start()
+    except BaseException:
+        await node.close()
+        raise
+    return node
+
+
+async def run_worker(
+    cfg: DeploymentConfig,
+    node_name: str,
+    etcd_url: str,
+    secret: bytes,
+    ready_file: Path | None,
+    fault_hooks: bool,
+    pki: Pki | None = None,
+) -> None:
+    node = await start_node(cfg, node_name, etcd_url, secret, fault_hooks, pki)
+    try:
+        write_ready(ready_file, node.ready())
+        await serve_uvicorn(node.app(), node.sock, pki.server if pki is not None else None)
     finally:
-        with contextlib.suppress(BaseException):  # bounded: etcd may be stopping too
-            await asyncio.wait_for(member.close(), 3.0)
-        await worker.close()
+        await node.close()

@@ -29,6 +29,7 @@ from prfaas.security.tls import Pki
 from prfaas.worker.node import WorkerError, WorkerNode
 
 log = logging.getLogger(__name__)
+MAX_ZMQ_SOCKETS = 16384
 _MSGPACK = msgspec.msgpack.Encoder()
 
 
@@ -54,19 +55,56 @@ class RouterKeys:
         return any(r.curve_key.encode() == key for r in self.routers.nodes.values())
 
 
-class WorkerCluster:
-    """`start()` publishes the stream, registers, and follows roles and peers; `close()` leaves."""
+class ProcessZmq:
+    """One ZMQ context per process and its one ZAP handler (a context admits only one), shared
+    by every node the process runs (`prfaas worker --node A --node B ...`)."""
 
-    def __init__(self, worker: WorkerNode, etcd_url: str, pki: Pki | None) -> None:
+    def __init__(self) -> None:
+        self.ctx = zmq.asyncio.Context()
+        self.ctx.set(zmq.MAX_SOCKETS, MAX_ZMQ_SOCKETS)  # two sockets per node, many nodes
+        self.auth: Any = None
+        self.routers: NodeWatch | None = None
+        self._lock = asyncio.Lock()
+
+    async def authenticate(self, client: Any, deployment: str) -> None:
+        """Start the ZAP handler once: it admits the CURVE keys router replicas put in etcd."""
+        async with self._lock:
+            if self.auth is not None:
+                return
+            from zmq.auth.asyncio import AsyncioAuthenticator
+
+            self.routers = NodeWatch(client, deployment, routers_prefix(deployment),
+                                     decode_router)
+            await self.routers.start()
+            self.auth = AsyncioAuthenticator(self.ctx)
+            self.auth.start()
+            self.auth.configure_curve_callback("*", RouterKeys(self.routers))
+
+    async def close(self) -> None:
+        if self.routers is not None:
+            with contextlib.suppress(BaseException):
+                await self.routers.close()
+        if self.auth is not None:
+            self.auth.stop()
+        self.ctx.destroy(linger=0)
+
+
+class WorkerCluster:
+    """`start()` publishes the stream, registers, and follows roles and peers; `close()` leaves.
+    `shared`: the process's ZMQ context when it runs several nodes (else this node's own)."""
+
+    def __init__(self, worker: WorkerNode, etcd_url: str, pki: Pki | None,
+                 shared: ProcessZmq | None = None) -> None:
         self.worker, self.cfg = worker, worker.cfg
         self.etcd_url, self.pki = etcd_url, pki
         self.deployment = self.cfg.name
-        self.ctx = zmq.asyncio.Context()
+        self.zmq = shared if shared is not None else ProcessZmq()
+        self._owns_zmq = shared is None
+        self.ctx = self.zmq.ctx
         self.client: Any = None
         self.reg: Registration | None = None
         self.tasks: list[asyncio.Task[Any]] = []
         self.watches: list[NodeWatch] = []
-        self.auth: Any = None
         self.curve_public = ""
         self._wake = asyncio.Event()
 
@@ -95,15 +133,7 @@ class WorkerCluster:
         host = self.worker.node.host
         secret = None
         if self.pki is not None:
-            from zmq.auth.asyncio import AsyncioAuthenticator
-
-            routers = NodeWatch(self.client, self.deployment, routers_prefix(self.deployment),
-                                decode_router)
-            await routers.start()
-            self.watches.append(routers)
-            self.auth = AsyncioAuthenticator(self.ctx)
-            self.auth.start()
-            self.auth.configure_curve_callback("*", RouterKeys(routers))
+            await self.zmq.authenticate(self.client, self.deployment)
             public, secret = zmq.curve_keypair()
             self.curve_public = public.decode()
         pub = KvEventPublisher(self.ctx, f"tcp://{host}:0", f"tcp://{host}:0",
@@ -202,6 +232,5 @@ class WorkerCluster:
         for w in self.watches:
             await w.close()
         await self.pub.close()
-        if self.auth is not None:
-            self.auth.stop()
-        self.ctx.destroy(linger=0)
+        if self._owns_zmq:
+            await self.zmq.close()
