@@ -123,8 +123,12 @@ def router_states(dep: Deployment) -> list[dict[str, Any]]:
 def etcd_counters(dep: Deployment) -> dict[str, float]:
     import re
 
-    names = ("etcd_mvcc_put_total", "etcd_mvcc_txn_total", "etcd_mvcc_delete_total",
-             "etcd_debugging_lease_renewed_total")
+    names = (
+        "etcd_mvcc_put_total",
+        "etcd_mvcc_txn_total",
+        "etcd_mvcc_delete_total",
+        "etcd_debugging_lease_renewed_total",
+    )
     with dep.operator_client() as client:
         text = client.get(f"{dep.etcd_url}/metrics").text
     out = {}
@@ -148,8 +152,9 @@ def main() -> int:
     args = ap.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="prfaas-fleet-"))
     cfg = folder / "fleet.toml"
-    cfg.write_text(fleet_toml(args.nodes, args.per_process, args.routers, args.telemetry_s,
-                              args.lease_s))
+    cfg.write_text(
+        fleet_toml(args.nodes, args.per_process, args.routers, args.telemetry_s, args.lease_s)
+    )
     dep = Deployment(cfg)
     spawn: dict[str, float] = {}
     real_start_workers = dep._start_workers
@@ -165,19 +170,34 @@ def main() -> int:
         # _wait_healthy returned: every replica's /health counts every node.
         registered_s = time.monotonic() - spawn["t0"]
         up_s = time.monotonic() - t_start
-        print(f"up in {up_s:.1f} s; {args.nodes} nodes in "
-              f"{len(dep.worker_groups())} processes registered with {args.routers} routers "
-              f"{registered_s:.2f} s after the worker processes were spawned", flush=True)
+        print(
+            f"up in {up_s:.1f} s; {args.nodes} nodes in "
+            f"{len(dep.worker_groups())} processes registered with {args.routers} routers "
+            f"{registered_s:.2f} s after the worker processes were spawned",
+            flush=True,
+        )
         before = etcd_counters(dep)
         time.sleep(args.steady_s)
         after = etcd_counters(dep)
         steady = {k: (after[k] - before[k]) / args.steady_s for k in before}
-        print("etcd in steady state, per second: " + ", ".join(
-            f"{k} {v:.2f}" for k, v in steady.items()), flush=True)
+        print(
+            "etcd in steady state, per second: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in steady.items()),
+            flush=True,
+        )
         gen = subprocess.run(
-            [sys.executable, str(LOADGEN), "--rate", str(args.rate), "--seconds",
-             str(args.seconds), *(u for url in dep.router_urls for u in ("--url", url))],
-            capture_output=True, text=True, timeout=args.seconds + 180,
+            [
+                sys.executable,
+                str(LOADGEN),
+                "--rate",
+                str(args.rate),
+                "--seconds",
+                str(args.seconds),
+                *(u for url in dep.router_urls for u in ("--url", url)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 180,
         )
         if gen.returncode != 0:
             print(gen.stderr, file=sys.stderr)
@@ -188,9 +208,12 @@ def main() -> int:
         dep.stop()
     routes = [s["route_ms"] for s in states]
     result = {
-        "nodes": args.nodes, "processes": -(-args.nodes // args.per_process),
-        "routers": args.routers, "registered_s": round(registered_s, 3),
-        "etcd_per_s": steady, "load": load,
+        "nodes": args.nodes,
+        "processes": -(-args.nodes // args.per_process),
+        "routers": args.routers,
+        "registered_s": round(registered_s, 3),
+        "etcd_per_s": steady,
+        "load": load,
         "route_ms_per_router": routes,
         "route_p99_ms_upper": max(r.get("p99", float("nan")) for r in routes),
         "routed_per_router": [s["routed"] for s in states],

@@ -21,8 +21,10 @@ class Conn:
         self.reader, self.writer = reader, writer
 
     async def request(self, host: str, body: bytes) -> tuple[int, bytes]:
-        head = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
         self.writer.write(head.encode() + body)
         status_line = await self.reader.readline()
         status = int(status_line.split()[1])
@@ -43,8 +45,11 @@ class Pool:
         self.idle: list[Conn] = []
 
     async def send(self, body: bytes) -> int:
-        conn = self.idle.pop() if self.idle else Conn(
-            *await asyncio.open_connection(self.host, self.port))
+        conn = (
+            self.idle.pop()
+            if self.idle
+            else Conn(*await asyncio.open_connection(self.host, self.port))
+        )
         status, _ = await conn.request(f"{self.host}:{self.port}", body)
         self.idle.append(conn)
         return status
@@ -52,8 +57,9 @@ class Pool:
 
 def body(rng: random.Random, i: int) -> bytes:
     words = rng.randint(40, 400)  # ~5 bytes per word: 200-2,000 byte-level tokens
-    prompt = f"req {i} " + " ".join(rng.choice(("alpha", "beta", "gamma", "delta"))
-                                    for _ in range(words))
+    prompt = f"req {i} " + " ".join(
+        rng.choice(("alpha", "beta", "gamma", "delta")) for _ in range(words)
+    )
     return json.dumps({"model": MODEL, "prompt": prompt, "max_tokens": 1}).encode()
 
 
