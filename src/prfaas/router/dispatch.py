@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -51,6 +51,7 @@ class Dispatcher:
         )
         self._clients: dict[str, NodeClient] = {}
         self._streams: dict[str, set[Stream]] = {}
+        self.on_retry: Callable[[str], None] = lambda _stage: None  # prfaas_retries_total
         members.on_dead = self.node_dead
 
     def client(self, rec: NodeRecord) -> NodeClient:
@@ -148,6 +149,7 @@ class Dispatcher:
             if fallback is None:
                 break
             node = fallback
+            self.on_retry("prefill")
         raise WorkerLost(node, "prefill failed: " + "; ".join(errors))
 
     @staticmethod

@@ -110,9 +110,14 @@ class EmulatedEngine:
             await asyncio.sleep(per_layer_s)
             size = total // layers + (total % layers if i == layers - 1 else 0)
             emit(({}, zero_buffers(size)))
-        seed = prompt_seed(tokens, job.sampling.seed, job.sampling.temperature)
-        first = emulated_token(seed, 0)
-        emit(({"end": {"first": first, "seed": seed, "tokens": len(tokens), "bytes": total}}, []))
+        # A resumed request's tokens depend on its original prompt, as a real model's greedy
+        # output continues the same way once the generated tokens are recomputed.
+        step = job.sampling.resumed
+        prompt = tokens[: len(tokens) - step] if step else tokens
+        seed = prompt_seed(prompt, job.sampling.seed, job.sampling.temperature)
+        first = emulated_token(seed, step)
+        end = {"first": first, "seed": seed, "step": step, "tokens": len(tokens), "bytes": total}
+        emit(({"end": end}, []))
         last = checkpoint_block(len(tokens), self.block_tokens)
         if last >= 0:
             pool.insert(hashes[: last + 1], None, {last: None})
@@ -154,6 +159,7 @@ class _Seq:
     sampling: Sampling
     generated: int
     text: str
+    step: int = 0  # output tokens produced before this sequence (a resumed request)
 
 
 class EmulatedDecoder:
@@ -171,7 +177,7 @@ class EmulatedDecoder:
         end: dict[str, Any] = inbound.meta["end"]
         if inbound.nbytes != int(end["bytes"]):
             raise ValueError(f"KV of {request_id} has {inbound.nbytes} bytes, sent {end['bytes']}")
-        seq = _Seq(int(end["seed"]), sampling, 0, "")
+        seq = _Seq(int(end["seed"]), sampling, 0, "", int(end.get("step", 0)))
         self._seqs[request_id] = seq
         return [self._emit(request_id, seq, int(end["first"]))]
 
@@ -181,7 +187,7 @@ class EmulatedDecoder:
         outs = []
         for rid, s in list(self._seqs.items()):
             for _ in range(self.chunk):
-                outs.append(self._emit(rid, s, emulated_token(s.seed, s.generated)))
+                outs.append(self._emit(rid, s, emulated_token(s.seed, s.step + s.generated)))
                 if rid not in self._seqs:
                     break
         return outs
