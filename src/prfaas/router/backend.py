@@ -21,6 +21,7 @@ from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
+from prfaas.router.admission import Admitter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
@@ -113,6 +114,7 @@ class RouterBackend:
         self.rebalancer: Any = None
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
         self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
+        self.admission = Admitter(cfg, self.time_scale, self.count)
 
     def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
         """Switch the routing policy at run time (tests, experiments); `params` written here win
@@ -243,7 +245,7 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...]
+        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], resumed: int
     ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
@@ -252,6 +254,8 @@ class RouterBackend:
         # from scratch (tests/test_router_fleet_view.py).
         view = self.fleet.view(now, telemetry(self.bandwidth), index_match(self.members, per_node))
         placement = get_policy(self.policy_name)(view, spec, self.params)
+        if not placement.rejected and not resumed:  # a resumed stream is never shed
+            self.admission.check(view, spec, placement, self.params)
         entry = self.decision_log.add(
             req.request_id, req.seed, req.arrival_s, now, len(tokens), placement, view
         )
@@ -298,11 +302,13 @@ class RouterBackend:
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
         resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
-        placement, pull, logged, held = self._place(req, tokens, hashes)
+        placement, pull, logged, held = self._place(req, tokens, hashes, resumed)
         self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
         decode.decode_pending += 1
+        self.admission.waiting += 1
+        stage = "prefill"  # queued or running on the prefill node, KV on its way; then decode
         job = DecodeJob(rid, len(tokens), sampling, wait_s=self.cfg.router.request_timeout_s)
         opening = asyncio.create_task(
             self.dispatch.watch(self.dispatch.open_decode(decode, job), decode.name)
@@ -335,8 +341,16 @@ class RouterBackend:
                 raise DecodeLost(exc.node, str(exc)) from None
             usage = Usage(len(tokens) - resumed, resumed, reply.reused_tokens)
             async for chunk in self._tokens(decode, resp, usage):
+                if stage == "prefill":
+                    stage = "decode"
+                    self.admission.waiting -= 1
                 yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.count("cancelled", stage)  # the client left or timed out: nothing runs on
+            raise
         finally:
+            if stage == "prefill":
+                self.admission.waiting -= 1
             decode.decode_active -= 1
             if not opening.done():
                 opening.cancel()
