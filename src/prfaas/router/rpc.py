@@ -89,6 +89,9 @@ class NodeClient:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             writer.close()
             raise RpcError(f"{self.host}:{self.port}{path}: {type(exc).__name__}: {exc}") from None
+        except asyncio.CancelledError:
+            writer.close()  # the caller gave up (client gone): the worker sees it and aborts
+            raise
         lines = head.decode("latin-1").split("\r\n")
         try:
             status = int(lines[0].split(" ", 2)[1])
@@ -113,6 +116,9 @@ class NodeClient:
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             conn[1].close()
             raise RpcError(f"{self.host}:{self.port}{path}: body: {exc}") from None
+        except asyncio.CancelledError:
+            conn[1].close()
+            raise
         self._release(conn, headers.get("connection", "").lower() != "close")
         return Reply(status, data)
 
