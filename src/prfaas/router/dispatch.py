@@ -68,6 +68,12 @@ class Dispatcher:
         """Break every stream from a dead node: its readers fail now instead of waiting."""
         for stream in self._streams.pop(node, set()):
             stream.close()
+        # A restarted worker listens on a new port: the old client (and its idle connections)
+        # would otherwise stay in the map forever.
+        rec = self.members.nodes.get(node)
+        client = self._clients.pop(rec.url, None) if rec is not None else None
+        if client is not None:
+            client.close()
 
     async def close(self) -> None:
         await self.http.aclose()

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from prfaas.cache.index import GlobalPrefixIndex
 from prfaas.cache.pool import CacheEvent
 from prfaas.deploy.config import DeploymentConfig
+from prfaas.router.event_order import EventOrder
 from prfaas.worker.messages import Heartbeat, WireEvent
 
 
@@ -66,7 +67,7 @@ class Membership:
     cfg: DeploymentConfig
     nodes: dict[str, NodeRecord] = field(default_factory=dict)
     index: GlobalPrefixIndex = field(default_factory=GlobalPrefixIndex)
-    _seen: dict[str, dict[int, int]] = field(default_factory=dict)
+    _seen: dict[str, EventOrder] = field(default_factory=dict)
     dead_after_s: float = 2.0
     on_dead: Callable[[str], None] | None = None  # the dispatcher breaks the node's streams
     changed: set[str] = field(default_factory=set)  # nodes whose record changed (see NodeRecord)
@@ -113,11 +114,10 @@ class Membership:
 
     def apply_events(self, node: str, events: list[WireEvent]) -> None:
         """Apply in per-block sequence order: a late (stale) event never undoes a newer one."""
-        seen = self._seen.setdefault(node, {})
+        seen = self._seen.setdefault(node, EventOrder())
         for seq, kind, block_hash, has_state in events:
-            if seq <= seen.get(block_hash, 0):
+            if not seen.fresh(seq, block_hash, kind == "s"):
                 continue
-            seen[block_hash] = seq
             stored = "stored" if kind == "s" else "evicted"
             self.index.apply(node, CacheEvent(stored, block_hash, has_state))  # type: ignore[arg-type]
 

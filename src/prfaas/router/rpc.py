@@ -64,6 +64,12 @@ class NodeClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return reader, writer
 
+    def close(self) -> None:
+        """Close the idle connections (the node died or moved)."""
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
     def _release(self, conn: _Conn, keep: bool) -> None:
         if keep and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
