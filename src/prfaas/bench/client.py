@@ -148,8 +148,8 @@ async def send_one(pool: Pool, req: PlannedRequest, t0: float, model: str, endpo
 
     def fail(kind: str, detail: str | None) -> RequestResult:
         return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail,
-                             output_tokens=st.chunks, text="".join(st.pieces),
-                             answers_429=answers)
+                             e2e_s=time.perf_counter() - st.start_s, output_tokens=st.chunks,
+                             text="".join(st.pieces), answers_429=answers)
 
     st = _Stream(start)
     try:
