@@ -18,6 +18,7 @@ from typing import Any
 from prfaas.bench.client import run_plan
 from prfaas.bench.workload import PlannedRequest
 from prfaas.cache.hashing import token_block_hashes
+from prfaas.errors import UsageError
 from prfaas.core.lifecycle import Phase
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
@@ -155,7 +156,11 @@ def run_live(
                 tag=True,
             )
         )
-        log = dep.control("GET", "/internal/decisions", timeout=30).json()["decisions"]
+        answer = dep.control("GET", "/internal/decisions", timeout=30).json()
+        log = answer["decisions"]
+        if answer["count"] > len(log) and log and log[0]["seq"] > 1:
+            raise UsageError(f"the router kept only its last {len(log)} of {answer['count']} "
+                             "decisions: send fewer requests per run")
     finally:
         dep.stop()
     ttft = {r.index: r.ttft_s for r in results if r.ok}
