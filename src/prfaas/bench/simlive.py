@@ -18,11 +18,11 @@ from typing import Any
 from prfaas.bench.client import run_plan
 from prfaas.bench.workload import PlannedRequest
 from prfaas.cache.hashing import token_block_hashes
-from prfaas.errors import UsageError
 from prfaas.core.lifecycle import Phase
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.deploy.config import DeploymentConfig
+from prfaas.errors import UsageError
 from prfaas.policy.placement import Placement
 from prfaas.router.decision_log import view_summary
 from prfaas.sim.engine import Simulation
