@@ -43,9 +43,10 @@ def test_admits_under_the_slo_and_sheds_over_it_with_a_retry_after() -> None:
     assert shed.retry_after_s == pytest.approx(9.0 + 2.0 - 5.0)  # until the queue drained enough
 
 
-def test_a_request_over_the_slo_alone_runs_on_an_idle_node_only() -> None:
+def test_a_request_over_the_slo_alone_is_refused_even_on_an_idle_node() -> None:
     limits = AdmissionLimits(ttft_slo_s=5.0)
-    assert admit(view(0), request(100_000), PLACED, PARAMS, limits, 0).admit
+    idle = admit(view(0), request(100_000), PLACED, PARAMS, limits, 0)
+    assert not idle.admit and idle.reason == "slo" and idle.retry_after_s == pytest.approx(1.0)
     shed = admit(view(500), request(100_000), PLACED, PARAMS, limits, 0)
     assert not shed.admit and shed.retry_after_s == pytest.approx(1.5)  # the whole wait
 

@@ -5,8 +5,9 @@ global queue (requests waiting for their first token), a bounded queue per prefi
 TTFT SLO against the prefill cost model the latency-aware policy already uses: the node's queue
 of n requests and Q tokens waits n x T(Q / n) (T convex: the least that queue can take), then the
 request's own T(l) on its uncached tokens. A request that cannot meet the
-SLO even on an idle node (a prompt near the context window) is admitted only where nothing waits,
-so it is served, not refused forever. Per-client token rates use `take_tokens`, a token bucket.
+SLO even on an idle node (a prompt near the context window) is refused too: the deployment says
+it cannot serve it within its SLO (raise `ttft_slo_s`, or cap `max_prompt_tokens`); a client
+timeout shorter than its prefill would lose it anyway. Per-client token rates use `take_tokens`.
 All times are modelled seconds; the router converts them to wall-clock ones.
 """
 
@@ -79,7 +80,7 @@ def admit(
     node = view.node_cluster(placement.prefill_node).node(placement.prefill_node)
     if limits.max_node_queue and node is not None and node.queue_len >= limits.max_node_queue:
         return Admission(False, "node_queue", max(wait, MIN_RETRY_S), total)
-    if limits.ttft_slo_s and total > limits.ttft_slo_s and wait > 0:
+    if limits.ttft_slo_s and total > limits.ttft_slo_s:
         # the queue must drain by the excess (or entirely, for a request over the SLO alone)
         retry = min(total - limits.ttft_slo_s, wait)
         return Admission(False, "slo", max(retry, MIN_RETRY_S), total)
