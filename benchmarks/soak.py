@@ -39,8 +39,9 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def sample(dep: Deployment, t0: float, every_s: float, stop: threading.Event,
-           out: list[dict[str, float]]) -> None:
+def sample(
+    dep: Deployment, t0: float, every_s: float, stop: threading.Event, out: list[dict[str, float]]
+) -> None:
     while not stop.wait(every_s if out else 0.0):
         row = {"t_s": round(time.monotonic() - t0, 1)}
         for name, proc in dep.procs.items():
@@ -60,8 +61,12 @@ def flatness(samples: list[dict[str, float]], warmup_s: float) -> dict[str, dict
         if not xs:
             continue
         mean = sum(xs) / len(xs)
-        out[name] = {"mean_mb": round(mean, 1), "min_mb": min(xs), "max_mb": max(xs),
-                     "max_dev": round(max(abs(x - mean) for x in xs) / mean, 4)}
+        out[name] = {
+            "mean_mb": round(mean, 1),
+            "min_mb": min(xs),
+            "max_mb": max(xs),
+            "max_dev": round(max(abs(x - mean) for x in xs) / mean, 4),
+        }
     return out
 
 
@@ -87,8 +92,9 @@ def plot(samples: list[dict[str, float]], path: Path, title: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--config", type=Path, default=ROOT / "examples" / "paper-emulated.toml")
     ap.add_argument("--rate", type=float, default=2.5)
     ap.add_argument("--duration", type=float, default=1800.0)
@@ -103,9 +109,14 @@ def main() -> int:
         text = args.config.read_text().replace("pool_gib = 1024", f"pool_gib = {args.pool_gib:g}")
         config = Path(tmp) / "soak.toml"
         config.write_text(text)
-        plan = paper_plan(rate_rps=args.rate, duration_s=args.duration, length_scale=1.0,
-                          arrival="poisson", seed=0,
-                          shaping=Shaping(output_tokens=args.output_tokens))
+        plan = paper_plan(
+            rate_rps=args.rate,
+            duration_s=args.duration,
+            length_scale=1.0,
+            arrival="poisson",
+            seed=0,
+            shaping=Shaping(output_tokens=args.output_tokens),
+        )
         dep = Deployment(config)
         samples: list[dict[str, float]] = []
         stop = threading.Event()
@@ -114,8 +125,11 @@ def main() -> int:
             t0 = time.monotonic()
             sampler = threading.Thread(target=sample, args=(dep, t0, args.every, stop, samples))
             sampler.start()
-            results, wall = asyncio.run(run_plan(url, plan, model=dep.cfg.engine.model,
-                                                 endpoint="completions", timeout_s=120.0))
+            results, wall = asyncio.run(
+                run_plan(
+                    url, plan, model=dep.cfg.engine.model, endpoint="completions", timeout_s=120.0
+                )
+            )
         finally:
             stop.set()
             dep.stop()
@@ -127,21 +141,39 @@ def main() -> int:
     verdict = flatness(samples, args.warmup)
     for row in samples[:: max(1, int(60 / args.every))]:
         workers = max((v for k, v in row.items() if k not in ("t_s", "router", "wan")), default=0)
-        print(f"t={row['t_s']:>7.0f} s  router {row.get('router', 0):7.1f} MB  "
-              f"largest worker {workers:7.1f} MB", flush=True)
+        print(
+            f"t={row['t_s']:>7.0f} s  router {row.get('router', 0):7.1f} MB  "
+            f"largest worker {workers:7.1f} MB",
+            flush=True,
+        )
     print(f"requests {len(results)}, ok {ok}, errors {errors}, wall {wall:.0f} s")
     worst = max(verdict.items(), key=lambda kv: kv[1]["max_dev"]) if verdict else None
     if worst is not None:
-        print(f"after {args.warmup:g} s: router {verdict.get('router')}; "
-              f"largest deviation {worst[0]} {worst[1]['max_dev']:.1%}")
+        print(
+            f"after {args.warmup:g} s: router {verdict.get('router')}; "
+            f"largest deviation {worst[0]} {worst[1]['max_dev']:.1%}"
+        )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "requests": len(results), "ok": ok, "errors": errors,
-                                         "flatness": verdict, "samples": samples}, indent=1))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "args": {k: str(v) for k, v in vars(args).items()},
+                    "requests": len(results),
+                    "ok": ok,
+                    "errors": errors,
+                    "flatness": verdict,
+                    "samples": samples,
+                },
+                indent=1,
+            )
+        )
     if args.plot:
-        plot(samples, args.plot, f"soak: {args.rate:g} req/s for {args.duration / 60:.0f} min, "
-                                 f"{ok}/{len(results)} ok")
+        plot(
+            samples,
+            args.plot,
+            f"soak: {args.rate:g} req/s for {args.duration / 60:.0f} min, {ok}/{len(results)} ok",
+        )
     return 0
 
 

@@ -31,8 +31,12 @@ def deployment(tmp_path: Path) -> Iterator[Deployment]:
 
 
 def _send(url: str, i: int) -> tuple[int, float, str]:
-    body = {"model": "emu-model", "prompt": f"[{i}] {LONG_PROMPT * 4}", "max_tokens": 8,
-            "temperature": 0}
+    body = {
+        "model": "emu-model",
+        "prompt": f"[{i}] {LONG_PROMPT * 4}",
+        "max_tokens": 8,
+        "temperature": 0,
+    }
     t0 = time.monotonic()
     resp = httpx.post(f"{url}/v1/completions", json=body, timeout=30)
     return resp.status_code, time.monotonic() - t0, resp.headers.get("retry-after", "")

@@ -37,8 +37,13 @@ def prompt(tag: str) -> str:
 
 
 def body(tag: str) -> dict[str, object]:
-    return {"model": "emu-model", "prompt": prompt(tag), "max_tokens": 4, "temperature": 0,
-            "stream": True}
+    return {
+        "model": "emu-model",
+        "prompt": prompt(tag),
+        "max_tokens": 4,
+        "temperature": 0,
+        "stream": True,
+    }
 
 
 async def ttft(client: httpx.AsyncClient, tag: str) -> float:
@@ -74,8 +79,10 @@ def test_a_disconnect_storm_leaves_no_work_behind(deployment: Deployment) -> Non
     url = deployment.url
     base, probe = asyncio.run(scenario(url))
     cancelled = metric(url, "prfaas_cancelled_total")
-    print(f"baseline TTFT {base * 1000:.0f} ms, probes after {STORM} hang-ups "
-          f"{probe * 1000:.0f} ms, cancelled {cancelled:.0f}")
+    print(
+        f"baseline TTFT {base * 1000:.0f} ms, probes after {STORM} hang-ups "
+        f"{probe * 1000:.0f} ms, cancelled {cancelled:.0f}"
+    )
     # those that reached the router before hanging up (how many did depends on the machine's load:
     # 10-20 of 30 here); the probe below is the check that their work is gone
     assert cancelled >= 1

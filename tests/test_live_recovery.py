@@ -19,9 +19,9 @@ from prfaas.worker.emulated import emulated_token, prompt_seed
 
 pytestmark = pytest.mark.slow
 TWO_DECODE = EMULATED_TOML.replace(
-    '[[links]]',
+    "[[links]]",
     '[[clusters.nodes]]\nname = "pd-d1"\nrole = "decode"\nhardware = "H20"\npool_gib = 64\n\n'
-    '[[links]]',
+    "[[links]]",
     1,
 )
 MAX_TOKENS = 400
@@ -45,15 +45,21 @@ def expected(prompt: str, n: int) -> str:
 
 def stream(url: str, prompt: str) -> tuple[str, bool, str]:
     """(text, saw [DONE], first in-band error) of one streaming completion."""
-    body = {"model": "emu-model", "prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0,
-            "stream": True, "ignore_eos": True}
+    body = {
+        "model": "emu-model",
+        "prompt": prompt,
+        "max_tokens": MAX_TOKENS,
+        "temperature": 0,
+        "stream": True,
+        "ignore_eos": True,
+    }
     text, done, error = [], False, ""
     with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as resp:
         assert resp.status_code == 200, resp.read()
         for line in resp.iter_lines():
             if not line.startswith("data: "):
                 continue
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             if data == "[DONE]":
                 done = True
                 continue
@@ -67,8 +73,9 @@ def stream(url: str, prompt: str) -> tuple[str, bool, str]:
 
 def metric(url: str, name: str) -> float:
     text = httpx.get(f"{url}/metrics").text
-    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
-               if s.name == name)
+    return sum(
+        s.value for f in text_string_to_metric_families(text) for s in f.samples if s.name == name
+    )
 
 
 def test_streams_of_a_dead_decode_node_resume_token_exact(deployment: Deployment) -> None:

@@ -11,8 +11,12 @@ from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 
 # T(l) = 1 s + 1 ms per token on PD-P.
-PARAMS = PolicyParams(local_prefill_poly=(1e-3, 1.0), local_s_per_token=1e-3,
-                      remote_prefill_poly=(5e-4, 0.5), remote_s_per_token=5e-4)
+PARAMS = PolicyParams(
+    local_prefill_poly=(1e-3, 1.0),
+    local_s_per_token=1e-3,
+    remote_prefill_poly=(5e-4, 0.5),
+    remote_s_per_token=5e-4,
+)
 
 
 def view(queued_tokens: int, queue_len: int = 0) -> ClusterView:
@@ -52,8 +56,9 @@ def test_a_request_over_the_slo_alone_is_refused_even_on_an_idle_node() -> None:
 
 
 def test_queue_bounds_shed_regardless_of_the_slo() -> None:
-    assert admit(view(0), request(), PLACED, PARAMS, AdmissionLimits(max_queue=3), 3).reason \
-        == "queue"
+    assert (
+        admit(view(0), request(), PLACED, PARAMS, AdmissionLimits(max_queue=3), 3).reason == "queue"
+    )
     shed = admit(view(10, 4), request(), PLACED, PARAMS, AdmissionLimits(max_node_queue=4), 0)
     assert shed.reason == "node_queue"
     assert admit(view(10, 3), request(), PLACED, PARAMS, AdmissionLimits(max_node_queue=4), 0).admit

@@ -43,8 +43,9 @@ def _wire(pool: HybridPrefixPool) -> list[WireEvent]:
 
     def on_event(event: CacheEvent) -> None:
         seq[0] += 1
-        events.append((seq[0], "s" if event.kind == "stored" else "e", event.block_hash,
-                       event.has_state))
+        events.append(
+            (seq[0], "s" if event.kind == "stored" else "e", event.block_hash, event.has_state)
+        )
 
     pool.subscribe(on_event)
     return events

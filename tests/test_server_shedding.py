@@ -40,12 +40,17 @@ def test_per_key_token_rate_sheds_with_retry_after_and_counts() -> None:
     shed: list[str] = []
     gate = ApiKeys({KEY: "alice"}).wrap(
         create_app(FakeBackend(), model_name="fake", max_context_tokens=256),
-        max_body=1 << 16, max_concurrent=8, tokens_per_s=20.0, on_shed=shed.append,
+        max_body=1 << 16,
+        max_concurrent=8,
+        tokens_per_s=20.0,
+        on_shed=shed.append,
     )
     client = TestClient(gate)
     headers = {"Authorization": f"Bearer {KEY}"}
-    codes = [client.post("/v1/completions", json=_body(max_tokens=100), headers=headers)
-             for _ in range(3)]
+    codes = [
+        client.post("/v1/completions", json=_body(max_tokens=100), headers=headers)
+        for _ in range(3)
+    ]
     assert codes[0].status_code == 200  # the burst is 10 s worth: 200 tokens
     refused = codes[-1]
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1

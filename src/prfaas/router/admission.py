@@ -28,8 +28,9 @@ class Admitter:
         lim = cfg.limits
         self.time_scale = time_scale  # the policy's seconds are modelled ones
         self.slo_s = lim.ttft_slo_s
-        self.limits = AdmissionLimits(lim.ttft_slo_s * time_scale, lim.max_queue_per_node,
-                                      lim.max_queue)
+        self.limits = AdmissionLimits(
+            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue
+        )
         self.count = count
         self.waiting = 0
 
