@@ -1,17 +1,22 @@
 """Chaos harness: start a deployment, drive streaming load, inject one fault, count what was lost.
 
-    .venv/bin/python benchmarks/chaos.py                         # every scenario (~10 min)
+    .venv/bin/python benchmarks/chaos.py                         # every scenario (~12 min)
     .venv/bin/python benchmarks/chaos.py --scenarios kill-decode,overload-3x --rate 3
 
 Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.toml), the paper's
-workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length), the
-fault at --fault-at s. Every reply is checked token for token against the emulated engine's
-deterministic output. Columns: sent, ok, failed (the server said so), leaky (a failure message
-carrying an internal address), lost (hung, cut without an error, or wrong text), recovery (s from
-the fault until every later request succeeded; '-' never), TTFT x (p50 TTFT 1-6 s after the fault
-ended over p50 before it). Scenarios that need a mechanism this
-build lacks (a link control) are listed as skipped, with the reason. kill-router runs the file with
-`[router] replicas = 2` (HAProxy in front) and kills one replica; the healer restarts it.
+workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length; longer
+when the scenario needs a tail after its fault), the fault at --fault-at s. Every reply is checked
+token for token against the emulated engine's deterministic output. Three probes (same 8K-token
+prompt length, unique prompts) go out 3-1 s before the fault and three right after it settled
+(after the hang-ups of the storm, 8-9 s after the overload burst, after SIGCONT, 5 s after a kill).
+Columns: sent, ok, shed (429 from admission control), failed (any other error the server
+reported), leaky (a failure message carrying an internal address), lost (hung, cut without an
+error, or wrong text), recovery (s from the fault until every later request succeeded; '-'
+never), TTFT x (p50 TTFT 1-6 s after the fault ended over p50 before it), probe x (median probe
+TTFT after / before), 429 ms (slowest 429), p99 TTFT of the requests accepted during the fault.
+Scenarios that need a mechanism this build lacks (a link control) are listed as skipped, with the
+reason. kill-router runs the file with `[router] replicas = 2` (HAProxy in front) and kills one
+replica; the healer restarts it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -57,6 +63,21 @@ class Scenario:
     boost_s: float = 0.0
     skip: str = ""  # why it cannot run in this build
     replicas: int = 1  # router replicas (HAProxy in front when > 1)
+    settle_s: float = 5.0  # the "after" probes go out this long after the fault started
+
+    def scaled(self, args: argparse.Namespace) -> Scenario:
+        """--burst-s / --hold-s shorten the overload and the SIGSTOP (CI runs)."""
+        if self.boost_s:
+            burst = args.burst_s
+            return replace(self, boost_s=burst, settle_s=burst + min(8.0, burst / 3))
+        if self.hold_s:
+            return replace(self, hold_s=args.hold_s, settle_s=args.hold_s + 1.0)
+        return self
+
+    @property
+    def fault_s(self) -> float:
+        """How long the fault lasts."""
+        return self.hold_s + self.boost_s + (1.0 if self.name == "disconnect-storm" else 0.0)
 
 
 def _nodes(dep: Deployment, prefix: str) -> list[str]:
@@ -99,9 +120,9 @@ SCENARIOS = {
         Scenario("kill-all-prfaas", _kill("prfaas")),
         Scenario("kill-decode", _kill("pd-d", 1)),
         Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
-                 _signal("pd-p", signal.SIGCONT)),
-        Scenario("overload-3x", rate_boost=3.0, boost_s=30.0),
-        Scenario("disconnect-storm"),
+                 _signal("pd-p", signal.SIGCONT), settle_s=21.0),
+        Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
+        Scenario("disconnect-storm", settle_s=2.0),  # probes from 1 s after the hang-ups
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2),
         Scenario("link-cut-10s", skip="needs a live link control (issue 12: prfaas link set)"),
@@ -110,9 +131,25 @@ SCENARIOS = {
 }
 
 
+PROBE_BLOCKS = 16  # 8K-token probes: prefilled locally (below t), a few hundred ms
+PROBE_BASE = 3_000_000_000
+
+
+def probes(shaping: Shaping, args: argparse.Namespace, scn: Scenario) -> list[PlannedRequest]:
+    """Three probes before the fault, three once it settled (unique prompts, equal length)."""
+    before = [max(0.2, args.fault_at - k) for k in (3.0, 2.0, 1.0)]
+    after = [args.fault_at + scn.settle_s + k for k in (0.05, 0.55, 1.05)]
+    block = shaping.tokens_per_block
+    return [PlannedRequest(-1 - i, t, tuple(range(PROBE_BASE + i * PROBE_BLOCKS,
+                                                  PROBE_BASE + (i + 1) * PROBE_BLOCKS)),
+                           PROBE_BLOCKS * block, 16, block)
+            for i, t in enumerate(before + after)]
+
+
 def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
     shaping = Shaping(output_tokens=args.output_tokens)
-    plan = paper_plan(rate_rps=args.rate, duration_s=args.duration, length_scale=1.0,
+    duration = max(args.duration, args.fault_at + scn.settle_s + 4.0)
+    plan = paper_plan(rate_rps=args.rate, duration_s=duration, length_scale=1.0,
                       arrival="poisson", seed=args.seed, shaping=shaping)
     if scn.rate_boost > 1:
         extra = paper_plan(rate_rps=args.rate * (scn.rate_boost - 1), duration_s=scn.boost_s,
@@ -124,8 +161,15 @@ def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
         plan += [PlannedRequest(0, args.fault_at, tuple(range(2_000_000_000 + i * blocks,
                                                               2_000_000_000 + (i + 1) * blocks)),
                                 1_000_000, 16, shaping.tokens_per_block) for i in range(4)]
+    plan += probes(shaping, args, scn)
     plan.sort(key=lambda r: r.send_at_s)
     return [replace(r, index=i) for i, r in enumerate(plan)]
+
+
+def probe_sets(plan: list[PlannedRequest], fault_at: float) -> tuple[set[int], set[int]]:
+    ids = [r for r in plan if r.hash_ids and r.hash_ids[0] >= PROBE_BASE]
+    return ({r.index for r in ids if r.send_at_s < fault_at},
+            {r.index for r in ids if r.send_at_s >= fault_at})
 
 
 async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) -> None:
@@ -192,12 +236,14 @@ class _Healing:
 
 
 def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
+    scn = scn.scaled(args)
     plan = build_plan(scn, args)
     by_index = {r.index: r for r in plan}
     with tempfile.TemporaryDirectory() as tmp:
         config = args.config if scn.replicas == 1 else with_replicas(args.config, scn.replicas,
                                                                       Path(tmp))
         dep = Deployment(config)
+        healer = None
         try:
             dep.start()
             healer = _Healing(dep) if scn.replicas > 1 else None  # as `prfaas up` would
@@ -207,16 +253,27 @@ def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
                 healer.close()
             dep.stop()
     # TTFT is compared 1-6 s after the fault ends (after SIGCONT, after the storm, ...).
-    window = (scn.hold_s + scn.boost_s + 1.0, scn.hold_s + scn.boost_s + 6.0)
+    window = (scn.fault_s + 1.0, scn.fault_s + 6.0)
     return summarise(scn.name, results, args.fault_at,
-                     lambda r: expected_text(by_index[r.index]), window)
+                     lambda r: expected_text(by_index[r.index]), window,
+                     (args.fault_at, args.fault_at + max(scn.fault_s, 0.001)),
+                     probe_sets(plan, args.fault_at))
+
+
+HEADER = (f"{'scenario':<24} {'sent':>5} {'ok':>5} {'shed':>5} {'failed':>6} {'leaky':>5} "
+          f"{'lost':>5} {'recovery':>9} {'TTFT x':>7} {'probe x':>7} {'429 ms':>7} "
+          f"{'p99 TTFT':>8}")
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def _fmt(row: ScenarioRow) -> str:
-    rec = "-" if row.recovery_s is None else f"{row.recovery_s:.1f}"
-    ratio = "-" if row.ttft_ratio is None else f"{row.ttft_ratio:.2f}"
-    return (f"{row.scenario:<24} {row.sent:>5} {row.ok:>5} {row.failed:>6} {row.leaky:>5} "
-            f"{row.lost:>5} {rec:>9} {ratio:>10}")
+    return (f"{row.scenario:<24} {row.sent:>5} {row.ok:>5} {row.shed:>5} {row.failed:>6} "
+            f"{row.leaky:>5} {row.lost:>5} {_num(row.recovery_s, '.1f'):>9} "
+            f"{_num(row.ttft_ratio, '.2f'):>7} {_num(row.probe_ratio, '.2f'):>7} "
+            f"{_num(row.shed_ms_max, '.0f'):>7} {_num(row.fault_p99_ttft_s, '.2f'):>8}")
 
 
 def main() -> int:
@@ -230,14 +287,16 @@ def main() -> int:
     ap.add_argument("--output-tokens", type=int, default=256)
     ap.add_argument("--timeout", type=float, default=60.0, help="client timeout per request, s")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--burst-s", type=float, default=30.0, help="overload-3x: burst length, s")
+    ap.add_argument("--hold-s", type=float, default=20.0, help="sigstop: how long it stops, s")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         ap.error(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
-    print(f"{'scenario':<24} {'sent':>5} {'ok':>5} {'failed':>6} {'leaky':>5} {'lost':>5} "
-          f"{'recovery':>9} {'TTFT x':>10}", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    print(HEADER, flush=True)
     rows = []
     for name in names:
         scn = SCENARIOS[name]
@@ -250,6 +309,7 @@ def main() -> int:
         print(_fmt(row) + f"   ({time.monotonic() - t0:.0f} s)", flush=True)
         for example in row.examples:
             print(f"{'':<26}{example}", flush=True)
+    print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in rows], indent=2))
     return 0

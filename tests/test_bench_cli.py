@@ -224,3 +224,40 @@ def test_non_openai_server_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
             ["bench", "--url", srv.url, "--workload", "paper", "--rate", "1", "--duration", "1"]
         )
     assert code == 2 and "not an OpenAI-compatible server" in capsys.readouterr().err
+
+
+class ShedOnceBackend(FakeBackend):
+    """Sheds every request's first attempt (429, Retry-After: 1), serves the second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
+        from prfaas.server.backend import Overloaded
+
+        if req.prompt_text not in self.seen:
+            self.seen.add(req.prompt_text)
+
+            async def shed() -> AsyncIterator[TokenChunk]:
+                raise Overloaded("the prefill queue is full", 0.2, "node_queue")
+                yield TokenChunk("")
+
+            return shed()
+        return super().generate(req)
+
+
+def test_429s_are_counted_apart_and_retried_on_request(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--workload", "paper", "--rate", "20", "--duration", "0.25", "--length-scale",
+            "0.001", "--output-tokens", "3"]
+    with ServerThread(create_app(ShedOnceBackend(), model_name="m",
+                                 max_context_tokens=10_000)) as srv:
+        code, report = run_json(capsys, "--url", srv.url, *argv)
+        assert code == 1 and report["num_shed"] == 5 and report["num_429"] == 5
+        assert report["errors"] == {"http_429": 5}
+    with ServerThread(create_app(ShedOnceBackend(), model_name="m",
+                                 max_context_tokens=10_000)) as srv:
+        code, report = run_json(capsys, "--url", srv.url, "--retry-429", *argv)
+    assert code == 0 and report["num_ok"] == 5 and report["num_shed"] == 0
+    assert report["num_429"] == 5  # each waited out its Retry-After (1 s) once
+    assert report["e2e_s"]["max"] < 1.0  # latency counts from the accepted attempt

@@ -77,6 +77,8 @@ def test_report_values() -> None:
         "num_requests",
         "num_ok",
         "num_errors",
+        "num_shed",
+        "num_429",
         "errors",
         "duration_s",
         "offered_rps",

@@ -67,3 +67,30 @@ def test_a_quiet_run_loses_nothing_and_every_text_checks(tmp_path: Path) -> None
                               fault_at=1.0, output_tokens=24, timeout=30.0, seed=0)
     row = chaos.run_scenario(chaos.SCENARIOS["baseline"], args)  # type: ignore[attr-defined]
     assert row.sent >= 8 and row.ok == row.sent and row.lost == 0, row.examples
+
+
+def _args(config: Path, **kw: object) -> argparse.Namespace:
+    base = {"config": config, "rate": 4.0, "duration": 4.0, "fault_at": 2.0, "output_tokens": 24,
+            "timeout": 30.0, "seed": 0, "burst_s": 3.0, "hold_s": 2.0}
+    return argparse.Namespace(**{**base, **kw})
+
+
+@pytest.mark.slow
+def test_ci_subset_decode_kill_overload_and_storm_lose_nothing(tmp_path: Path) -> None:
+    """The short CI subset (~40 s): a decode node killed mid-stream (every stream resumes), a 3x
+    burst against a tight SLO (the excess is shed with 429), a disconnect storm."""
+    from test_live_recovery import TWO_DECODE
+
+    chaos = _harness()
+    scenarios = chaos.SCENARIOS  # type: ignore[attr-defined]
+    config = write_config(tmp_path, TWO_DECODE)
+    tight = write_config(tmp_path, TWO_DECODE + "\n[limits]\nttft_slo_s = 0.1\n", "tight.toml")
+    kill = chaos.run_scenario(scenarios["kill-decode"], _args(config))  # type: ignore[attr-defined]
+    assert kill.lost == 0 and kill.failed == 0 and kill.ok == kill.sent, kill.examples
+    over = chaos.run_scenario(scenarios["overload-3x"], _args(tight, rate=8.0))  # type: ignore[attr-defined]
+    assert over.lost == 0 and over.failed == 0, over.examples
+    assert over.shed >= 1 and over.ok >= 1
+    storm = chaos.run_scenario(scenarios["disconnect-storm"], _args(config))  # type: ignore[attr-defined]
+    assert storm.lost == 0 and storm.failed == 0, storm.examples
+    for row in (kill, over, storm):
+        print(chaos._fmt(row))  # type: ignore[attr-defined]

@@ -163,3 +163,26 @@ def test_same_seed_same_weights_other_seed_other_weights() -> None:
     assert torch.equal(a.prefill(ids).logits, b.prefill(ids).logits)
     assert not torch.equal(a.prefill(ids).logits, c.prefill(ids).logits)
     assert a.config_hash == b.config_hash != c.config_hash
+
+
+def test_a_cancelled_prefill_stops_at_the_next_layer_boundary() -> None:
+    from prfaas.model.engine.layerwise import PrefillAborted
+
+    eng = engine("qwen3.5-tiny")
+    ids = list(range(40, 90))
+    asked: list[int] = []
+    stop_after = len(eng._layers) + 2  # cancelled during the second chunk's third layer
+
+    def should_stop() -> bool:
+        asked.append(1)
+        return len(asked) > stop_after
+
+    seen: list[LayerState] = []
+    with pytest.raises(PrefillAborted):
+        eng.prefill(ids, chunk_tokens=25, on_layer=seen.append, should_stop=should_stop)
+    assert len(asked) == stop_after + 1  # no layer ran after the one that saw the cancel
+    # the last chunk handed off its layers 0 and 1 (KV already on its way), then stopped
+    assert [s.index for s in seen] == [0, 1]
+    # the hooks are gone: the engine serves the next request normally
+    full = eng.prefill(ids)
+    assert full.cache.num_tokens == len(ids)

@@ -50,8 +50,8 @@ def test_decode_bound_window_converts_a_prefill_node_and_retunes_t() -> None:
 
         backend.change_role = change_role  # type: ignore[method-assign]
         rb = Rebalancer(backend, _config(cfg, 50))
-        backend.observed.inc[:] = [2000] * 100  # short prompts ...
-        backend.observed.out[:] = [4000] * 100  # ... long answers: decode is the bottleneck
+        backend.observed.inc.extend([2000] * 100)  # short prompts ...
+        backend.observed.out.extend([4000] * 100)  # ... long answers: decode is the bottleneck
         record = await rb.step(1.0)
         await asyncio.sleep(0)
         return record, moves, backend.params.threshold_tokens
@@ -69,8 +69,8 @@ def test_too_few_samples_change_nothing() -> None:
     async def scenario() -> dict[str, Any] | None:
         backend = RouterBackend(cfg)
         rb = Rebalancer(backend, _config(cfg, 500))
-        backend.observed.inc[:] = [2000] * 10
-        backend.observed.out[:] = [4000] * 10
+        backend.observed.inc.extend([2000] * 10)
+        backend.observed.out.extend([4000] * 10)
         return await rb.step(1.0)
 
     assert asyncio.run(scenario()) is None

@@ -2,8 +2,9 @@
 
 A request is **lost** when the client cannot tell it failed or it got the wrong answer: it hung
 (timeout), its stream ended without `[DONE]` and without an error, the connection dropped, or it
-finished "ok" with text other than the engine's deterministic output. It **failed** when the server
-said so (an HTTP error or an in-band stream error); a failure whose message carries an internal
+finished "ok" with text other than the engine's deterministic output. It was **shed** when
+admission control refused it (HTTP 429, before any work). It **failed** when the server said so
+otherwise (an HTTP error or an in-band stream error); a failure whose message carries an internal
 address (`host:port`) is also counted as **leaky**.
 """
 
@@ -36,6 +37,8 @@ def classify(result: RequestResult, expected_text: str | None) -> Verdict:
             return Verdict("lost", _text_difference(result.text, expected_text))
         return Verdict("ok")
     error = result.error or "unknown"
+    if error == "http_429":
+        return Verdict("shed", "429")
     if error in LOST_ERRORS:
         return Verdict("lost", f"{error}: {result.detail or ''}".strip())
     leaky = bool(_ADDRESS.search(result.detail or ""))
@@ -62,6 +65,31 @@ class ScenarioRow:
     recovery_s: float | None  # from the fault's start until requests succeed again; None: never
     examples: tuple[str, ...]  # a few reasons, for the lost and failed
     ttft_ratio: float | None = None  # p50 TTFT just after the fault / before it (None: no data)
+    shed: int = 0  # refused with 429 by admission control
+    shed_ms_max: float | None = None  # the slowest 429 answer (ms)
+    fault_p99_ttft_s: float | None = None  # P99 TTFT of the requests accepted during the fault
+    probe_ratio: float | None = None  # median probe TTFT after the fault / before it
+
+
+def _median(xs: list[float]) -> float | None:
+    return sorted(xs)[len(xs) // 2] if xs else None
+
+
+def probe_ratio(results: Sequence[RequestResult], before: set[int],
+                after: set[int]) -> float | None:
+    """Median TTFT of the `after` probes over that of the `before` ones (same prompt length)."""
+    def ttfts(which: set[int]) -> list[float]:
+        return [r.ttft_s for r in results if r.index in which and r.ok and r.ttft_s is not None]
+
+    b, a = _median(ttfts(before)), _median(ttfts(after))
+    return a / b if a is not None and b else None
+
+
+def fault_p99_ttft(results: Sequence[RequestResult], window: tuple[float, float]) -> float | None:
+    """P99 TTFT of ok requests sent within `window` (s into the run)."""
+    xs = sorted(r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                and window[0] <= r.send_s < window[1])
+    return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None
 
 
 def recovery_s(results: Sequence[RequestResult], verdicts: Sequence[Verdict],
@@ -72,8 +100,8 @@ def recovery_s(results: Sequence[RequestResult], verdicts: Sequence[Verdict],
     """
     order = sorted(range(len(results)), key=lambda i: results[i].send_s)
     last_bad = None
-    for i in order:
-        if verdicts[i].outcome != "ok" and results[i].send_s >= fault_at_s - 1e-9:
+    for i in order:  # a 429 is the deployment protecting itself, not a failure to recover from
+        if verdicts[i].outcome not in ("ok", "shed") and results[i].send_s >= fault_at_s - 1e-9:
             last_bad = i
     if last_bad is None:
         return 0.0
@@ -97,12 +125,23 @@ def ttft_ratio(results: Sequence[RequestResult], fault_at_s: float,
 
 def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float,
               expected: Callable[[RequestResult], str | None],
-              probe_window: tuple[float, float] = (1.0, 6.0)) -> ScenarioRow:
-    """The table row for one scenario's results; `expected` gives each request's exact text."""
+              probe_window: tuple[float, float] = (1.0, 6.0),
+              fault_window: tuple[float, float] | None = None,
+              probes: tuple[set[int], set[int]] = (set(), set())) -> ScenarioRow:
+    """The table row for one scenario's results; `expected` gives each request's exact text.
+    `fault_window`: when the fault lasted (s into the run); `probes`: indices of the probe
+    requests sent before and after it."""
     verdicts = [classify(r, expected(r)) for r in results]
-    count = {k: sum(1 for v in verdicts if v.outcome == k) for k in ("ok", "failed", "lost")}
-    examples = tuple(dict.fromkeys(v.why[:100] for v in verdicts if v.outcome != "ok"))[:3]
+    count = {k: sum(1 for v in verdicts if v.outcome == k)
+             for k in ("ok", "failed", "lost", "shed")}
+    examples = tuple(dict.fromkeys(v.why[:100] for v in verdicts
+                                   if v.outcome in ("failed", "lost")))[:3]
+    shed_ms = [r.e2e_s * 1000 for r, v in zip(results, verdicts, strict=True)
+               if v.outcome == "shed" and r.e2e_s is not None]
+    window = fault_window or (fault_at_s, fault_at_s)
     return ScenarioRow(scenario, len(results), count["ok"], count["failed"],
                        sum(1 for v in verdicts if v.leaky), count["lost"],
                        recovery_s(results, verdicts, fault_at_s), examples,
-                       ttft_ratio(results, fault_at_s, probe_window))
+                       ttft_ratio(results, fault_at_s, probe_window), count["shed"],
+                       max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
+                       probe_ratio(results, *probes))

@@ -34,6 +34,7 @@ class RequestResult:
     output_tokens: int = 0
     itl_s: tuple[float, ...] = ()
     text: str = ""  # the streamed text (the chaos harness checks it token for token)
+    answers_429: int = 0  # 429s received (with --retry-429, those it waited out and resent)
 
     @property
     def tpot_s(self) -> float | None:
@@ -54,6 +55,7 @@ class _Stream:
     usage_tokens: int | None = None
     done: bool = False
     error: str | None = None
+    retry_after: str = ""  # the Retry-After header of a 429
     gaps: list[float] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
 
@@ -109,6 +111,7 @@ async def _stream_into(pool: AnyPool, path: str, body: bytes, st: _Stream) -> tu
     resp = await pool.post(path, body)
     try:
         if resp.status != 200:
+            st.retry_after = resp.headers.get("retry-after", "")
             return resp.status, (await resp.read()).decode(errors="replace")[:300]
         rest = b""
         async for piece in resp.iter_bytes():
@@ -120,19 +123,40 @@ async def _stream_into(pool: AnyPool, path: str, body: bytes, st: _Stream) -> tu
         resp.release()
 
 
+async def _send_honouring_429(pool: AnyPool, path: str, body: bytes, st: _Stream,
+                              retry_429: bool) -> tuple[int, str, int]:
+    """(status, error body, 429s seen); with `retry_429`, wait out each 429's Retry-After and send
+    again (the caller's timeout bounds it all)."""
+    answers = 0
+    while True:
+        status, text = await _stream_into(pool, path, body, st)
+        if status != 429:
+            return status, text, answers
+        answers += 1
+        if not retry_429:
+            return status, text, answers
+        wait = float(st.retry_after) if st.retry_after.replace(".", "", 1).isdigit() else 1.0
+        await asyncio.sleep(wait)
+        st.start_s = time.perf_counter()  # TTFT counts from the accepted attempt
+
+
 async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, endpoint: str,
-                   ignore_eos: bool, timeout_s: float, tag: bool = False) -> RequestResult:
+                   ignore_eos: bool, timeout_s: float, tag: bool = False,
+                   retry_429: bool = False) -> RequestResult:
     body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos, tag))
     start = time.perf_counter()
+    answers = 0
 
     def fail(kind: str, detail: str | None) -> RequestResult:
         return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail,
-                             output_tokens=st.chunks, text="".join(st.pieces))
+                             e2e_s=time.perf_counter() - st.start_s, output_tokens=st.chunks,
+                             text="".join(st.pieces), answers_429=answers)
 
     st = _Stream(start)
     try:
         async with asyncio.timeout(timeout_s):
-            status, text = await _stream_into(pool, ENDPOINTS[endpoint], body, st)
+            status, text, answers = await _send_honouring_429(pool, ENDPOINTS[endpoint], body,
+                                                              st, retry_429)
     except TimeoutError:
         return fail("timeout", f"no complete reply within {timeout_s} s")
     except ConnectError as exc:
@@ -148,8 +172,9 @@ async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, en
         return fail("stream_error" if st.error is not None else "incomplete", st.error)
     n_out = st.usage_tokens if st.usage_tokens is not None else st.chunks
     return RequestResult(req.index, start - t0, req.input_tokens, True,
-                         ttft_s=(st.first_s or end) - start, e2e_s=end - start,
-                         output_tokens=n_out, itl_s=tuple(st.gaps), text="".join(st.pieces))
+                         ttft_s=(st.first_s or end) - st.start_s, e2e_s=end - st.start_s,
+                         output_tokens=n_out, itl_s=tuple(st.gaps), text="".join(st.pieces),
+                         answers_429=answers)
 
 
 def normalize_url(url: str) -> str:
@@ -193,13 +218,16 @@ async def discover_model(url: str, timeout_s: float = 5.0) -> str:
 async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endpoint: str,
                    timeout_s: float, ignore_eos: bool = True,
                    on_done: Callable[[RequestResult], None] | None = None,
-                   tag: bool = False) -> tuple[list[RequestResult], float]:
-    """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s)."""
+                   tag: bool = False, retry_429: bool = False,
+                   ) -> tuple[list[RequestResult], float]:
+    """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s).
+    `retry_429`: honour Retry-After and resend a shed request (else a 429 is its outcome)."""
     pool = make_pool(url)
     t0 = time.perf_counter()
 
     async def one(req: PlannedRequest) -> RequestResult:
-        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag)
+        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag,
+                                retry_429)
         if on_done is not None:
             on_done(result)
         return result

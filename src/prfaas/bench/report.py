@@ -25,7 +25,8 @@ def print_report(report: dict[str, Any], console: Console) -> None:
                   f"endpoint={report['endpoint']}  workload={wl.get('kind')}")
     errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
     console.print(f"requests: {report['num_requests']} sent, {report['num_ok']} ok, "
-                  f"{report['num_errors']} failed ({errors})")
+                  f"{report['num_errors']} failed ({errors}), {report['num_shed']} shed (429; "
+                  f"{report['num_429']} 429 answers in all)")
     offered = report["offered_rps"]
     console.print(f"duration {report['duration_s']:.2f} s   offered "
                   f"{'-' if offered is None else f'{offered:.2f}'} req/s   throughput "
@@ -48,14 +49,14 @@ def print_comparison(rows: Sequence[tuple[str, dict[str, Any]]], console: Consol
     """One row per policy: throughput and latency percentiles side by side."""
     table = Table(title="policy comparison (latencies in ms)", title_justify="left")
     for col in ("policy", "ok/sent", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50",
-                "TPOT p99", "errors"):
+                "TPOT p99", "errors", "429"):
         table.add_column(col, justify="left" if col == "policy" else "right")
     for policy, r in rows:
         ttft, tpot = r["ttft_s"] or {}, r["tpot_s"] or {}
         table.add_row(policy, f"{r['num_ok']}/{r['num_requests']}", f"{r['throughput_rps']:.2f}",
                       f"{r['output_tokens_per_s']:,.0f}", _ms(ttft.get("p50")),
                       _ms(ttft.get("p99")), _ms(tpot.get("p50")), _ms(tpot.get("p99")),
-                      str(r["num_errors"]))
+                      str(r["num_errors"]), str(r.get("num_shed", 0)))
     print_table(console, table)
 
 

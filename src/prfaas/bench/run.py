@@ -34,6 +34,7 @@ class BenchSettings:
     timeout_s: float = 600.0
     ignore_eos: bool = True
     tag_requests: bool = False  # send the plan index as `seed` (the router logs it per decision)
+    retry_429: bool = False  # wait out a 429's Retry-After and resend
     shaping: Shaping = field(default_factory=Shaping)
 
     def plan(self) -> list[PlannedRequest]:
@@ -88,7 +89,8 @@ async def _run(url: str, settings: BenchSettings, plan: list[PlannedRequest], co
         results, wall_s = await run_plan(url, plan, model=model, endpoint=settings.endpoint,
                                          timeout_s=settings.timeout_s,
                                          ignore_eos=settings.ignore_eos, on_done=bar.done,
-                                         tag=settings.tag_requests)
+                                         tag=settings.tag_requests,
+                                         retry_429=settings.retry_429)
     if keep is not None:
         keep.extend(results)
     info = RunInfo(url=url, model=model, endpoint=settings.endpoint,

@@ -22,6 +22,7 @@ from prfaas.core.lifecycle import Phase
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.deploy.config import DeploymentConfig
+from prfaas.errors import UsageError
 from prfaas.policy.placement import Placement
 from prfaas.router.decision_log import view_summary
 from prfaas.sim.engine import Simulation
@@ -155,7 +156,11 @@ def run_live(
                 tag=True,
             )
         )
-        log = dep.control("GET", "/internal/decisions", timeout=30).json()["decisions"]
+        answer = dep.control("GET", "/internal/decisions", timeout=30).json()
+        log = answer["decisions"]
+        if answer["count"] > len(log) and log and log[0]["seq"] > 1:
+            raise UsageError(f"the router kept only its last {len(log)} of {answer['count']} "
+                             "decisions: send fewer requests per run")
     finally:
         dep.stop()
     ttft = {r.index: r.ttft_s for r in results if r.ok}

@@ -52,6 +52,9 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--tag-requests", action="store_true",
                    help="send each request's plan index as `seed` so the router's decision log "
                         "(GET /internal/decisions) can be joined to trace rows")
+    p.add_argument("--retry-429", action="store_true",
+                   help="honour Retry-After: wait and resend a request shed with 429 (within "
+                        "--timeout); without it a 429 is the request's outcome (num_shed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (stable keys)")
     p.add_argument("--save-result", type=Path, metavar="PATH",
                    help="also write the run as `vllm bench serve --save-result` JSON")
@@ -100,7 +103,8 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         speedup=args.speedup, limit=args.limit, workload=args.workload, rate_rps=args.rate,
         arrival=args.arrival, length_scale=args.length_scale, seed=args.seed,
         endpoint=args.endpoint, model=args.model, timeout_s=args.timeout,
-        ignore_eos=args.ignore_eos, shaping=shaping, tag_requests=args.tag_requests)
+        ignore_eos=args.ignore_eos, shaping=shaping, tag_requests=args.tag_requests,
+        retry_429=args.retry_429)
 
 
 def default_starter() -> Any:

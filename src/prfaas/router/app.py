@@ -96,7 +96,9 @@ def build_router_app(
         ),
     )
     keys = ApiKeys.from_config(cfg)
-    return keys.wrap(app, lim.max_body_bytes, lim.max_concurrent_per_key), backend  # type: ignore[return-value]
+    gate = keys.wrap(app, lim.max_body_bytes, lim.max_concurrent_per_key,
+                     lim.tokens_per_s_per_key, lambda reason: backend.count("shed", reason))
+    return gate, backend  # type: ignore[return-value]
 
 
 async def maintenance_loop(backend: RouterBackend, period_s: float) -> None:

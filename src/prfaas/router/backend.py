@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
+import msgspec
+
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.control.window import PrefillSample
 from prfaas.core.request import RequestSpec
@@ -19,6 +21,7 @@ from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
+from prfaas.router.admission import Admitter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
@@ -26,6 +29,7 @@ from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
+from prfaas.router.rpc import Stream
 from prfaas.security.tls import WAN
 from prfaas.server.backend import (
     BackendError,
@@ -42,11 +46,25 @@ from prfaas.worker.wan import link_shape
 log = logging.getLogger(__name__)
 SEED_MOD = 2**63
 EMULATED_CONTEXT_TOKENS = 1 << 20
+MAX_DECODE_RECOVERIES = 4  # a stream moves at most this often (each move needs a live node)
 TRANSFORMERS_CONTEXT_TOKENS = 8192
 
 
 class DecodeLost(WorkerLost):
     """The decode node failed; before the first token the request can be re-run elsewhere."""
+
+
+def _failed(task: asyncio.Task[Any]) -> bool:
+    return task.done() and not task.cancelled() and task.exception() is not None
+
+
+def replace_sampling(sampling: Sampling, resumed: int) -> Sampling:
+    """The sampling of a request resumed after `resumed` output tokens: only the rest to go."""
+    if not resumed:
+        return sampling
+    return msgspec.structs.replace(
+        sampling, max_tokens=sampling.max_tokens - resumed, resumed=resumed
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +95,7 @@ class RouterBackend:
         self.bandwidth = BandwidthMonitor(cfg)
         # tls: the router's client ssl.SSLContext (None in insecure mode)
         self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s, tls)
+        self.dispatch.on_retry = lambda stage: self.count("retry", stage)
         self.tokenizer = router_tokenizer(cfg.engine.model_path)
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
@@ -96,6 +115,7 @@ class RouterBackend:
         self.cluster: Any = None  # router/cluster_members.py: etcd, event streams, leadership
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
         self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
+        self.admission = Admitter(cfg, self.time_scale, self.count)
 
     def set_policy(self, name: str, params: dict[str, Any] | None = None) -> None:
         """Switch the routing policy at run time (tests, experiments); `params` written here win
@@ -156,22 +176,41 @@ class RouterBackend:
             stop=tuple(req.stop),
             ignore_eos=req.ignore_eos,
         )
-        hashes = tuple(token_block_hashes(tokens, self.block_tokens))
-        for attempt in range(2):
-            yielded = 0
+        async for chunk in self._recovering(req, tokens, sampling, t0):
+            yield chunk
+
+    async def _recovering(
+        self, req: CompletionRequest, tokens: list[int], sampling: Sampling, t0: float
+    ) -> AsyncIterator[TokenChunk]:
+        """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
+        streamed so far on another one and go on (vLLM's recompute recovery), until no decode
+        node is left. Errors name no node or address: the log has the detail."""
+        done: list[int] = []  # output token ids the client already has
+        for attempt in range(MAX_DECODE_RECOVERIES + 1):
+            ids = tokens + done
+            resumed = replace_sampling(sampling, len(done))
+            hashes = tuple(token_block_hashes(ids, self.block_tokens))
             try:
-                async for chunk in self._serve(req, tokens, hashes, sampling, t0):
-                    yielded += 1
+                async for chunk in self._serve(req, ids, hashes, resumed, t0):
+                    done.append(chunk.token_id or 0)
                     yield chunk
                 return
             except DecodeLost as exc:
-                if yielded or attempt == 1 or not self.members.alive("decode"):
-                    raise BackendError(f"decode failed after {yielded} tokens: {exc}") from None
-                log.warning(
-                    "decode of %s lost before its first token (%s); re-running", req.request_id, exc
-                )
+                log.warning("decode of %s lost after %d tokens: %s", req.request_id, len(done), exc)
+                if attempt == MAX_DECODE_RECOVERIES or not self.members.alive("decode"):
+                    raise BackendUnavailable(
+                        f"decode failed after {len(done)} tokens and no decode node is left "
+                        "to resume it"
+                    ) from None
+                self.count("recovery")
             except WorkerLost as exc:
-                raise BackendError(f"prefill failed on every node tried: {exc}") from None
+                log.warning("prefill of %s failed everywhere: %s", req.request_id, exc)
+                raise BackendError("prefill failed on every node tried") from None
+
+    def count(self, what: str, label: str = "") -> None:
+        """Reliability counters (recovery, retry, shed, cancelled) when metrics are on."""
+        if self.metrics is not None:
+            self.metrics.count_reliability(what, label)
 
     async def ensure_relays(self, node: str, meta: Any) -> None:
         """Ask the WAN emulator for a relay in front of a (re)registering node (its etcd record
@@ -205,7 +244,7 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...]
+        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], resumed: int
     ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
@@ -214,6 +253,8 @@ class RouterBackend:
         # from scratch (tests/test_router_fleet_view.py).
         view = self.fleet.view(now, telemetry(self.bandwidth), index_match(self.members, per_node))
         placement = get_policy(self.policy_name)(view, spec, self.params)
+        if not placement.rejected and not resumed:  # a resumed stream is never shed
+            self.admission.check(view, spec, placement, self.params)
         entry = self.decision_log.add(
             req.request_id, req.seed, req.arrival_s, now, len(tokens), placement, view
         )
@@ -259,11 +300,14 @@ class RouterBackend:
         t0: float,
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
-        placement, pull, logged, held = self._place(req, tokens, hashes)
+        resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
+        placement, pull, logged, held = self._place(req, tokens, hashes, resumed)
         self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
         decode.decode_pending += 1
+        self.admission.waiting += 1
+        stage = "prefill"  # queued or running on the prefill node, KV on its way; then decode
         job = DecodeJob(rid, len(tokens), sampling, wait_s=self.cfg.router.request_timeout_s)
         opening = asyncio.create_task(
             self.dispatch.watch(self.dispatch.open_decode(decode, job), decode.name)
@@ -281,8 +325,8 @@ class RouterBackend:
                     held,
                 )
             except WorkerLost as exc:
-                if not decode.alive:
-                    raise DecodeLost(decode.name, f"died during prefill ({exc})") from None
+                if not decode.alive or _failed(opening):
+                    raise DecodeLost(decode.name, f"lost during prefill ({exc})") from None
                 raise
             finally:
                 decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
@@ -294,25 +338,41 @@ class RouterBackend:
                 resp = await opening
             except WorkerLost as exc:
                 raise DecodeLost(exc.node, str(exc)) from None
-            n = 0
-            cached = reply.reused_tokens  # pulled blocks are part of what the pool reused
-            try:
-                async for line in self.dispatch.lines(decode, resp):
-                    last = len(line.t) - 1
-                    for i, (token, text) in enumerate(zip(line.t, line.d, strict=True)):
-                        n += 1
-                        finish = line.f if i == last else None
-                        usage = Usage(len(tokens), n, cached) if finish else None
-                        yield TokenChunk(text, token, finish, usage)  # type: ignore[arg-type]
-            except WorkerLost as exc:
-                raise DecodeLost(exc.node, str(exc)) from None
-            self.observed.out.append(n)
+            usage = Usage(len(tokens) - resumed, resumed, reply.reused_tokens)
+            async for chunk in self._tokens(decode, resp, usage):
+                if stage == "prefill":
+                    stage = "decode"
+                    self.admission.waiting -= 1
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit):
+            self.count("cancelled", stage)  # the client left or timed out: nothing runs on
+            raise
         finally:
+            if stage == "prefill":
+                self.admission.waiting -= 1
             decode.decode_active -= 1
             if not opening.done():
                 opening.cancel()
             elif not opening.cancelled() and opening.exception() is None:
                 opening.result().close()  # never read (an error came first): drop the connection
+
+    async def _tokens(
+        self, decode: NodeRecord, resp: Stream, usage: Usage
+    ) -> AsyncIterator[TokenChunk]:
+        """The decode stream as chunks; `usage` holds the prompt, the output streamed before this
+        stream (a resumed request) and the cached tokens (pulled blocks count as reused)."""
+        n = usage.completion_tokens
+        try:
+            async for line in self.dispatch.lines(decode, resp):
+                last = len(line.t) - 1
+                for i, (token, text) in enumerate(zip(line.t, line.d, strict=True)):
+                    n += 1
+                    finish = line.f if i == last else None
+                    done = replace(usage, completion_tokens=n) if finish else None
+                    yield TokenChunk(text, token, finish, done)  # type: ignore[arg-type]
+        except WorkerLost as exc:
+            raise DecodeLost(exc.node, str(exc)) from None
+        self.observed.out.append(n - usage.completion_tokens)
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _record(

@@ -16,7 +16,7 @@ from prfaas.core.view import ClusterView
 from prfaas.policy.placement import Placement
 from prfaas.worker.messages import PrefillReply
 
-DEFAULT_CAPACITY = 20_000  # ~2 KB each with a 12-node view: ~45 MB when full
+DEFAULT_CAPACITY = 2048  # ~2-4 KB each with a 12-node view: under 8 MB when full
 
 
 SUMMARY_NODES = 64  # larger views log only the chosen nodes: O(1) per decision, bounded memory

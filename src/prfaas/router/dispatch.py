@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -51,6 +51,7 @@ class Dispatcher:
         )
         self._clients: dict[str, NodeClient] = {}
         self._streams: dict[str, set[Stream]] = {}
+        self.on_retry: Callable[[str], None] = lambda _stage: None  # prfaas_retries_total
         members.on_dead = self.node_dead
 
     def client(self, rec: NodeRecord) -> NodeClient:
@@ -67,6 +68,12 @@ class Dispatcher:
         """Break every stream from a dead node: its readers fail now instead of waiting."""
         for stream in self._streams.pop(node, set()):
             stream.close()
+        # A restarted worker listens on a new port: the old client (and its idle connections)
+        # would otherwise stay in the map forever.
+        rec = self.members.nodes.get(node)
+        client = self._clients.pop(rec.url, None) if rec is not None else None
+        if client is not None:
+            client.close()
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -148,6 +155,7 @@ class Dispatcher:
             if fallback is None:
                 break
             node = fallback
+            self.on_retry("prefill")
         raise WorkerLost(node, "prefill failed: " + "; ".join(errors))
 
     @staticmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +31,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 SAMPLE_S = 1.0  # link telemetry sampling interval (emulated seconds)
+OBSERVATION_WINDOW = 20_000  # samples per buffer per period (a period rarely sees more)
+
+
+def _window() -> deque[Any]:
+    return deque(maxlen=OBSERVATION_WINDOW)
 
 
 @dataclass(slots=True)
 class Observations:
-    """The router's per-period buffers (filled as requests complete and links are sampled)."""
+    """The router's per-period buffers (filled as requests complete and links are sampled);
+    each keeps the newest OBSERVATION_WINDOW samples, so with the rebalancer off (nothing takes
+    them) they stay bounded."""
 
-    inc: list[int] = field(default_factory=list)
-    out: list[int] = field(default_factory=list)
-    prefill: list[PrefillSample] = field(default_factory=list)
-    link: list[LinkSample] = field(default_factory=list)
+    inc: deque[int] = field(default_factory=_window)
+    out: deque[int] = field(default_factory=_window)
+    prefill: deque[PrefillSample] = field(default_factory=_window)
+    link: deque[LinkSample] = field(default_factory=_window)
 
     def take(self, period_s: float) -> PeriodObservation:
         obs = PeriodObservation(

@@ -64,6 +64,12 @@ class NodeClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return reader, writer
 
+    def close(self) -> None:
+        """Close the idle connections (the node died or moved)."""
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
     def _release(self, conn: _Conn, keep: bool) -> None:
         if keep and len(self._idle) < MAX_IDLE:
             self._idle.append(conn)
@@ -89,6 +95,9 @@ class NodeClient:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             writer.close()
             raise RpcError(f"{self.host}:{self.port}{path}: {type(exc).__name__}: {exc}") from None
+        except asyncio.CancelledError:
+            writer.close()  # the caller gave up (client gone): the worker sees it and aborts
+            raise
         lines = head.decode("latin-1").split("\r\n")
         try:
             status = int(lines[0].split(" ", 2)[1])
@@ -113,6 +122,9 @@ class NodeClient:
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             conn[1].close()
             raise RpcError(f"{self.host}:{self.port}{path}: body: {exc}") from None
+        except asyncio.CancelledError:
+            conn[1].close()
+            raise
         self._release(conn, headers.get("connection", "").lower() != "close")
         return Reply(status, data)
 

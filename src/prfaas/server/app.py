@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from prfaas import __version__
@@ -23,6 +24,7 @@ from prfaas.server.openai_format import DONE, Formatter, sse
 from prfaas.server.schemas import ChatBody, CompletionBody
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,21 +52,28 @@ class _Edge:
         if status == "200":
             self.metrics.observe_e2e(time.monotonic() - req.arrival_s)
 
-    async def serve(self, req: CompletionRequest, endpoint: str, chat: bool) -> Response:
+    async def serve(self, req: CompletionRequest, endpoint: str, chat: bool,
+                    request: Request | None = None) -> Response:
+        """`request`: watched for the client hanging up before the reply starts (its work is
+        then cancelled everywhere; a started stream is cancelled by the streaming response)."""
         self.metrics.in_flight.inc()
         events = Generation(self.backend, req, self.timeouts, self.metrics, endpoint).events()
         fmt = Formatter(req, chat)
         try:
-            first = await anext(events)
+            first = await _unless_gone(request, anext(events))
             if req.stream:
                 body = self._stream(first, events, fmt, endpoint)
                 return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
-            response = await self._collect(first, events, fmt)
+            response = await _unless_gone(request, self._collect(first, events, fmt))
         except ApiError:  # counted by the error handler, like every other 4xx/5xx answer
             self.metrics.in_flight.dec()
             raise
+        except ClientGone:
+            self._finish(endpoint, req, "cancelled")
+            return Response(status_code=499)  # nobody reads it
         except BaseException:
             self._finish(endpoint, req, "cancelled")
+            await events.aclose()
             raise
         self._finish(endpoint, req, "200")
         return JSONResponse(response)
@@ -108,6 +117,33 @@ class _Edge:
                 self._finish(endpoint, fmt.req, status)
 
 
+async def _unless_gone(request: Request | None, aw: Awaitable[T]) -> T:
+    """Await `aw`, cancelling it (CancelledError) once the client disconnects."""
+    if request is None:
+        return await aw
+    work = asyncio.ensure_future(aw)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(BaseException):
+        await work
+    raise ClientGone
+
+
+class ClientGone(Exception):
+    """The client disconnected before its reply started: its work was cancelled."""
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 def create_app(
     backend: Backend,
     *,
@@ -130,12 +166,13 @@ def create_app(
     install_error_handlers(app, on_error=lambda path, status: _count_error(metrics, path, status))
 
     @app.post("/v1/completions", response_model=None)
-    async def completions(body: CompletionBody) -> Response:
-        return await edge.serve(completion_request(body, backend, limits), "completions", False)
+    async def completions(body: CompletionBody, request: Request) -> Response:
+        req = completion_request(body, backend, limits)
+        return await edge.serve(req, "completions", False, request)
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(body: ChatBody) -> Response:
-        return await edge.serve(chat_request(body, backend, limits), "chat", True)
+    async def chat_completions(body: ChatBody, request: Request) -> Response:
+        return await edge.serve(chat_request(body, backend, limits), "chat", True, request)
 
     _add_info_routes(app, backend, metrics, limits, dashboard, public)
     _pin_model_in_openapi(app, model_name)

@@ -5,6 +5,7 @@ Conventions every backend follows:
   carries `finish_reason` ("stop" or "length") and `usage`; a chunk may have empty `text`.
 - Client-caused problems raise `prfaas.errors.UsageError` subclasses (e.g. `ContextLengthExceeded`):
   the server answers 400. Backend trouble raises `BackendUnavailable` (503) or `BackendError` (502);
+  admission control raises `Overloaded` (429 with Retry-After) before the first chunk;
   any other exception also becomes 502. Both may be raised before the first chunk or mid-stream.
 - Closing the iterator early (`aclose()`) means the client went away or a stop string matched: the
   backend should abort the request and free its resources.
@@ -84,6 +85,15 @@ class BackendError(Exception):
 
 class BackendUnavailable(BackendError):
     """No capacity or no healthy worker right now; the client may retry (HTTP 503)."""
+
+
+class Overloaded(BackendUnavailable):
+    """Admission control shed the request (HTTP 429 with Retry-After): retry later."""
+
+    def __init__(self, message: str, retry_after_s: float, reason: str) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.reason = reason
 
 
 class ContextLengthExceeded(UsageError):

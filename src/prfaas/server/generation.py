@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import time
 from collections.abc import AsyncGenerator
@@ -16,6 +17,7 @@ from prfaas.server.backend import (
     CompletionRequest,
     ContextLengthExceeded,
     FinishReason,
+    Overloaded,
     TokenChunk,
     Usage,
 )
@@ -75,6 +77,10 @@ def backend_failure(exc: BaseException) -> ApiError:
     if isinstance(exc, TimeoutError):
         return ApiError(504, "the backend did not produce a token in time", type="server_error",
                         code="timeout")
+    if isinstance(exc, Overloaded):
+        retry = str(max(1, math.ceil(exc.retry_after_s)))
+        return ApiError(429, f"overloaded: {exc}; retry after {retry} s", type="rate_limit_error",
+                        code="server_overloaded", headers={"Retry-After": retry})
     if isinstance(exc, BackendUnavailable):
         return ApiError(503, f"backend unavailable: {exc}", type="server_error",
                         code="backend_unavailable")

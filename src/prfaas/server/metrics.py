@@ -106,6 +106,20 @@ class ServerMetrics:
         self.routed = c(
             "routed_requests", "routing decisions by prefill cluster", ["cluster"], **kw
         )
+        self._init_reliability(kw)
+
+    def _init_reliability(self, kw: dict[str, Any]) -> None:
+        c = Counter
+        self.reliability = {
+            "recovery": c(
+                "decode_recoveries", "streams moved to another decode node (re-prefilled)", **kw
+            ),
+            "retry": c("retries", "prefill attempts retried on another node", ["stage"], **kw),
+            "shed": c("shed", "requests refused with 429 by admission control", ["reason"], **kw),
+            "cancelled": c(
+                "cancelled", "requests cancelled (client gone or timed out)", ["stage"], **kw
+            ),
+        }
 
     # -- HTTP edge ------------------------------------------------------------------------------
     def count_request(self, endpoint: str, status: str) -> None:
@@ -170,6 +184,14 @@ class ServerMetrics:
 
     def count_route(self, prefill_cluster: str) -> None:
         self.routed.labels(cluster=prefill_cluster).inc()
+
+    def count_reliability(self, what: str, label: str = "") -> None:
+        """recovery (no label), retry{stage}, shed{reason}, cancelled{stage}."""
+        counter = self.reliability[what]
+        if label:
+            counter.labels(label).inc()
+        else:
+            counter.inc()
 
     def exposition(self) -> tuple[bytes, str]:
         """(body, content type) of the text exposition format."""

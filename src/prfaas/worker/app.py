@@ -55,6 +55,32 @@ async def _first_or_disconnect(request: Request, stream: AsyncIterator[Any]) -> 
             return None
 
 
+async def _unless_gone(request: Request, job: Any) -> Any:
+    """Run `job`; cancel it once the caller hangs up (the client left: a queued prefill leaves
+    the queue, a running one stops, its transfer is dropped). Raises CallerGone then."""
+    work = asyncio.ensure_future(job)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(BaseException):
+        await work
+    raise CallerGone
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+class CallerGone(Exception):
+    """The router closed the connection before the answer (its client went away)."""
+
+
 def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
     """Control API: /health, /prefill, /decode (NDJSON stream), /push, /fault, /pool. Only the
     router may give jobs and faults (the operator too: faults, /pool); /push serves cache pulls
@@ -78,14 +104,16 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
         )
 
     async def call(request: Request, job_type: type[Any], run: Any, what: str) -> Response:
-        """Decode a job, run it, answer JSON: malformed bodies are 400, refusals 409, unexpected
-        failures 500."""
+        """Decode a job, run it (cancelled if the caller hangs up), answer JSON: malformed bodies
+        are 400, refusals 409, unexpected failures 500."""
         try:
             job = msgspec.json.decode(await read_bounded(request, MAX_RPC_BODY), type=job_type)
         except (msgspec.MsgspecError, ValueError) as exc:
             return _error(exc, 400)
         try:
-            return _json(await run(job))
+            return _json(await _unless_gone(request, run(job)))
+        except CallerGone:
+            return Response(status_code=499)  # nobody reads it
         except WorkerError as exc:
             return _error(exc, 409)
         except Exception as exc:

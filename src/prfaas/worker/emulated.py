@@ -117,8 +117,12 @@ class EmulatedEngine:
         reused = usable * self.block_tokens
         per_layer_s = self.prefill_time_s(len(tokens) - reused) / self.cfg.num_layers
         total = self.shipped_bytes(len(tokens), job.held_tokens)
-        seed = prompt_seed(tokens, job.sampling.seed, job.sampling.temperature)
-        first = emulated_token(seed, 0)
+        # A resumed request's tokens depend on its original prompt, as a real model's greedy
+        # output continues the same way once the generated tokens are recomputed.
+        step = job.sampling.resumed
+        prompt = tokens[: len(tokens) - step] if step else tokens
+        seed = prompt_seed(prompt, job.sampling.seed, job.sampling.temperature)
+        first = emulated_token(seed, step)
         layers = self.cfg.num_layers
         self._free_at = t0 + layers * per_layer_s
         for i in range(layers):
@@ -127,7 +131,8 @@ class EmulatedEngine:
             await sleep_until(t0 + (i + 1) * per_layer_s)
             size = total // layers + (total % layers if i == layers - 1 else 0)
             emit(({}, zero_buffers(size)))
-        emit(({"end": {"first": first, "seed": seed, "tokens": len(tokens), "bytes": total}}, []))
+        end = {"first": first, "seed": seed, "step": step, "tokens": len(tokens), "bytes": total}
+        emit(({"end": end}, []))
         last = checkpoint_block(len(tokens), self.block_tokens)
         if last >= 0:
             pool.insert(hashes[: last + 1], None, {last: None})
@@ -169,6 +174,7 @@ class _Seq:
     sampling: Sampling
     generated: int
     text: str
+    step: int = 0  # output tokens produced before this sequence (a resumed request)
 
 
 class EmulatedDecoder:
@@ -190,7 +196,7 @@ class EmulatedDecoder:
         end: dict[str, Any] = inbound.meta["end"]
         if inbound.nbytes != int(end["bytes"]):
             raise ValueError(f"KV of {request_id} has {inbound.nbytes} bytes, sent {end['bytes']}")
-        seq = _Seq(int(end["seed"]), sampling, 0, "")
+        seq = _Seq(int(end["seed"]), sampling, 0, "", int(end.get("step", 0)))
         if not self._seqs:
             self._deadline = None  # a new busy period: its grid starts at the next step
         self._seqs[request_id] = seq
@@ -205,7 +211,7 @@ class EmulatedDecoder:
         outs = []
         for rid, s in list(self._seqs.items()):
             for _ in range(self.chunk):
-                outs.append(self._emit(rid, s, emulated_token(s.seed, s.generated)))
+                outs.append(self._emit(rid, s, emulated_token(s.seed, s.step + s.generated)))
                 if rid not in self._seqs:
                     break
         return outs

@@ -7,6 +7,7 @@ keeps serving HTTP and moving bytes meanwhile); pool events hop back to the loop
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -94,6 +95,7 @@ class HfEngine:
 
         ids = job.token_ids
         params = sampling_params(job.sampling)
+        cancelled = threading.Event()  # set when the request is cancelled: stop at the next layer
 
         def on_layer(state: Any) -> None:
             wire = encode_layers(self.engine, [state], len(ids), self.wire_dtype, ids)
@@ -101,10 +103,16 @@ class HfEngine:
 
         def run() -> tuple[Any, float]:
             t0 = time.perf_counter()
-            result = self.prefix_cache.prefill(ids, on_layer=on_layer, params=params)
+            result = self.prefix_cache.prefill(
+                ids, on_layer=on_layer, params=params, should_stop=cancelled.is_set
+            )
             return result, time.perf_counter() - t0
 
-        result, compute_s = await self._run(run)
+        try:
+            result, compute_s = await self._run(run)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         emit(({"end": {"first": int(result.first_token), "tokens": len(ids)}}, []))
         return PrefillStats(int(result.first_token), int(result.reused_tokens), compute_s)
 

@@ -21,6 +21,9 @@ class Sampling(msgspec.Struct, frozen=True):
     seed: Annotated[int, msgspec.Meta(ge=0, le=(1 << 63) - 1)] = 0
     stop: tuple[str, ...] = ()
     ignore_eos: bool = False
+    # Decode recovery: the last `resumed` prompt tokens are output a lost decode node already
+    # streamed; the continuation is output token `resumed` on (vLLM's recompute recovery).
+    resumed: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 0
 
 
 class Target(msgspec.Struct, frozen=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from transformers import DynamicCache
 from prfaas.model.engine import cache_ops
 from prfaas.model.engine.cache_ops import LINEAR, LayerState
 from prfaas.model.engine.errors import EngineInputError, StateMismatchError
-from prfaas.model.engine.layerwise import LayerCallback, layer_handoff
+from prfaas.model.engine.layerwise import LayerCallback, abort_between_layers, layer_handoff
 from prfaas.model.engine.loading import LoadedModel, decoder_layers, load_checkpoint, load_preset
 from prfaas.model.engine.presets import DEFAULT_PRESET
 from prfaas.model.engine.sampling import SamplingParams, sample
@@ -142,12 +142,14 @@ class Engine:
         checkpoint_at: Iterable[int] = (),
         params: SamplingParams | None = None,
         all_logits: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> PrefillResult:
         """Run the prompt (after any cached prefix) through the model.
 
         `on_layer` gets each layer's final cache as soon as that layer finishes (on the last
         chunk); `checkpoint_at` lists token positions where linear states are snapshotted (chunks
-        are split there); `chunk_tokens` bounds each forward's length.
+        are split there); `chunk_tokens` bounds each forward's length; `should_stop` is asked
+        before every layer (True: PrefillAborted, the request was cancelled).
         """
         ids = self.check_prompt(token_ids, params.max_tokens if params else 1)
         cache, start = self._start_cache(ids, cache_prefix)
@@ -157,7 +159,10 @@ class Engine:
         pieces: list[torch.Tensor] = []
         for a, b in zip([start, *ends[:-1]], ends, strict=True):
             # Hand layers off only on the last chunk: only then is a layer's cache final.
-            with layer_handoff(self._layers, cache, len(ids), on_layer if b == len(ids) else None):
+            with (
+                abort_between_layers(self._layers, should_stop),
+                layer_handoff(self._layers, cache, len(ids), on_layer if b == len(ids) else None),
+            ):
                 logits = self._forward(ids[a:b], a, cache, all_logits)
             pieces.append(logits)
             if b in wanted:

@@ -35,3 +35,27 @@ def layer_handoff(
     finally:
         for handle in handles:
             handle.remove()
+
+
+class PrefillAborted(Exception):
+    """A prefill stopped at a layer boundary because its request was cancelled."""
+
+
+@contextmanager
+def abort_between_layers(layers: Any, should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """While active, every decoder layer first asks `should_stop` (a cancelled request): True
+    raises PrefillAborted there, so a cancelled prefill frees the compute within one layer."""
+    if should_stop is None:
+        yield
+        return
+
+    def check(_module: Any, _args: Any) -> None:
+        if should_stop():
+            raise PrefillAborted("prefill cancelled")
+
+    handles = [module.register_forward_pre_hook(check) for module in layers]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,107 @@
+"""Admission control: admit a placed request or shed it (429 + Retry-After), from the view alone.
+
+Shedding is decided once the policy has placed the request, on the node it chose: a bounded
+global queue (requests waiting for their first token), a bounded queue per prefill node, and the
+TTFT SLO against the prefill cost model the latency-aware policy already uses: the node's queue
+of n requests and Q tokens waits n x T(Q / n) (T convex: the least that queue can take), then the
+request's own T(l) on its uncached tokens. A request that cannot meet the
+SLO even on an idle node (a prompt near the context window) is refused too: the deployment says
+it cannot serve it within its SLO (raise `ttft_slo_s`, or cap `max_prompt_tokens`); a client
+timeout shorter than its prefill would lose it anyway. Per-client token rates use `take_tokens`.
+All times are modelled seconds; the router converts them to wall-clock ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from prfaas.core.request import RequestSpec
+from prfaas.core.view import ClusterView
+from prfaas.policy.latency import polyval
+from prfaas.policy.params import PolicyParams
+from prfaas.policy.placement import Placement
+
+MIN_RETRY_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionLimits:
+    """0 turns a bound off."""
+
+    ttft_slo_s: float = 0.0  # predicted TTFT above this is shed (modelled seconds)
+    max_node_queue: int = 0  # requests waiting on one prefill node
+    max_queue: int = 0  # requests waiting for their first token, over the whole router
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    admit: bool
+    reason: str = ""  # why it was shed: queue | node_queue | slo
+    retry_after_s: float = 0.0  # when a retry may be admitted (modelled seconds)
+    predicted_ttft_s: float = 0.0
+
+
+def predicted_ttft(
+    view: ClusterView, request: RequestSpec, placement: Placement, params: PolicyParams
+) -> tuple[float, float] | None:
+    """(queue wait, wait + prefill) on the chosen prefill node; None without a cost model."""
+    cluster = view.node_cluster(placement.prefill_node)
+    node = cluster.node(placement.prefill_node)
+    poly = params.remote_prefill_poly if cluster.role == "prfaas" else params.local_prefill_poly
+    if node is None or not poly:
+        return None
+    wait = queue_wait(poly, node.queue_len + node.running, node.queued_tokens)
+    incremental = max(request.input_tokens - placement.prefix_tokens, 1)
+    return wait, wait + max(polyval(poly, float(incremental)), 0.0)
+
+
+def queue_wait(poly: tuple[float, ...], requests: int, tokens: int) -> float:
+    """Seconds to clear `requests` holding `tokens` in all: requests x T(tokens / requests)."""
+    if requests <= 0 or tokens <= 0:
+        return 0.0
+    return requests * max(polyval(poly, tokens / requests), 0.0)
+
+
+def admit(
+    view: ClusterView,
+    request: RequestSpec,
+    placement: Placement,
+    params: PolicyParams,
+    limits: AdmissionLimits,
+    waiting: int,
+) -> Admission:
+    """Admit, or shed with a reason and a Retry-After; `waiting`: requests not yet at their first
+    token (the router's count)."""
+    estimate = predicted_ttft(view, request, placement, params)
+    wait, total = estimate if estimate is not None else (0.0, 0.0)
+    if limits.max_queue and waiting >= limits.max_queue:
+        return Admission(False, "queue", max(wait, MIN_RETRY_S), total)
+    node = view.node_cluster(placement.prefill_node).node(placement.prefill_node)
+    if limits.max_node_queue and node is not None and node.queue_len >= limits.max_node_queue:
+        return Admission(False, "node_queue", max(wait, MIN_RETRY_S), total)
+    if limits.ttft_slo_s and total > limits.ttft_slo_s:
+        # the queue must drain by the excess (or entirely, for a request over the SLO alone)
+        retry = min(total - limits.ttft_slo_s, wait)
+        return Admission(False, "slo", max(retry, MIN_RETRY_S), total)
+    return Admission(True, predicted_ttft_s=total)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """A token bucket's state: tokens left at `time_s`."""
+
+    tokens: float
+    time_s: float
+
+
+def take_tokens(
+    bucket: Bucket | None, now_s: float, cost: float, rate: float, burst: float
+) -> tuple[Bucket, float]:
+    """Spend `cost` tokens from a bucket refilled at `rate`/s up to `burst`: (new state, 0.0) when
+    allowed, else (state unchanged but refilled, seconds until it would be). A request costlier
+    than the whole burst is allowed from a full bucket (it would never fit otherwise)."""
+    level = burst if bucket is None else min(burst, bucket.tokens + (now_s - bucket.time_s) * rate)
+    if level >= min(cost, burst):
+        return Bucket(level - cost, now_s), 0.0
+    return Bucket(level, now_s), math.ceil((min(cost, burst) - level) / rate)

@@ -1,0 +1,50 @@
+"""The router's side of admission control: limits from [limits], the waiting count, 429s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prfaas.core.request import RequestSpec
+from prfaas.core.view import ClusterView
+from prfaas.deploy.config import DeploymentConfig
+from prfaas.policy.admission import AdmissionLimits, admit
+from prfaas.policy.params import PolicyParams
+from prfaas.policy.placement import Placement
+from prfaas.server.backend import Overloaded
+
+_WHY = {
+    "queue": "too many requests are waiting for their first token",
+    "node_queue": "the prefill queue is full",
+}
+
+
+class Admitter:
+    """Applies policy.admission.admit to each new request; `waiting` counts admitted requests
+    that have no first token yet (the global queue)."""
+
+    def __init__(
+        self, cfg: DeploymentConfig, time_scale: float, count: Callable[[str, str], None]
+    ) -> None:
+        lim = cfg.limits
+        self.time_scale = time_scale  # the policy's seconds are modelled ones
+        self.slo_s = lim.ttft_slo_s
+        self.limits = AdmissionLimits(
+            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue
+        )
+        self.count = count
+        self.waiting = 0
+
+    def check(
+        self, view: ClusterView, spec: RequestSpec, placement: Placement, params: PolicyParams
+    ) -> None:
+        """Return if admitted; raise Overloaded (HTTP 429, Retry-After) if shed."""
+        verdict = admit(view, spec, placement, params, self.limits, self.waiting)
+        if verdict.admit:
+            return
+        self.count("shed", verdict.reason)
+        ttft = verdict.predicted_ttft_s / self.time_scale
+        why = _WHY.get(
+            verdict.reason,
+            f"the predicted time to first token ({ttft:.1f} s) exceeds the {self.slo_s:g} s SLO",
+        )
+        raise Overloaded(why, verdict.retry_after_s / self.time_scale, verdict.reason)

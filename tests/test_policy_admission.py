@@ -1,0 +1,81 @@
+"""policy.admission: the pure admit-or-shed decision and the per-client token bucket."""
+
+from __future__ import annotations
+
+import pytest
+
+from prfaas.core.request import RequestSpec
+from prfaas.core.view import ClusterState, ClusterView, NodeView
+from prfaas.policy.admission import AdmissionLimits, Bucket, admit, predicted_ttft, take_tokens
+from prfaas.policy.params import PolicyParams
+from prfaas.policy.placement import Placement
+
+# T(l) = 1 s + 1 ms per token on PD-P.
+PARAMS = PolicyParams(
+    local_prefill_poly=(1e-3, 1.0),
+    local_s_per_token=1e-3,
+    remote_prefill_poly=(5e-4, 0.5),
+    remote_s_per_token=5e-4,
+)
+
+
+def view(queued_tokens: int, queue_len: int = 0) -> ClusterView:
+    """One running request (if any tokens are queued) plus `queue_len` waiting."""
+    prefill = NodeView("p0", "prefill", queue_len, queued_tokens, min(queued_tokens, 1), 1, 0)
+    decode = NodeView("d0", "decode", 0, 0, 0, 20, 1 << 30)
+    return ClusterView(0.0, (ClusterState("pd", "pd", (prefill, decode)),), ())
+
+
+def request(tokens: int = 1000) -> RequestSpec:
+    return RequestSpec("r", 0.0, tokens, 16)
+
+
+PLACED = Placement("p0", "d0", None, "short", "pd")
+
+
+def test_predicted_ttft_is_queue_wait_plus_own_prefill() -> None:
+    wait, total = predicted_ttft(view(4000, 1), request(1000), PLACED, PARAMS) or (0, 0)
+    assert wait == pytest.approx(2 * (1.0 + 2.0))  # two requests of 2000 tokens on average
+    assert total == pytest.approx(wait + 2.0)
+
+
+def test_admits_under_the_slo_and_sheds_over_it_with_a_retry_after() -> None:
+    limits = AdmissionLimits(ttft_slo_s=5.0)
+    assert admit(view(1000), request(), PLACED, PARAMS, limits, 0).admit
+    shed = admit(view(8000), request(), PLACED, PARAMS, limits, 0)  # wait 9 s, TTFT 11 s
+    assert not shed.admit and shed.reason == "slo"
+    assert shed.retry_after_s == pytest.approx(9.0 + 2.0 - 5.0)  # until the queue drained enough
+
+
+def test_a_request_over_the_slo_alone_is_refused_even_on_an_idle_node() -> None:
+    limits = AdmissionLimits(ttft_slo_s=5.0)
+    idle = admit(view(0), request(100_000), PLACED, PARAMS, limits, 0)
+    assert not idle.admit and idle.reason == "slo" and idle.retry_after_s == pytest.approx(1.0)
+    shed = admit(view(500), request(100_000), PLACED, PARAMS, limits, 0)
+    assert not shed.admit and shed.retry_after_s == pytest.approx(1.5)  # the whole wait
+
+
+def test_queue_bounds_shed_regardless_of_the_slo() -> None:
+    assert (
+        admit(view(0), request(), PLACED, PARAMS, AdmissionLimits(max_queue=3), 3).reason == "queue"
+    )
+    shed = admit(view(10, 4), request(), PLACED, PARAMS, AdmissionLimits(max_node_queue=4), 0)
+    assert shed.reason == "node_queue"
+    assert admit(view(10, 3), request(), PLACED, PARAMS, AdmissionLimits(max_node_queue=4), 0).admit
+
+
+def test_without_a_cost_model_only_the_queue_bounds_apply() -> None:
+    shed = admit(view(10**9), request(), PLACED, PolicyParams(), AdmissionLimits(1.0), 0)
+    assert shed.admit
+
+
+def test_token_bucket_allows_bursts_then_paces() -> None:
+    state, wait = take_tokens(None, 0.0, 80, rate=10, burst=100)
+    assert wait == 0 and state.tokens == pytest.approx(20)
+    state2, wait = take_tokens(state, 1.0, 50, rate=10, burst=100)
+    assert wait == 2 and state2.tokens == pytest.approx(30)  # refilled to 30: 20 more = 2 s
+    state3, wait = take_tokens(state2, 3.0, 50, rate=10, burst=100)
+    assert wait == 0 and state3.tokens == pytest.approx(0)
+    # a request larger than the burst passes from a full bucket (it could never fit otherwise)
+    _, wait = take_tokens(Bucket(100, 0.0), 0.0, 500, rate=10, burst=100)
+    assert wait == 0

@@ -1,0 +1,74 @@
+"""Load shedding at the edge: 429 + Retry-After with an OpenAI-style body, per-key token rates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.testclient import TestClient
+
+from prfaas.server import FakeBackend, create_app
+from prfaas.server.auth import ApiKeys, TokenRate, request_cost
+from prfaas.server.backend import CompletionRequest, Overloaded, TokenChunk
+
+KEY = "sk-shed-0123456789abcdef"
+
+
+class SheddingBackend(FakeBackend):
+    async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
+        raise Overloaded("the prefill queue is full", 2.3, "node_queue")
+        yield TokenChunk("")  # an async generator, like every backend
+
+
+def _body(**kw: Any) -> dict[str, Any]:
+    return {"model": "fake", "prompt": "hello there", "max_tokens": 8, **kw}
+
+
+def test_a_shed_request_gets_429_retry_after_and_an_openai_error() -> None:
+    app = create_app(SheddingBackend(), model_name="fake", max_context_tokens=256)
+    client = TestClient(app)
+    for stream in (False, True):
+        resp = client.post("/v1/completions", json=_body(stream=stream))
+        assert resp.status_code == 429
+        assert resp.headers["retry-after"] == "3"  # whole seconds, rounded up
+        error = resp.json()["error"]
+        assert error["type"] == "rate_limit_error" and error["code"] == "server_overloaded"
+        assert "queue" in error["message"]
+
+
+def test_per_key_token_rate_sheds_with_retry_after_and_counts() -> None:
+    shed: list[str] = []
+    gate = ApiKeys({KEY: "alice"}).wrap(
+        create_app(FakeBackend(), model_name="fake", max_context_tokens=256),
+        max_body=1 << 16,
+        max_concurrent=8,
+        tokens_per_s=20.0,
+        on_shed=shed.append,
+    )
+    client = TestClient(gate)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    codes = [
+        client.post("/v1/completions", json=_body(max_tokens=100), headers=headers)
+        for _ in range(3)
+    ]
+    assert codes[0].status_code == 200  # the burst is 10 s worth: 200 tokens
+    refused = codes[-1]
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert shed and set(shed) == {"key_rate"}
+
+
+def test_token_rate_forgets_refilled_clients() -> None:
+    now = [0.0]
+    rate = TokenRate(10.0, clock=lambda: now[0])
+    for i in range(10_000):
+        assert rate.take(f"c{i}", 1) == 0.0
+    now[0] = 100.0  # everyone refilled: the next new client prunes them
+    rate.take("late", 1)
+    assert len(rate.buckets) == 1
+
+
+def test_request_cost_is_body_bytes_plus_max_tokens() -> None:
+    assert request_cost(b'{"max_tokens": 50}') == 18 + 50
+    assert request_cost(b"not json") == 8
+    assert request_cost(b'{"prompt": "x"}') == 15 + 16
