@@ -31,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from prfaas.deploy.supervisor import Deployment  # noqa: E402
+from prfaas.deploy.supervisor import Deployment
 
 LOADGEN = Path(__file__).with_name("fleet_loadgen.py")
 
