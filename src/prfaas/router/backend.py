@@ -187,6 +187,8 @@ class RouterBackend:
         node is left. Errors name no node or address: the log has the detail."""
         done: list[int] = []  # output token ids the client already has
         for attempt in range(MAX_DECODE_RECOVERIES + 1):
+            if attempt:  # a re-placement's routing time starts here, not at the request's arrival
+                t0 = time.perf_counter()
             ids = tokens + done
             resumed = replace_sampling(sampling, len(done))
             hashes = tuple(token_block_hashes(ids, self.block_tokens))
