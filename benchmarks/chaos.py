@@ -64,13 +64,14 @@ class Scenario:
     skip: str = ""  # why it cannot run in this build
     replicas: int = 1  # router replicas (HAProxy in front when > 1)
     settle_s: float = 5.0  # the "after" probes go out this long after the fault started
+    fixed_hold: bool = False  # --hold-s does not shorten it (the issue fixes the link faults)
 
     def scaled(self, args: argparse.Namespace) -> Scenario:
         """--burst-s / --hold-s shorten the overload and the SIGSTOP (CI runs)."""
         if self.boost_s:
             burst = args.burst_s
             return replace(self, boost_s=burst, settle_s=burst + min(8.0, burst / 3))
-        if self.hold_s:
+        if self.hold_s and not self.fixed_hold:
             return replace(self, hold_s=args.hold_s, settle_s=args.hold_s + 1.0)
         return self
 
@@ -102,6 +103,19 @@ def _kill_router(dep: Deployment) -> None:
     dep.kill(dep.router_names[-1], signal.SIGKILL)  # one of the replicas behind HAProxy
 
 
+def _link_rate(fraction: float) -> Callable[[Deployment], None]:
+    """Set every inter-cluster link to `fraction` of its configured rate, live, as the operator
+    does (`prfaas link set`: the WAN emulator's shaper and the router's capacity)."""
+    def fault(dep: Deployment) -> None:
+        for link in dep.cfg.links:
+            body = {"gbps": link.gbps * fraction, "src": link.src, "dst": link.dst}
+            dep.control("POST", "/internal/link", json=body).raise_for_status()
+    return fault
+
+
+LINK_CUT = 1e-6  # the shaper takes no zero rate: 100 Gbit/s -> 100 kbit/s carries no KV in 10 s
+
+
 def with_replicas(config: Path, n: int, folder: Path) -> Path:
     """A copy of the deployment file with `[router] replicas = n`."""
     text = config.read_text()
@@ -125,8 +139,10 @@ SCENARIOS = {
         Scenario("disconnect-storm", settle_s=2.0),  # probes from 1 s after the hang-ups
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2),
-        Scenario("link-cut-10s", skip="needs a live link control (issue 12: prfaas link set)"),
-        Scenario("bandwidth-5pct-60s", skip="needs a live link control (issue 12)"),
+        Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
+                 fixed_hold=True),
+        Scenario("bandwidth-5pct-60s", _link_rate(0.05), 60.0, _link_rate(1.0), settle_s=61.0,
+                 fixed_hold=True),
     )
 }
 
