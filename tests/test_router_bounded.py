@@ -23,6 +23,7 @@ def test_per_request_buffers_have_a_bound() -> None:
         "decision_log": backend.decision_log.entries,
         "recent_offload": backend.recent_offload,
         "route_s": backend.route_s,
+        "route_cpu_s": backend.route_cpu_s,
         "observed.inc": backend.observed.inc,
         "observed.out": backend.observed.out,
         "observed.prefill": backend.observed.prefill,

@@ -47,20 +47,31 @@ def grants(deployment: str, nodes: list[str]) -> dict[str, list[tuple[int, bytes
 
 async def enable(client: Any, deployment: str, nodes: list[str]) -> None:
     """Create the roles and users, then turn authentication on (run once, on a fresh etcd)."""
+    import asyncio
+
     auth = rpc.AuthStub(client.channel)
+    gate = asyncio.Semaphore(32)  # a fleet's thousand identities: overlap the raft round trips
 
     async def user(name: str, role: str) -> None:
-        await auth.UserAdd(rpc.AuthUserAddRequest(name=name, password=secrets.token_hex(24)))
+        # No password: these users log in only with their certificate (and no bcrypt per user).
+        options = rpc.UserAddOptions(no_password=True)
+        await auth.UserAdd(rpc.AuthUserAddRequest(name=name, options=options))
         await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user=name, role=role))
 
+    async def identity(name: str, perms: list[tuple[int, bytes, bytes]]) -> None:
+        async with gate:
+            role = f"prfaas-{name}"
+            await auth.RoleAdd(rpc.AuthRoleAddRequest(name=role))
+            for kind, key, end in perms:
+                perm = rpc.Permission(permType=kind, key=key, range_end=end)
+                await auth.RoleGrantPermission(
+                    rpc.AuthRoleGrantPermissionRequest(name=role, perm=perm)
+                )
+            await user(name, role)
+
     await auth.RoleAdd(rpc.AuthRoleAddRequest(name="root"))
-    await user("root", "root")  # etcd refuses to enable auth without it
+    await auth.UserAdd(rpc.AuthUserAddRequest(name="root", password=secrets.token_hex(24)))
+    await auth.UserGrantRole(rpc.AuthUserGrantRoleRequest(user="root", role="root"))
     await user(OPERATOR, "root")
-    for name, perms in grants(deployment, nodes).items():
-        role = f"prfaas-{name}"
-        await auth.RoleAdd(rpc.AuthRoleAddRequest(name=role))
-        for kind, key, end in perms:
-            perm = rpc.Permission(permType=kind, key=key, range_end=end)
-            await auth.RoleGrantPermission(rpc.AuthRoleGrantPermissionRequest(name=role, perm=perm))
-        await user(name, role)
+    await asyncio.gather(*(identity(n, p) for n, p in grants(deployment, nodes).items()))
     await auth.AuthEnable(rpc.AuthEnableRequest())

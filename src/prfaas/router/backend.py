@@ -114,6 +114,9 @@ class RouterBackend:
         self.rebalancer: Any = None
         self.cluster: Any = None  # router/cluster_members.py: etcd, event streams, leadership
         self.route_s: deque[float] = deque(maxlen=100_000)  # per-request routing time
+        # ... and its CPU time: on an oversubscribed machine the wall time also counts the
+        # moments the OS ran other processes in the middle of a decision.
+        self.route_cpu_s: deque[float] = deque(maxlen=100_000)
         self.first_request_s: float | None = None  # monotonic; the bandwidth schedule's origin
         self.admission = Admitter(cfg, self.time_scale, self.count)
 
@@ -156,7 +159,7 @@ class RouterBackend:
         return {**await self.health(), "policy": self.policy_name, "nodes": nodes}
 
     async def generate(self, req: CompletionRequest) -> AsyncIterator[TokenChunk]:
-        t0 = time.perf_counter()
+        t0 = (time.perf_counter(), time.thread_time())
         if self.first_request_s is None:
             self.first_request_s = time.monotonic()
         tokens = self.tokenizer.encode(req.prompt_text)
@@ -180,7 +183,8 @@ class RouterBackend:
             yield chunk
 
     async def _recovering(
-        self, req: CompletionRequest, tokens: list[int], sampling: Sampling, t0: float
+        self, req: CompletionRequest, tokens: list[int], sampling: Sampling,
+        t0: tuple[float, float],
     ) -> AsyncIterator[TokenChunk]:
         """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
         streamed so far on another one and go on (vLLM's recompute recovery), until no decode
@@ -188,7 +192,7 @@ class RouterBackend:
         done: list[int] = []  # output token ids the client already has
         for attempt in range(MAX_DECODE_RECOVERIES + 1):
             if attempt:  # a re-placement's routing time starts here, not at the request's arrival
-                t0 = time.perf_counter()
+                t0 = (time.perf_counter(), time.thread_time())
             ids = tokens + done
             resumed = replace_sampling(sampling, len(done))
             hashes = tuple(token_block_hashes(ids, self.block_tokens))
@@ -299,12 +303,13 @@ class RouterBackend:
         tokens: list[int],
         hashes: tuple[int, ...],
         sampling: Sampling,
-        t0: float,
+        t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
         resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
         placement, pull, logged, held = self._place(req, tokens, hashes, resumed)
-        self.route_s.append(time.perf_counter() - t0)  # tokenize, hash, match, view, policy
+        self.route_s.append(time.perf_counter() - t0[0])  # tokenize, hash, match, view, policy
+        self.route_cpu_s.append(time.thread_time() - t0[1])
         decode = self.members.nodes[placement.decode_node]
         decode.decode_active += 1
         decode.decode_pending += 1

@@ -44,6 +44,7 @@ def router_state(backend: RouterBackend) -> dict[str, Any]:
         "control": control_state(backend),
         "routed": len(backend.route_s),
         "route_ms": percentiles_ms(backend.route_s),
+        "route_cpu_ms": percentiles_ms(backend.route_cpu_s),
         "relays": {r.name: r.relays for r in backend.node_records()},
         "cluster": backend.cluster.summary() if backend.cluster is not None else {},
     }
