@@ -30,6 +30,7 @@ from prfaas.worker.node import WorkerError, WorkerNode
 
 log = logging.getLogger(__name__)
 MAX_ZMQ_SOCKETS = 16384
+ETCD_TIMEOUT_S = 15.0  # per etcd call: a host starting many nodes at once is slow to answer
 _MSGPACK = msgspec.msgpack.Encoder()
 
 
@@ -109,7 +110,7 @@ class WorkerCluster:
         self._wake = asyncio.Event()
 
     async def start(self) -> None:
-        self.client = await connect(self.etcd_url, self.pki)
+        self.client = await connect(self.etcd_url, self.pki, ETCD_TIMEOUT_S)
         self.pub = await self._publisher()
         peers = NodeWatch(self.client, self.deployment)
         peers.listeners.append(self._peer)

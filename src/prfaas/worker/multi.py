@@ -14,7 +14,7 @@ from prfaas.security.asgi import make_server, serve_many
 from prfaas.security.tls import Pki
 from prfaas.worker.app import StartedNode, start_node, write_ready
 
-START_CONCURRENCY = 16  # nodes registering at once (etcd round trips overlap; CPU does not)
+START_CONCURRENCY = 4  # nodes registering at once: TLS handshakes and grants share the CPU
 
 
 def raise_fd_limit() -> int:
