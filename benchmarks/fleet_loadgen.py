@@ -45,11 +45,15 @@ class Pool:
         self.idle: list[Conn] = []
 
     async def send(self, body: bytes) -> int:
-        conn = (
-            self.idle.pop()
-            if self.idle
-            else Conn(*await asyncio.open_connection(self.host, self.port))
-        )
+        if self.idle:  # the server may have closed an idle keep-alive connection: then a new one
+            conn = self.idle.pop()
+            try:
+                status, _ = await conn.request(f"{self.host}:{self.port}", body)
+                self.idle.append(conn)
+                return status
+            except (OSError, IndexError, asyncio.IncompleteReadError):
+                conn.writer.close()
+        conn = Conn(*await asyncio.open_connection(self.host, self.port))
         status, _ = await conn.request(f"{self.host}:{self.port}", body)
         self.idle.append(conn)
         return status
