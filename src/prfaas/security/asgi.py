@@ -16,14 +16,16 @@ import signal
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 from starlette.requests import Request
 from starlette.responses import Response
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from prfaas.security.tls import peer_name
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 KEEP_ALIVE_S = 5  # an idle kept-alive connection is closed after this
@@ -183,3 +185,31 @@ async def read_bounded(request: Request, cap: int) -> bytes:
         if len(data) > cap:
             raise ValueError(f"body over {cap} bytes")
     return bytes(data)
+
+
+class CallerGone(Exception):
+    """The caller hung up before the reply started: its work was cancelled."""
+
+
+async def unless_gone(request: Request | None, aw: Awaitable[T]) -> T:
+    """Await `aw`, cancelling it once the caller disconnects (then raise CallerGone): a client
+    that hangs up takes its queued or running work with it. `request` None: just await."""
+    if request is None:
+        return await aw
+    work = asyncio.ensure_future(aw)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(BaseException):
+        await work
+    raise CallerGone
+
+
+async def _disconnected(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -14,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 
 from prfaas import __version__
+from prfaas.security.asgi import CallerGone, unless_gone
 from prfaas.server.backend import Backend, CompletionRequest
 from prfaas.server.convert import Limits, chat_request, completion_request
 from prfaas.server.dashboard import DashboardSource, dashboard_html, empty_snapshot
@@ -60,15 +60,15 @@ class _Edge:
         events = Generation(self.backend, req, self.timeouts, self.metrics, endpoint).events()
         fmt = Formatter(req, chat)
         try:
-            first = await _unless_gone(request, anext(events))
+            first = await unless_gone(request, anext(events))
             if req.stream:
                 body = self._stream(first, events, fmt, endpoint)
                 return StreamingResponse(body, media_type="text/event-stream", headers=SSE_HEADERS)
-            response = await _unless_gone(request, self._collect(first, events, fmt))
+            response = await unless_gone(request, self._collect(first, events, fmt))
         except ApiError:  # counted by the error handler, like every other 4xx/5xx answer
             self.metrics.in_flight.dec()
             raise
-        except ClientGone:
+        except CallerGone:
             self._finish(endpoint, req, "cancelled")
             return Response(status_code=499)  # nobody reads it
         except BaseException:
@@ -115,33 +115,6 @@ class _Edge:
             await events.aclose()
             if status is not None:
                 self._finish(endpoint, fmt.req, status)
-
-
-async def _unless_gone(request: Request | None, aw: Awaitable[T]) -> T:
-    """Await `aw`, cancelling it (CancelledError) once the client disconnects."""
-    if request is None:
-        return await aw
-    work = asyncio.ensure_future(aw)
-    gone = asyncio.ensure_future(_disconnect(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    with contextlib.suppress(BaseException):
-        await work
-    raise ClientGone
-
-
-class ClientGone(Exception):
-    """The client disconnected before its reply started: its work was cancelled."""
-
-
-async def _disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def create_app(

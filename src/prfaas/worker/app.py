@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.security.asgi import Guard, read_bounded
+from prfaas.security.asgi import CallerGone, Guard, read_bounded, unless_gone
 from prfaas.security.tls import OPERATOR, ROUTER, Pki
 from prfaas.worker.messages import DecodeJob, FaultSpec, PrefillJob, PushJob
 from prfaas.worker.node import WorkerError, WorkerNode
@@ -29,7 +29,6 @@ from prfaas.worker.node import WorkerError, WorkerNode
 log = logging.getLogger(__name__)
 _ENC = msgspec.json.Encoder()
 MAX_RPC_BODY = 64 << 20  # a prefill job carries the prompt's token ids
-
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -53,32 +52,6 @@ async def _first_or_disconnect(request: Request, stream: AsyncIterator[Any]) -> 
                 await first
             await stream.aclose()  # type: ignore[attr-defined]
             return None
-
-
-async def _unless_gone(request: Request, job: Any) -> Any:
-    """Run `job`; cancel it once the caller hangs up (the client left: a queued prefill leaves
-    the queue, a running one stops, its transfer is dropped). Raises CallerGone then."""
-    work = asyncio.ensure_future(job)
-    gone = asyncio.ensure_future(_disconnect(request))
-    try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    with contextlib.suppress(BaseException):
-        await work
-    raise CallerGone
-
-
-async def _disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-class CallerGone(Exception):
-    """The router closed the connection before the answer (its client went away)."""
 
 
 def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
@@ -111,7 +84,7 @@ def build_app(worker: WorkerNode, guard: Guard | None = None) -> Starlette:
         except (msgspec.MsgspecError, ValueError) as exc:
             return _error(exc, 400)
         try:
-            return _json(await _unless_gone(request, run(job)))
+            return _json(await unless_gone(request, run(job)))
         except CallerGone:
             return Response(status_code=499)  # nobody reads it
         except WorkerError as exc:
