@@ -7,9 +7,7 @@ clients that present a certificate of the same CA (`--client-cert-auth`).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -18,6 +16,7 @@ from pathlib import Path
 import httpx
 
 from prfaas.errors import PrfaasError
+from prfaas.process_groups import die_with_parent
 from prfaas.security.tls import Pki
 
 INSTALL_HINT = "install it with `apt-get install etcd-server` (Debian/Ubuntu) or put `etcd` on PATH"
@@ -32,12 +31,6 @@ def etcd_binary() -> str:
     if path is None:
         raise EtcdError(f"the etcd server binary was not found; {INSTALL_HINT}")
     return path
-
-
-def _die_with_parent() -> None:
-    """SIGTERM etcd if whoever started it dies first (even by SIGKILL): no orphan server."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port(host: str) -> int:
@@ -94,7 +87,7 @@ class EmbeddedEtcd:
         ]  # fmt: skip
         log = (self.run_dir / "etcd.log").open("ab")
         self.proc = subprocess.Popen(args, stdout=log, stderr=log, start_new_session=True,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         log.close()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -11,7 +11,6 @@ back where clients and workers already dial.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -33,19 +32,14 @@ from prfaas.deploy.datacenters import plan_topology, router_names
 from prfaas.deploy.netlinks import check_netns, netns_links, sweep
 from prfaas.deploy.reaper import Reaper
 from prfaas.errors import PrfaasError
+from prfaas.process_groups import die_with_parent, stop_groups
 
-PR_SET_PDEATHSIG = 1
 STOP_GRACE_S = 5.0
 SPARE_DELAY_S = 3.0  # a router's warm spare starts this long after the router
 
 
 class DeploymentError(PrfaasError):
     """A process of the deployment failed to start or become healthy."""
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Deployment:
@@ -220,7 +214,7 @@ class Deployment:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=launch.preexec(self.topology, name, _die_with_parent),
+            preexec_fn=launch.preexec(self.topology, name, die_with_parent),
         )
         log.close()
         if standby:
@@ -301,16 +295,7 @@ class Deployment:
                 os.killpg(spare.pid, signal.SIGKILL)
             spare.wait()
         self.standbys.clear()
-        for name in reversed(list(self.procs)):
-            self.kill(name, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        for name, proc in self.procs.items():
-            self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=2.0)
+        stop_groups(self.procs, STOP_GRACE_S, reap_s=2.0)
         if self.etcd is not None:
             self.etcd.stop()
         if self.netns and "wan" in self.procs:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import secrets
@@ -21,6 +20,7 @@ from typing import Any
 import httpx
 
 from prfaas.errors import PrfaasError, UsageError
+from prfaas.process_groups import die_with_parent, stop_groups
 from prfaas.router.vllm_nodes import VllmFleet, VllmNode, fleet_toml, load_fleet
 
 CONNECTOR = "prfaas.integrations.vllm.connector"
@@ -44,11 +44,6 @@ def _free_port(host: str) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class VllmDeployment:
@@ -167,7 +162,7 @@ class VllmDeployment:
         # Own session: vLLM forks an engine core and workers, which must die with it.
         self.procs[name] = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, env=env,
-                                            start_new_session=True, preexec_fn=_die_with_parent)
+                                            start_new_session=True, preexec_fn=die_with_parent)
         log.close()
 
     def _env(self) -> dict[str, str]:
@@ -223,16 +218,7 @@ class VllmDeployment:
 
     def stop(self) -> None:
         """SIGTERM every group, wait, SIGKILL what is left (engine cores included), reap all."""
-        for name in reversed(list(self.procs)):
-            self.kill(name, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(deadline - time.monotonic(), 0.01))
-        for name, proc in self.procs.items():
-            self.kill(name, signal.SIGKILL)  # the group, even if its leader already exited
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5.0)
+        stop_groups(self.procs, STOP_GRACE_S, reap_s=5.0)
         if not self.keep:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
