@@ -105,3 +105,28 @@ def test_link_monitor_goodput_ewma_tracks_acknowledged_bytes() -> None:
     assert idle.egress_gbps < 0.01  # decays when the link goes idle
     assert idle.capacity_gbps == pytest.approx(1.0, rel=0.05)  # the best seen is remembered
     assert not idle.congested
+
+
+def test_a_rate_change_re_times_bytes_booked_but_not_sent() -> None:
+    """A link cut to 1 kB/s books 1 MB for ~1,000 s; restored to 1 GB/s, what is left of it goes
+    at the restored rate (a real link drains its queue), not at the times booked during the cut."""
+    bucket = TokenBucket(rate_gbps=8e-6, burst_bytes=0)  # 1 kB/s
+    end = bucket.book(1_000_000, now=100.0)
+    assert bucket.time_of(end) == pytest.approx(1100.0)
+    bucket.set_rate(8.0, now=110.0)  # 10 s later, 10 kB have gone; the rest at 1 GB/s
+    assert bucket.time_of(end) == pytest.approx(110.0 + 990_000 / 1e9)
+    assert bucket.reserve(1_000_000, now=110.0) == pytest.approx(110.0 + 1.99e-3)
+
+
+def test_a_waiting_sender_is_woken_by_a_rate_change() -> None:
+    async def main() -> float:
+        bucket = TokenBucket(rate_gbps=8e-6, burst_bytes=0)  # 1 kB/s: 1 MB would take 1,000 s
+        end = bucket.book(1_000_000, time.monotonic())
+        t0 = time.monotonic()
+        waiter = asyncio.create_task(bucket.sleep_until_sent(end))
+        await asyncio.sleep(0.05)
+        bucket.set_rate(8.0)  # restored: the rest goes in ~1 ms
+        await asyncio.wait_for(waiter, 5.0)
+        return time.monotonic() - t0
+
+    assert asyncio.run(main()) < 2.0

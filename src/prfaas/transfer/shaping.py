@@ -34,31 +34,68 @@ Tamper = Callable[[int, int, bytes], bytes | None]
 
 
 class TokenBucket:
-    """Serialises bytes at `rate_gbps`; `burst_bytes` may go out back to back after idling."""
+    """Serialises bytes at `rate_gbps`; `burst_bytes` may go out back to back after idling.
+
+    Bookings are positions in the link's byte stream, not departure times: a rate change re-times
+    every byte not yet sent (a link that comes back from a cut drains its queue at the restored
+    rate, instead of holding bytes booked at the cut rate for minutes), and wakes the senders.
+    """
 
     def __init__(self, rate_gbps: float, burst_bytes: int = 64 << 10) -> None:
         self.burst_bytes = burst_bytes
+        self._base_t: float | None = None  # the clock at the last rate change (or first use)
+        self._base_off = 0.0  # the link's byte position at _base_t
+        self._end_off = -float(burst_bytes)  # where the last booking ends (idle: burst credit)
+        self._changed = asyncio.Event()
         self.set_rate(rate_gbps)
-        self._free_at = 0.0
 
-    def set_rate(self, rate_gbps: float) -> None:
-        """Change the rate live: bytes already booked keep their times, new ones get this rate."""
+    def set_rate(self, rate_gbps: float, now: float | None = None) -> None:
+        """Change the rate live: bytes already booked but not yet sent move at the new rate."""
         if rate_gbps <= 0:
             raise ValueError("rate_gbps must be > 0")
+        if self._base_t is not None:
+            now = time.monotonic() if now is None else now
+            self._base_off, self._base_t = self._offset_at(now), now
         self.rate_bytes_per_s = rate_gbps * 1e9 / 8
         self.burst_s = self.burst_bytes / self.rate_bytes_per_s
+        woken, self._changed = self._changed, asyncio.Event()
+        woken.set()
+
+    def _offset_at(self, t: float) -> float:
+        assert self._base_t is not None
+        return self._base_off + (t - self._base_t) * self.rate_bytes_per_s
+
+    def time_of(self, offset: float) -> float:
+        """When the byte at `offset` leaves the link, at the current rate."""
+        assert self._base_t is not None
+        return self._base_t + (offset - self._base_off) / self.rate_bytes_per_s
+
+    def book(self, nbytes: int, now: float) -> float:
+        """Book `nbytes` on the link; returns the position where they end (see `time_of`)."""
+        if self._base_t is None:
+            self._base_t = now
+            self._end_off = self._base_off - self.burst_bytes
+        start = max(self._end_off, self._offset_at(now) - self.burst_bytes)
+        self._end_off = start + nbytes
+        return self._end_off
 
     def reserve(self, nbytes: int, now: float) -> float:
         """Book `nbytes` on the link; returns the time their last byte has left it."""
-        start = max(self._free_at, now - self.burst_s)
-        self._free_at = start + nbytes / self.rate_bytes_per_s
-        return max(self._free_at, now)
+        return max(self.time_of(self.book(nbytes, now)), now)
+
+    async def sleep_until_sent(self, offset: float, delay_s: float = 0.0) -> None:
+        """Sleep until the byte at `offset` has left the link, plus `delay_s`; re-timed (and
+        woken) by every rate change meanwhile."""
+        while (wait := self.time_of(offset) + delay_s - time.monotonic()) > 0:
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), wait)
+            except TimeoutError:
+                return
 
     async def acquire(self, nbytes: int) -> None:
         """Wait until `nbytes` may be sent at the bucket's rate (sender-side pacing)."""
-        loop = asyncio.get_running_loop()
-        done = self.reserve(nbytes, loop.time())
-        await asyncio.sleep(max(0.0, done - loop.time()))
+        await self.sleep_until_sent(self.book(nbytes, time.monotonic()))
 
 
 class ShapingRelay:
@@ -155,8 +192,10 @@ class ShapingRelay:
                     offset += len(data)
                     data = tampered
                 now = time.monotonic()
-                due = (bucket.reserve(len(data), now) if bucket else now) + self.delay_s
-                queue.append((due, data or None))
+                # Shaped: the position its last byte takes on the link (timed when sent, so a
+                # rate change meanwhile re-times it); unshaped: when it is due out.
+                mark = bucket.book(len(data), now) if bucket else now + self.delay_s
+                queue.append((mark, data or None))
                 ready.set()
                 if not data:
                     return
@@ -167,10 +206,13 @@ class ShapingRelay:
         async def tx() -> None:
             while True:
                 await ready.wait()
-                due, data = queue.popleft()
+                mark, data = queue.popleft()
                 if not queue:
                     ready.clear()
-                await asyncio.sleep(max(0.0, due - time.monotonic()))
+                if bucket is not None:
+                    await bucket.sleep_until_sent(mark, self.delay_s)
+                else:
+                    await asyncio.sleep(max(0.0, mark - time.monotonic()))
                 if data is None:
                     with contextlib.suppress(OSError):
                         writer.write_eof()
