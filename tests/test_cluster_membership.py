@@ -104,3 +104,17 @@ def test_a_new_epoch_drops_the_old_pool_and_all_blocks_cleared_too() -> None:
     assert members.index.blocks_held("p0") == 0
     members.apply_pool_events("p0", [CacheEvent("stored", 3, True), None])
     assert members.index.blocks_held("p0") == 0
+
+
+def test_a_record_rewritten_after_a_switch_ends_the_drain() -> None:
+    """The last telemetry before a role switch said `draining`; the record the node rewrites once
+    it switched makes it routable at once, not a telemetry period later; stale telemetry of the
+    drain cannot bring the flag back."""
+    members = _members()
+    members.register(_meta())
+    draining = Telemetry("p0", 1.0, "prefill", True, 0, 0, 0, 1, 1 << 30, 0, 0, 0)
+    assert members.telemetry(draining) and not members.nodes["p0"].usable
+    switched = msgspec.structs.replace(_meta(), role="decode", role_version=1)
+    rec = members.register(switched)
+    assert rec.role == "decode" and not rec.draining and rec.usable
+    assert members.telemetry(draining) and not members.nodes["p0"].draining  # older version

@@ -109,6 +109,10 @@ class Membership:
         kv_port = urlsplit(f"//{meta.kv_advertise}").port or 0
         rec.transfer_host, rec.transfer_port = self.cfg.node(rec.name).advertise, kv_port
         if meta.role_version >= rec.role_version:  # else written before a newer role change
+            if meta.role_version > rec.role_version:
+                # Rewritten after a completed switch: its drain is over, whatever the last
+                # telemetry (up to one period old) said; else the node is unroutable meanwhile.
+                rec.draining = False
             rec.role, rec.role_version, rec.max_batch = meta.role, meta.role_version, meta.max_batch
         rec.context_tokens = meta.max_context_tokens
         self._note_context(rec.name, meta.max_context_tokens)
