@@ -30,7 +30,7 @@ from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
 from prfaas.router.rpc import Stream
-from prfaas.security.tls import WAN
+from prfaas.router.transfer_setup import pull_spec
 from prfaas.server.backend import (
     BackendError,
     BackendUnavailable,
@@ -41,7 +41,6 @@ from prfaas.server.backend import (
 )
 from prfaas.worker.bytetok import router_tokenizer
 from prfaas.worker.messages import DecodeJob, PrefillReply, PullSpec, Sampling
-from prfaas.worker.wan import link_shape
 
 log = logging.getLogger(__name__)
 SEED_MOD = 2**63
@@ -218,28 +217,6 @@ class RouterBackend:
         if self.metrics is not None:
             self.metrics.count_reliability(what, label)
 
-    async def ensure_relays(self, node: str, meta: Any) -> None:
-        """Ask the WAN emulator for a relay in front of a (re)registering node (its etcd record
-        `meta`), per sending cluster whose link to it is shaped; the node becomes routable once
-        they exist."""
-        rec = self.members.nodes[node]
-        port = int(meta.kv_advertise.rsplit(":", 1)[1])
-        if rec.transfer_port == port and rec.alive:
-            return
-        relays: dict[str, tuple[str, int]] = {}
-        if self.wan_url:
-            for c in self.cfg.clusters:
-                if link_shape(self.cfg, c.name, rec.cluster) is None:
-                    continue
-                body = {"src": c.name, "node": rec.name, "port": port}
-                resp = await self.dispatch.http.post(
-                    f"{self.wan_url}/relay", json=body, extensions={"sni_hostname": WAN}
-                )
-                resp.raise_for_status()
-                got = resp.json()
-                relays[c.name] = (str(got["host"]), int(got["port"]))
-        rec.relays = relays
-
     async def change_role(self, node: str, role: str) -> None:
         from prfaas.router.rebalancer import change_role
 
@@ -267,35 +244,13 @@ class RouterBackend:
         if placement.rejected:
             raise BackendUnavailable(f"no capacity: {placement.reason}")
         held = self._held_tokens(placement, per_node, len(tokens))
-        return placement, self._pull_spec(placement, per_node), entry, held
+        return placement, pull_spec(self, placement, per_node), entry, held
 
     def _held_tokens(self, p: Placement, per_node: dict[str, int], n_tokens: int) -> int:
         """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses)."""
         if self.cfg.engine.kind != "emulated":
             return 0  # the transformers engine ships the whole KV
         return held_tokens(self.members, p, per_node, n_tokens, self.block_tokens)
-
-    def _pull_spec(self, p: Placement, per_node: dict[str, int]) -> PullSpec | None:
-        """Where the prefix the policy counted on lives, if the prefill node lacks it."""
-        if p.cache_pull is not None:
-            src_cluster, blocks = p.cache_pull.src_cluster, p.cache_pull.tokens // self.block_tokens
-        else:
-            src_cluster, blocks = p.prefill_cluster, p.prefix_tokens // self.block_tokens
-        if blocks <= 0 or per_node.get(p.prefill_node, 0) >= blocks:
-            return None
-        holders = [
-            n
-            for n, b in per_node.items()
-            if b >= blocks
-            and n != p.prefill_node
-            and self.members.nodes[n].cluster == src_cluster
-            and self.members.nodes[n].alive
-        ]
-        if not holders:
-            return None
-        src = min(holders, key=lambda n: (self.members.nodes[n].prefill_inflight, n))
-        target = self.dispatch.target(src_cluster, self.members.nodes[p.prefill_node])
-        return PullSpec(src, blocks, target)
 
     async def _serve(
         self,

@@ -32,6 +32,7 @@ from prfaas.cluster.pool_events import from_vllm
 from prfaas.cluster.registry import Registration
 from prfaas.cluster.watch import NodeWatch
 from prfaas.router.cluster_policy import PolicySync
+from prfaas.router.transfer_setup import ensure_relays
 from prfaas.security.tls import Pki
 from prfaas.worker.messages import Telemetry
 
@@ -127,7 +128,7 @@ class RouterCluster:
     async def _join(self, name: str, meta: NodeMeta) -> None:
         self.metas[name] = meta
         try:
-            await self.backend.ensure_relays(name, meta)
+            await ensure_relays(self.backend, name, meta)
         except Exception as exc:  # the WAN emulator is not reachable (yet): retried shortly
             log.warning("relays for %s: %s", name, exc)
             await asyncio.sleep(0.5)
