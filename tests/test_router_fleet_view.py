@@ -67,6 +67,13 @@ def _apply(members: Membership, names: list[str], op: tuple[Any, ...], now: floa
     rec = members.nodes[names[i % len(names)]]
     if kind == "beat":
         beat(members, rec, a * 2**30, now - b / 4, queue=b)
+    elif kind == "report":  # telemetry alone, often repeating the last (a quiet report)
+        old = rec.beat
+        free = old.free_kv_bytes if old is not None and a < 3 else a * 2**30
+        queue = old.queue_len if old is not None and a < 3 else b
+        members.telemetry(Telemetry(rec.name, 1.0, rec.role, False, queue, queue * 900,
+                                    queue % 2, rec.max_batch, free, 0, 0, 0),
+                          now=now - b / 8)  # fmt: skip
     elif kind == "replicas":
         members.set_replicas(1 + a % 2)
     elif kind == "prefill":
@@ -80,7 +87,9 @@ def _apply(members: Membership, names: list[str], op: tuple[Any, ...], now: floa
 
 
 OPS = st.tuples(
-    st.sampled_from(["beat", "beat", "prefill", "decode", "dead", "drain", "replicas"]),
+    st.sampled_from(
+        ["beat", "beat", "report", "report", "prefill", "decode", "dead", "drain", "replicas"]
+    ),
     st.integers(0, 100),
     st.integers(0, 4),
     st.integers(0, 12),

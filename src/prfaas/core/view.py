@@ -268,7 +268,6 @@ class ClusterView:
 
     def node_cluster(self, node_id: str) -> ClusterState:
         for c in self.clusters:
-            for n in c.nodes:
-                if n.node_id == node_id:
-                    return c
+            if c.node(node_id) is not None:  # O(1) over an index: admission asks per decision
+                return c
         raise KeyError(f"no node named {node_id!r} in the view")

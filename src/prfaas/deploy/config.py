@@ -178,16 +178,23 @@ class DeploymentConfig:
     control: ControlSettings = field(default_factory=ControlSettings)
     datacenters: DatacentersConfig | None = None  # every process in its own namespace
     nodes_per_process: int = 1  # `prfaas up` runs this many worker nodes in one process
+    # Nodes by name, built once: routers and workers look nodes up per request, in fleets of
+    # thousands (a scan per lookup made registering N nodes O(N^2)).
+    _by_name: Mapping[str, NodeConfig] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {n.name: n for c in self.clusters for n in c.nodes}
+        object.__setattr__(self, "_by_name", by_name)
 
     @property
     def nodes(self) -> tuple[NodeConfig, ...]:
-        return tuple(n for c in self.clusters for n in c.nodes)
+        return tuple(self._by_name.values())
 
     def node(self, name: str) -> NodeConfig:
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise ConfigError(f"{self.source}: no node named {name!r}")
+        found = self._by_name.get(name)
+        if found is None:
+            raise ConfigError(f"{self.source}: no node named {name!r}")
+        return found
 
     def cluster(self, name: str) -> ClusterConfig:
         for c in self.clusters:

@@ -233,7 +233,8 @@ def links_section(root: Table, clusters: set[str]) -> tuple[LinkConfig, ...]:
 def check_topology(cfg: DeploymentConfig) -> None:
     src = cfg.source
     seen: set[str] = set()
-    for name in [c.name for c in cfg.clusters] + [n.name for n in cfg.nodes]:
+    every_node = [n.name for c in cfg.clusters for n in c.nodes]  # cfg.nodes is by name
+    for name in [c.name for c in cfg.clusters] + every_node:
         if name in seen or name == "router":
             raise ConfigError(f"{src}: name {name!r} is used twice (or is reserved)")
         seen.add(name)

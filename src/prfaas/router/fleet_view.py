@@ -48,14 +48,22 @@ class LiveFleet:
             if rec.last_seen == last:  # no newer heartbeat since: the adapter would skip it
                 self.indexes[rec.cluster].remove(name)
                 self._pushed.pop(name, None)
+                self.members.timed_out.add(name)
+            elif self._pushed.get(name) == last:  # newer quiet reports only: re-arm
+                self._pushed[name] = rec.last_seen
+                heapq.heappush(expiry, (rec.last_seen, name))
 
     def _reindex(self, rec: NodeRecord, now_s: float) -> None:
         index = self.indexes[rec.cluster]
         if not (rec.alive and rec.url and now_s - rec.last_seen <= self.timeout_s):
             index.remove(rec.name)
+            self.members.timed_out.add(rec.name)
             return
+        self.members.timed_out.discard(rec.name)
         shared = self.members.replicas > 1
-        index.put(membership_record(rec, self.members.cfg, shared).node_view())
+        view = membership_record(rec, self.members.cfg, shared).node_view()
+        if index.get(rec.name) != view:  # most reports of an idle node change nothing it routes by
+            index.put(view)
         if self._pushed.get(rec.name) != rec.last_seen:
             self._pushed[rec.name] = rec.last_seen
             heapq.heappush(self._expiry, (rec.last_seen, rec.name))

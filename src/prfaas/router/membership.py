@@ -74,6 +74,8 @@ class Membership:
     dead_after_s: float = 2.0
     on_dead: Callable[[str], None] | None = None  # the dispatcher breaks the node's streams
     changed: set[str] = field(default_factory=set)  # nodes whose record changed (see NodeRecord)
+    # Nodes a routing index dropped for an old heartbeat: their next report must re-index them.
+    timed_out: set[str] = field(default_factory=set)
     # Context limits the live nodes reported, and their minimum (None: recompute). Kept here so
     # the per-request check does not scan every node (it changes only when a node does).
     _contexts: dict[str, int] = field(default_factory=dict)
@@ -125,7 +127,15 @@ class Membership:
         rec = self.nodes.get(load.node)
         if rec is None or not rec.registered or load.epoch != rec.epoch:
             return False
-        rec.last_seen = time.monotonic() if now is None else now
+        now = time.monotonic() if now is None else now
+        if self._quiet(rec, load, now):
+            # Nothing the routing indexes read changed: liveness moves on without marking the
+            # node changed (router/fleet_view.py re-arms its expiry lazily), so the reports of a
+            # fleet of idle nodes cost no re-indexing on the next decision's path.
+            object.__setattr__(rec, "last_seen", now)
+            object.__setattr__(rec, "beat", load)
+            return True
+        rec.last_seen = now
         rec.beat = load
         if load.role_version >= rec.role_version:
             rec.draining = load.draining
@@ -133,6 +143,20 @@ class Membership:
             rec.alive = True
             self._note_context(rec.name, rec.context_tokens)
         return True
+
+    def _quiet(self, rec: NodeRecord, load: Telemetry, now: float) -> bool:
+        """A report that changes nothing routing reads (router/live_view.py) from a node whose
+        previous report is recent enough that no view can have timed it out meanwhile."""
+        old = rec.beat
+        return (
+            old is not None
+            and rec.alive
+            and rec.name not in self.timed_out
+            and 0 <= now - rec.last_seen < self.dead_after_s  # forward: expiry re-arms
+            and (load.role_version < rec.role_version or load.draining == rec.draining)
+            and (old.free_kv_bytes, old.queue_len, old.running, old.queued_tokens)
+            == (load.free_kv_bytes, load.queue_len, load.running, load.queued_tokens)
+        )
 
     def url_of(self, node: str, reported: str) -> str:
         """The node's control URL: its advertised host, the port it reported."""
