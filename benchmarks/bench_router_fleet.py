@@ -25,6 +25,7 @@ import platform
 import random
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,22 @@ from prfaas.server.backend import CompletionRequest
 from prfaas.worker.messages import Telemetry
 
 HEARTBEAT_S = 0.2
+
+
+@dataclass(frozen=True)
+class Reports:
+    """How nodes report: every `period_s`; `processes` > 0 delivers each worker process's nodes
+    together (one burst per process per period, as nodes sharing a process publish on one
+    timer); `steady`: an idle node's report repeats its last (its pool does not change)."""
+
+    period_s: float = HEARTBEAT_S
+    processes: int = 0
+    steady: bool = False
+
+    def first(self, i: int, n: int) -> float:
+        if self.processes:
+            return self.period_s * (i % self.processes) / self.processes
+        return self.period_s * i / n
 
 
 def deployment(n: int) -> Any:
@@ -86,7 +103,8 @@ def heartbeat(rec: Any, free: int) -> Telemetry:
 
 
 def run(
-    n: int, rate: float, requests: int, rebuilt: bool, seed: int = 0
+    n: int, rate: float, requests: int, rebuilt: bool, seed: int = 0,
+    reports: Reports = Reports(),
 ) -> tuple[list[float], list[float]]:
     """(wall, CPU) routing seconds per request, over `requests` arrivals at `rate`."""
     rng = random.Random(seed)
@@ -107,7 +125,7 @@ def run(
     for name in names:
         members.register(record(members.nodes[name]), now=0.0)
     for i, name in enumerate(names):  # telemetry spread over one period
-        events.append((HEARTBEAT_S * i / len(names), i, "beat", name))
+        events.append((reports.first(i, len(names)), i, "beat", name))
     heapq.heapify(events)
     seq = len(names)
     for k in range(requests):
@@ -125,8 +143,9 @@ def run(
             clock[0] = t
             if kind == "beat":
                 rec = members.nodes[arg]
-                members.telemetry(heartbeat(rec, rng.randrange(8, 64) << 30), now=t)
-                heapq.heappush(events, (t + HEARTBEAT_S, seq, "beat", arg))
+                free = 32 << 30 if reports.steady else rng.randrange(8, 64) << 30
+                members.telemetry(heartbeat(rec, free), now=t)
+                heapq.heappush(events, (t + reports.period_s, seq, "beat", arg))
                 seq += 1
             elif kind == "request":
                 req = CompletionRequest(f"r{arg}", "emu", prompts[arg % 64], None, 16, arrival_s=t)
@@ -167,17 +186,26 @@ def main() -> int:
     ap.add_argument("--nodes", type=int, default=1200)
     ap.add_argument("--rate", type=float, default=500.0)
     ap.add_argument("--requests", type=int, default=5000)
+    ap.add_argument("--report-s", type=float, default=HEARTBEAT_S,
+                    help="each node's telemetry period (the live default is 1.0)")
+    ap.add_argument("--processes", type=int, default=0,
+                    help="deliver each worker process's reports together (0: spread evenly)")
+    ap.add_argument("--steady", action="store_true",
+                    help="an idle node's report repeats its last, as a live idle node's does")
     args = ap.parse_args()
+    reports = Reports(args.report_s, args.processes, args.steady)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}; {args.nodes:,} emulated nodes, {args.rate:g} req/s "
-        f"(virtual time), {args.requests:,} requests\n"
+        f"(virtual time), {args.requests:,} requests; reports every {reports.period_s:g} s, "
+        f"{f'in {reports.processes} bursts' if reports.processes else 'spread evenly'}"
+        f"{', idle reports repeat' if reports.steady else ''}\n"
     )
     print("| path | clock | p50 ms | p90 ms | p99 ms | max ms |")
     print("|---|---|---:|---:|---:|---:|")
     for rebuilt in (False, True):
         n = args.requests if not rebuilt else max(args.requests // 5, 200)
-        wall, cpu = run(args.nodes, args.rate, n, rebuilt)
+        wall, cpu = run(args.nodes, args.rate, n, rebuilt, reports=reports)
         name = "rebuilt per request (before)" if rebuilt else "indexed (router/fleet_view.py)"
         for clock, xs in (("CPU", cpu), ("wall", wall)):
             s = latency_summary(x * 1e3 for x in xs)

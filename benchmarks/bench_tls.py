@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from prfaas.commands.transfer_bench import parse_size  # noqa: E402
-from prfaas.transfer.bench import BenchSpec, LinkSpec, run_bench  # noqa: E402
+from prfaas.transfer.bench import run_bench  # noqa: E402
+from prfaas.transfer.bench_report import BenchSpec, LinkSpec  # noqa: E402
 from prfaas.transfer.netns import netns_missing  # noqa: E402
 
 

@@ -25,7 +25,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from prfaas.transfer.bench import BenchReport, BenchSpec, LinkSpec, run_bench  # noqa: E402
+from prfaas.transfer.bench import run_bench  # noqa: E402
+from prfaas.transfer.bench_report import BenchReport, BenchSpec, LinkSpec  # noqa: E402
 from prfaas.transfer.netns import netns_missing  # noqa: E402
 
 GIB, MIB = 1 << 30, 1 << 20

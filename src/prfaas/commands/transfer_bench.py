@@ -93,7 +93,7 @@ def parse_connections(text: str) -> tuple[int, ...]:
 
 def build_spec(args: argparse.Namespace) -> Any:
     from prfaas.transfer import frames
-    from prfaas.transfer.bench import BenchSpec, LinkSpec
+    from prfaas.transfer.bench_report import BenchSpec, LinkSpec
     from prfaas.transfer.netns import netns_missing
 
     chunk = parse_size(args.chunk, "--chunk")

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 from prfaas.transfer.netns import NetnsLink
 
 if TYPE_CHECKING:
-    from prfaas.transfer.bench import LinkSpec
+    from prfaas.transfer.bench_report import LinkSpec
 
 _SRC_DIR = str(Path(__file__).resolve().parents[2])
 
