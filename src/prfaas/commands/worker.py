@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return 0
     if args.wan:
-        from prfaas.worker.wan import run_wan
+        from prfaas.worker.wan_app import run_wan
 
         asyncio.run(
             run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file,
