@@ -12,48 +12,28 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from prfaas.transfer import checksum
 from prfaas.transfer import frames as fr
 from prfaas.transfer.errors import AuthError, ProtocolError, SequenceError
+from prfaas.transfer.incoming import (
+    Allocator,
+    Incoming,
+    Key,
+    Reject,
+    ServerStats,
+    default_allocator,
+)
+from prfaas.transfer.linger import refuse
 from prfaas.transfer.payloads import ReceivedTransfer
 from prfaas.transfer.protocol import ERR_AUTH, ERR_PROTOCOL, READY, ServerConnection
 from prfaas.transfer.sockio import Reader, send_frames, tune
-from prfaas.transfer.tlsio import handshake, starts_with_tls, wait_fd
+from prfaas.transfer.tlsio import handshake, starts_with_tls
 from prfaas.transfer.tracker import BUSY, DUPLICATE, NEW, ReceiveTracker
 
 log = logging.getLogger(__name__)
 
-Allocator = Callable[[str, int, int], memoryview]
 OnComplete = Callable[[ReceivedTransfer], Awaitable[None] | None]
-_Key = tuple[bytes, int]
-
-
-def default_allocator(transfer_id: str, layer: int, nbytes: int) -> memoryview:
-    return memoryview(bytearray(nbytes))
-
-
-class _Reject(Exception):
-    """A transfer (not the connection) is refused: the peer gets ABORT with this message."""
-
-
-@dataclass(slots=True)
-class ServerStats:
-    connections: int = 0
-    auth_failures: int = 0
-    protocol_errors: int = 0
-    transfers_completed: int = 0
-    chunks_rejected: int = 0
-    bytes_verified: int = 0
-
-
-@dataclass(slots=True)
-class _Incoming:
-    tracker: ReceiveTracker
-    started: float
-    last_activity: float
-    buffers: dict[int, memoryview] = field(default_factory=dict)
 
 
 class TransferServer:
@@ -92,8 +72,8 @@ class TransferServer:
         self.stall_timeout_s = stall_timeout_s
         self.transfer_timeout_s = transfer_timeout_s
         self.stats = ServerStats()
-        self._transfers: dict[_Key, _Incoming] = {}
-        self._completed: OrderedDict[_Key, int] = OrderedDict()
+        self._transfers: dict[Key, Incoming] = {}
+        self._completed: OrderedDict[Key, int] = OrderedDict()
         self._scratch = memoryview(bytearray(0))
         self._listener: socket.socket | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -172,10 +152,10 @@ class TransferServer:
                 last_data = frame.length if isinstance(frame, fr.Data) else 0
         except AuthError as exc:
             self.stats.auth_failures += 1
-            await self._refuse(loop, sock, ERR_AUTH, str(exc))
+            await refuse(loop, sock, ERR_AUTH, str(exc))
         except ProtocolError as exc:
             self.stats.protocol_errors += 1
-            await self._refuse(loop, sock, ERR_PROTOCOL, str(exc))
+            await refuse(loop, sock, ERR_PROTOCOL, str(exc))
         except (OSError, TimeoutError) as exc:
             log.debug("transfer connection ended: %s", exc)
         finally:
@@ -189,21 +169,6 @@ class TransferServer:
             self.stats.auth_failures += 1
             raise ConnectionRefusedError("plain connection refused: this endpoint requires TLS")
         return sock
-
-    async def _refuse(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, code: int, msg: str
-    ) -> None:
-        log.warning("transfer connection refused: %s", msg)
-        with contextlib.suppress(OSError, TimeoutError):
-            async with asyncio.timeout(1.0):
-                await send_frames(loop, sock, fr.encode(fr.Error(code, msg)))
-                # Lingering close: closing with unread input would send RST and could destroy
-                # the ERROR frame in flight, so half-close and discard (bounded) what follows.
-                sock.shutdown(socket.SHUT_WR)
-                sink = memoryview(bytearray(64 << 10))
-                for _ in range(16):
-                    if not await _drain(loop, sock, sink):
-                        break
 
     async def _dispatch(self, reader: Reader, conn: ServerConnection, frame: fr.Frame) -> None:
         loop, sock = reader.loop, reader.sock
@@ -227,38 +192,38 @@ class TransferServer:
                     await self._maybe_finish(loop, sock, key, inc)
             elif isinstance(frame, fr.Abort):
                 self._transfers.pop(key, None)
-        except (_Reject, SequenceError) as exc:
+        except (Reject, SequenceError) as exc:
             # The transfer is refused, the connection stays: other transfers may share it.
             self._transfers.pop(key, None)
             log.warning("transfer %s refused: %s", key[1], exc)
             await send_frames(loop, sock, fr.encode(fr.Abort(key[1], str(exc))))
 
-    def _on_begin(self, key: _Key, begin: fr.Begin) -> None:
+    def _on_begin(self, key: Key, begin: fr.Begin) -> None:
         if key in self._completed:
             return
         if not checksum.supported() & (1 << begin.checksum_alg):
-            raise _Reject(f"unsupported checksum algorithm {begin.checksum_alg}")
+            raise Reject(f"unsupported checksum algorithm {begin.checksum_alg}")
         inc = self._transfers.get(key)
         if inc is not None:
             inc.tracker.check_begin(begin)
             return
         if len(self._transfers) >= self.max_active_transfers:
-            raise _Reject(f"more than {self.max_active_transfers} concurrent transfers")
+            raise Reject(f"more than {self.max_active_transfers} concurrent transfers")
         if begin.total_bytes > self.max_transfer_bytes:
-            raise _Reject(f"{begin.total_bytes} B exceeds the limit of {self.max_transfer_bytes} B")
+            raise Reject(f"{begin.total_bytes} B exceeds the limit of {self.max_transfer_bytes} B")
         now = time.monotonic()
         tracker = ReceiveTracker(begin, max_transfer_bytes=self.max_transfer_bytes)
-        self._transfers[key] = _Incoming(tracker, now, now)
+        self._transfers[key] = Incoming(tracker, now, now)
 
-    def _on_layer(self, inc: _Incoming, layer: fr.Layer) -> None:
+    def _on_layer(self, inc: Incoming, layer: fr.Layer) -> None:
         if inc.tracker.declare_layer(layer):
             buf = self._allocator(inc.tracker.name, layer.layer, layer.nbytes)
             if len(buf) != layer.nbytes or buf.readonly:
-                raise _Reject(f"allocator gave a bad buffer for layer {layer.layer}")
+                raise Reject(f"allocator gave a bad buffer for layer {layer.layer}")
             inc.buffers[layer.layer] = buf.cast("B") if buf.format != "B" else buf
 
     async def _on_data(
-        self, reader: Reader, key: _Key, inc: _Incoming | None, data: fr.Data
+        self, reader: Reader, key: Key, inc: Incoming | None, data: fr.Data
     ) -> None:
         loop, sock = reader.loop, reader.sock
         hasher: checksum.Hasher | None = None
@@ -281,7 +246,7 @@ class TransferServer:
             if plan == NEW and inc is not None:
                 inc.tracker.chunk_done(data.layer, data.offset)
         if reject:
-            raise _Reject(reject)
+            raise Reject(reject)
         if plan == BUSY:
             busy = fr.Nack(data.xid, data.layer, data.offset, data.length, fr.NACK_BUSY)
             await send_frames(loop, sock, fr.encode(busy))
@@ -309,7 +274,7 @@ class TransferServer:
         return self._scratch[:n]
 
     async def _maybe_finish(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, key: _Key, inc: _Incoming
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, key: Key, inc: Incoming
     ) -> None:
         tracker = inc.tracker
         if not tracker.complete or key not in self._transfers:
@@ -340,11 +305,3 @@ class TransferServer:
             if inspect.isawaitable(outcome):
                 self._spawn(outcome)
 
-
-async def _drain(loop: asyncio.AbstractEventLoop, sock: socket.socket, sink: memoryview) -> int:
-    """One read of what the peer still sends (plain or TLS), into `sink`."""
-    while True:
-        try:
-            return sock.recv_into(sink)
-        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-            await wait_fd(loop, sock, write=False)

@@ -24,8 +24,9 @@ receiver has verified every byte and seen the sender's COMMIT.
 from __future__ import annotations
 
 from prfaas.transfer.client import TransferClient
+from prfaas.transfer.incoming import Allocator, ServerStats, default_allocator
 from prfaas.transfer.payloads import LayerPayload, ReceivedTransfer, TransferResult
-from prfaas.transfer.server import Allocator, ServerStats, TransferServer, default_allocator
+from prfaas.transfer.server import TransferServer
 
 __all__ = [
     "Allocator",
