@@ -15,3 +15,7 @@ class ConfigError(UsageError):
 
 class InfeasibleError(UsageError):
     """The input is well formed but describes something impossible (e.g. zero decode instances)."""
+
+
+class DeploymentError(PrfaasError):
+    """A process of the deployment failed to start or become healthy."""

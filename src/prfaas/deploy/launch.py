@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+import httpx
 
 from prfaas.deploy import haproxy
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.deploy.datacenters import Topology
-from prfaas.errors import ConfigError
+from prfaas.errors import ConfigError, DeploymentError
 from prfaas.worker.wan import needs_wan
 
 if TYPE_CHECKING:
@@ -88,7 +92,7 @@ def start_front(dep: Deployment, deadline: float) -> None:
     )
     dep._launch("haproxy", haproxy.command(binary, config))
     dep.url = f"http://{bind[0]}:{bind[1]}"
-    dep._wait_healthy(deadline, [dep.url])
+    wait_healthy(dep, deadline, [dep.url])
 
 def start_etcd(dep: Deployment) -> str:
     """The cluster's etcd: the given URL, or one started in the run folder on the control
@@ -219,3 +223,42 @@ def preexec(top: Topology | None, name: str, then: Callable[[], None]) -> Callab
         then()
 
     return run
+
+
+def make_pki(dep: Deployment) -> list[str]:
+    """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
+    in the run folder, deleted with it; the CA key is deleted once the certificates exist)."""
+    sec = dep.cfg.security
+    if sec.insecure:
+        print("warning: [security] insecure = true: the control network is plain HTTP and "
+              "unauthenticated", file=sys.stderr, flush=True)
+        return []
+    if sec.pki:
+        dep.pki_dir = Path(sec.pki)
+    else:
+        from prfaas.security.certs import issue_all
+
+        dep.pki_dir = dep.run_dir / "pki"
+        names = ["router", "wan", "operator", "etcd", *(n.name for n in dep.cfg.nodes)]
+        issue_all(dep.pki_dir, names, {"etcd": etcd_ips(dep.cfg)})
+    return ["--pki", str(dep.pki_dir)]
+
+
+def wait_healthy(dep: Deployment, deadline: float, urls: list[str] | None = None) -> None:
+    """Until every router replica (or `urls`) reports every node registered."""
+    pending, last = list(urls or dep.router_urls), ""
+    with httpx.Client(timeout=5.0) as client:
+        while pending and time.monotonic() < deadline:
+            for name in dep.procs:
+                dep.check_alive(name)
+            try:
+                state = client.get(f"{pending[0]}/health").json()
+                if state.get("ok") and state.get("registered") == state.get("expected"):
+                    pending.pop(0)
+                    continue
+                last = json.dumps(state)
+            except (httpx.HTTPError, ValueError) as exc:
+                last = str(exc)
+            time.sleep(0.1)
+    if pending:
+        raise DeploymentError(f"{pending[0]} not healthy in time; its last health: {last}")

@@ -31,15 +31,11 @@ from prfaas.deploy.config import DeploymentConfig, load_deployment
 from prfaas.deploy.datacenters import plan_topology, router_names
 from prfaas.deploy.netlinks import check_netns, netns_links, sweep
 from prfaas.deploy.reaper import Reaper
-from prfaas.errors import PrfaasError
+from prfaas.errors import DeploymentError
 from prfaas.process_groups import die_with_parent, stop_groups
 
 STOP_GRACE_S = 5.0
 SPARE_DELAY_S = 3.0  # a router's warm spare starts this long after the router
-
-
-class DeploymentError(PrfaasError):
-    """A process of the deployment failed to start or become healthy."""
 
 
 class Deployment:
@@ -104,7 +100,7 @@ class Deployment:
             secret_file = self.run_dir / "secret"
             secret_file.write_text(self.cfg.secret or secrets.token_hex(32))
             secret_file.chmod(0o600)
-            pki = self._make_pki()
+            pki = launch.make_pki(self)
             if self.topology is not None:
                 launch.build_datacenters(self, self.topology)
             etcd = ["--etcd", launch.start_etcd(self)]
@@ -113,7 +109,7 @@ class Deployment:
             wan = launch.start_wan(self, pki, deadline)
             launch.start_routers(self, [*wan, *etcd], pki, deadline)
             self._start_workers(etcd, secret_file, pki, deadline)
-            self._wait_healthy(deadline)
+            launch.wait_healthy(self, deadline)
             launch.start_front(self, deadline)
             self.spare_due = dict.fromkeys(self.router_names, time.monotonic() + SPARE_DELAY_S)
         except BaseException:
@@ -144,24 +140,6 @@ class Deployment:
             for name, node_info in info.get("nodes", {nodes[0]: info}).items():
                 self.node_urls[name] = node_info["url"]
                 self.transfer_ports[name] = int(node_info.get("transfer_port", 0))
-
-    def _make_pki(self) -> list[str]:
-        """The `--pki` argument: the file's PKI folder, or a throwaway CA for this run (0600 keys
-        in the run folder, deleted with it; the CA key is deleted once the certificates exist)."""
-        sec = self.cfg.security
-        if sec.insecure:
-            print("warning: [security] insecure = true: the control network is plain HTTP and "
-                  "unauthenticated", file=sys.stderr, flush=True)
-            return []
-        if sec.pki:
-            self.pki_dir = Path(sec.pki)
-        else:
-            from prfaas.security.certs import issue_all
-
-            self.pki_dir = self.run_dir / "pki"
-            names = ["router", "wan", "operator", "etcd", *(n.name for n in self.cfg.nodes)]
-            issue_all(self.pki_dir, names, {"etcd": launch.etcd_ips(self.cfg)})
-        return ["--pki", str(self.pki_dir)]
 
     def operator_client(self, timeout: float = 30.0) -> httpx.Client:
         """An HTTP client with the operator's certificate (for /internal/* and node calls)."""
@@ -239,7 +217,7 @@ class Deployment:
         """Start the routers' warm spares that are due (called by the healer's ticks)."""
         launch.start_due_spares(self)
 
-    def _check_alive(self, name: str) -> None:
+    def check_alive(self, name: str) -> None:
         proc = self.procs[name]
         if proc.poll() is not None:
             raise DeploymentError(
@@ -250,31 +228,12 @@ class Deployment:
     def _wait_ready(self, name: str, deadline: float) -> dict[str, Any]:
         path = self.run_dir / f"{name}.json"
         while time.monotonic() < deadline:
-            self._check_alive(name)
+            self.check_alive(name)
             if path.exists():
                 info: dict[str, Any] = json.loads(path.read_text())
                 return info
             time.sleep(0.05)
         raise DeploymentError(f"{name} did not start in time:\n{self.log_tail(name)}")
-
-    def _wait_healthy(self, deadline: float, urls: list[str] | None = None) -> None:
-        """Until every router replica (or `urls`) reports every node registered."""
-        pending, last = list(urls or self.router_urls), ""
-        with httpx.Client(timeout=5.0) as client:
-            while pending and time.monotonic() < deadline:
-                for name in self.procs:
-                    self._check_alive(name)
-                try:
-                    state = client.get(f"{pending[0]}/health").json()
-                    if state.get("ok") and state.get("registered") == state.get("expected"):
-                        pending.pop(0)
-                        continue
-                    last = json.dumps(state)
-                except (httpx.HTTPError, ValueError) as exc:
-                    last = str(exc)
-                time.sleep(0.1)
-        if pending:
-            raise DeploymentError(f"{pending[0]} not healthy in time; its last health: {last}")
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         path = self.run_dir / f"{name}.log"
