@@ -23,8 +23,9 @@ from starlette.routing import Route
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.security.asgi import CallerGone, Guard, read_bounded, unless_gone
 from prfaas.security.tls import OPERATOR, ROUTER, Pki
+from prfaas.worker.errors import WorkerError
 from prfaas.worker.messages import DecodeJob, FaultSpec, PrefillJob, PushJob
-from prfaas.worker.node import WorkerError, WorkerNode
+from prfaas.worker.node import WorkerNode
 
 log = logging.getLogger(__name__)
 _ENC = msgspec.json.Encoder()

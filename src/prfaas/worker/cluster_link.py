@@ -26,7 +26,8 @@ from prfaas.cluster.registry import Registration
 from prfaas.cluster.watch import NodeWatch
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.security.tls import Pki
-from prfaas.worker.node import WorkerError, WorkerNode
+from prfaas.worker.errors import WorkerError
+from prfaas.worker.node import WorkerNode
 
 log = logging.getLogger(__name__)
 MAX_ZMQ_SOCKETS = 16384

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 import httpx
 import msgspec
 
-from prfaas.cache.hashing import token_block_hashes
 from prfaas.cache.pool import CacheEvent
+from prfaas.errors import ConfigError
 from prfaas.worker.decoding import DecodeService
 from prfaas.worker.engines import WorkerEngine
+from prfaas.worker.errors import WorkerError
 from prfaas.worker.faults import FaultDisabled, Faults
 from prfaas.worker.kvlink import KvLink, Layer
 from prfaas.worker.messages import (
@@ -30,16 +31,12 @@ from prfaas.worker.messages import (
     Telemetry,
     TokenLine,
 )
+from prfaas.worker.pulls import PULL_TIMEOUT_S, pull_prefix, serve_push
 
 if TYPE_CHECKING:
     from prfaas.deploy.config import DeploymentConfig, NodeConfig
 
 log = logging.getLogger(__name__)
-PULL_TIMEOUT_S = 60.0
-
-
-class WorkerError(Exception):
-    """A job this worker cannot do (wrong role, draining, bad input)."""
 
 
 class WorkerNode:
@@ -120,11 +117,12 @@ class WorkerNode:
     def _check_target(self, target: Target) -> None:
         """KV goes only to a node of the deployment, at its advertised host or at a relay on the
         WAN emulator's host: never to an arbitrary address from a job."""
-        names = {n.name: n for n in self.cfg.nodes}
-        if target.node not in names:
-            raise WorkerError(f"unknown target node {target.node!r}")
+        try:
+            node = self.cfg.node(target.node)
+        except ConfigError:
+            raise WorkerError(f"unknown target node {target.node!r}") from None
         router = self.cfg.router
-        hosts = {names[target.node].advertise, router.control_host, router.advertise}
+        hosts = {node.advertise, router.control_host, router.advertise}
         if target.host not in hosts:
             raise WorkerError(f"target host for {target.node!r} is not where that node lives")
 
@@ -179,7 +177,7 @@ class WorkerNode:
         self.faults.point("die_in_prefill")
         if self.faults.take("fail_transfer"):
             self.kv.fail_next_sends += 1
-        pulled = await self._pull(job) if job.pull is not None else 0
+        pulled = await pull_prefix(self, job) if job.pull is not None else 0
         ready = t_arrive if job.pull is None else time.monotonic()  # a pulled job waited for it
         queue: asyncio.Queue[Layer | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
@@ -216,50 +214,9 @@ class WorkerNode:
             bytes_sent=sent,
         )
 
-    async def _pull(self, job: PrefillJob) -> int:
-        """Fetch a cached prefix from its holder into this pool; a failed pull only costs time."""
-        assert job.pull is not None
-        hashes = token_block_hashes(job.token_ids, self.engine.block_tokens)[: job.pull.blocks]
-        if not hashes or self.pool.peek(hashes).usable_blocks >= len(hashes):
-            return 0
-        src_url = self.peers.get(job.pull.src_node)
-        if src_url is None:  # not a live member: never dial an address from the job itself
-            log.warning("cache pull for %s: %r is no known peer", job.request_id, job.pull.src_node)
-            return 0
-        key = f"pull:{job.request_id}:{job.attempt}"
-        fut = self.kv.expect(key)
-        push = PushJob(key, hashes, len(hashes), job.pull.target)
-        try:
-            resp = await self.http.post(
-                f"{src_url}/push",
-                content=msgspec.json.encode(push),
-                extensions={"sni_hostname": job.pull.src_node},  # it must prove that name
-            )
-            resp.raise_for_status()
-            inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
-            kept = await self.engine.import_blocks(self.pool, hashes, inbound)
-        except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as exc:
-            log.warning(
-                "cache pull for %s from %s failed: %s", job.request_id, job.pull.src_node, exc
-            )
-            self.kv.forget(key)
-            return 0
-        return kept * self.engine.block_tokens
-
     async def push(self, job: PushJob) -> PushReply:
         """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
-        self._check_target(job.target)
-        try:
-            layers = await self.engine.export_blocks(self.pool, job.hashes, job.blocks)
-        except KeyError as exc:
-            raise WorkerError(f"node {self.name} no longer holds that prefix: {exc}") from None
-
-        async def gen() -> AsyncIterator[Layer]:
-            for layer in layers:
-                yield layer
-
-        sent, _ = await self._send(job.target, job.transfer_id, gen())
-        return PushReply(job.blocks, sent)
+        return await serve_push(self, job)
 
     # -- decode ----------------------------------------------------------------------------
     def decode(self, job: DecodeJob) -> AsyncIterator[TokenLine]:

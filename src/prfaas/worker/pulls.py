@@ -1,0 +1,67 @@
+"""Cache pulls between nodes: fetch a prefix from its holder, or serve one to a puller."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httpx
+import msgspec
+
+from prfaas.cache.hashing import token_block_hashes
+from prfaas.worker.errors import WorkerError
+from prfaas.worker.kvlink import Layer
+from prfaas.worker.messages import PrefillJob, PushJob, PushReply
+
+if TYPE_CHECKING:
+    from prfaas.worker.node import WorkerNode
+
+log = logging.getLogger("prfaas.worker.node")
+PULL_TIMEOUT_S = 60.0
+
+
+async def pull_prefix(node: WorkerNode, job: PrefillJob) -> int:
+    """Fetch a cached prefix from its holder into this pool; a failed pull only costs time."""
+    assert job.pull is not None
+    hashes = token_block_hashes(job.token_ids, node.engine.block_tokens)[: job.pull.blocks]
+    if not hashes or node.pool.peek(hashes).usable_blocks >= len(hashes):
+        return 0
+    src_url = node.peers.get(job.pull.src_node)
+    if src_url is None:  # not a live member: never dial an address from the job itself
+        log.warning("cache pull for %s: %r is no known peer", job.request_id, job.pull.src_node)
+        return 0
+    key = f"pull:{job.request_id}:{job.attempt}"
+    fut = node.kv.expect(key)
+    push = PushJob(key, hashes, len(hashes), job.pull.target)
+    try:
+        resp = await node.http.post(
+            f"{src_url}/push",
+            content=msgspec.json.encode(push),
+            extensions={"sni_hostname": job.pull.src_node},  # it must prove that name
+        )
+        resp.raise_for_status()
+        inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
+        kept = await node.engine.import_blocks(node.pool, hashes, inbound)
+    except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as exc:
+        log.warning("cache pull for %s from %s failed: %s", job.request_id, job.pull.src_node, exc)
+        node.kv.forget(key)
+        return 0
+    return kept * node.engine.block_tokens
+
+
+async def serve_push(node: WorkerNode, job: PushJob) -> PushReply:
+    """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
+    node._check_target(job.target)
+    try:
+        layers = await node.engine.export_blocks(node.pool, job.hashes, job.blocks)
+    except KeyError as exc:
+        raise WorkerError(f"node {node.name} no longer holds that prefix: {exc}") from None
+
+    async def gen() -> AsyncIterator[Layer]:
+        for layer in layers:
+            yield layer
+
+    sent, _ = await node._send(job.target, job.transfer_id, gen())
+    return PushReply(job.blocks, sent)
