@@ -139,4 +139,5 @@ def chat_request(body: ChatBody, backend: Backend, limits: Limits) -> Completion
     max_tokens = _max_tokens(requested, CHAT_DEFAULT_MAX_TOKENS, prompt_tokens, limits, "messages")
     return CompletionRequest(request_id=f"chatcmpl-{uuid.uuid4().hex}", prompt=None,
                              messages=messages, max_tokens=max_tokens, prompt_tokens=prompt_tokens,
-                             **_common(body), **token_id_fields(body, backend, rendered, max_tokens))
+                             **_common(body),
+                             **token_id_fields(body, backend, rendered, max_tokens))
