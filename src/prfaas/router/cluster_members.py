@@ -57,6 +57,7 @@ class RouterCluster:
         self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node
         self.streams: dict[str, tuple[str, float]] = {}  # (endpoint, epoch) subscribed to
         self.heard: dict[str, float] = {}  # when each node's stream last delivered anything
+        self.loaded: set[str] = set()  # nodes whose telemetry this replica has applied
         self.assigned: dict[str, str] = {}  # node -> role written to roles/ (by any replica)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: Any = None
@@ -85,6 +86,19 @@ class RouterCluster:
         self.policy = PolicySync(self.client, self.deployment, self.backend)
         await self.policy.start()
         self._spawn(self._watchdog())
+
+    async def settled(self, timeout_s: float) -> float:
+        """Wait (at most `timeout_s`) until every node registered in etcd has sent this replica
+        its telemetry, and return how long that took. A replica that served before would
+        refuse its first requests with 'no prefill node accepts work' (503): its nodes join
+        asynchronously, and the first telemetry can lag a CURVE handshake retry."""
+        t0 = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while any(n in self.members.nodes and n not in self.loaded
+                          for n in self.nodes.nodes):
+                    await asyncio.sleep(0.02)
+        return time.monotonic() - t0
 
     @property
     def replicas(self) -> int:
@@ -196,6 +210,7 @@ class RouterCluster:
         revived = rec.registered and not rec.alive
         if not self.members.telemetry(load):
             return
+        self.loaded.add(name)
         self.backend.bandwidth.report(name, rec.cluster, load.links)
         sub = self.subs.get(name)
         if sub is None:
