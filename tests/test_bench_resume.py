@@ -82,3 +82,36 @@ def test_the_cli_counts_resumes(capsys: pytest.CaptureFixture[str]) -> None:
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["num_ok"] == report["num_requests"] == 5
     assert report["num_resumed"] == 5
+
+
+def complete_resuming(client: Any, tries: int = 6, **request: Any) -> str:
+    """docs/reliability.md's recipe for the official client, verbatim but for the types."""
+    import httpx
+    import openai
+
+    text, ids, finish = "", [], None
+    for _ in range(tries):
+        extra = {"return_token_ids": True, **({"resume_token_ids": ids} if ids else {})}
+        try:
+            for chunk in client.completions.create(**request, stream=True, extra_body=extra):
+                for choice in chunk.choices:
+                    text += choice.text
+                    ids += choice.token_ids
+                    finish = choice.finish_reason or finish
+        except (httpx.HTTPError, openai.APIConnectionError):
+            pass  # cut mid-way: the SDK raises httpx's error while iterating
+        if finish is not None:
+            return text
+    raise RuntimeError(f"stream cut {tries} times")
+
+
+def test_the_docs_recipe_for_the_openai_client_resumes() -> None:
+    openai = pytest.importorskip("openai")
+    app = create_app(FakeBackend(), model_name="m", max_context_tokens=10_000)
+    request = {"model": "m", "prompt": "one two three four five", "max_tokens": 12}
+    with ServerThread(app) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+        whole = client.completions.create(**request).choices[0].text
+    with ServerThread(cutting(app, CUT_AFTER)) as srv:
+        client = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0)
+        assert complete_resuming(client, **request) == whole
