@@ -158,7 +158,8 @@ async def run_router(
     await backend.cluster.start()
     # Connections queue on the bound socket meanwhile (HAProxy's included): delayed, not refused.
     waited = await backend.cluster.settled(min(SETTLE_S, max(1.0, 2 * cfg.router.dead_after_s)))
-    log.info("nodes' telemetry heard %.2f s after joining etcd", waited)
+    (log.warning if waited > 1.0 else log.info)(
+        "serving: the nodes' telemetry came %.2f s after joining etcd", waited)
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]
     if cfg.router.rebalance_s > 0:
         from prfaas.router.rebalancer import rebalance_loop

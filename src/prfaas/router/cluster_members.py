@@ -164,13 +164,18 @@ class RouterCluster:
         handshake the node refused because its watch had not yet seen this replica's key
         (ZMQ does not retry a refused handshake)."""
         stale_s = max(2.0, 5 * self.cfg.router.heartbeat_s)
+        # A stream never heard yet is retried sooner: a replica that just started waits for its
+        # nodes' first telemetry before it serves (settled), and the refused handshake is the
+        # usual cause of that wait.
+        fresh_s = max(0.5, 3 * self.cfg.router.heartbeat_s)
         while True:
-            await asyncio.sleep(stale_s / 2)
+            await asyncio.sleep(fresh_s / 2)
             now = time.monotonic()
             for name, sub in list(self.subs.items()):
                 meta = self.metas.get(name)
-                if meta is not None and now - self.heard.get(name, now) > stale_s:
-                    log.info("stream of %s silent for %.1f s: reconnecting", name, stale_s)
+                limit = stale_s if name in self.loaded else fresh_s
+                if meta is not None and now - self.heard.get(name, now) > limit:
+                    log.info("stream of %s silent for %.1f s: reconnecting", name, limit)
                     self._unsubscribe(name)
                     self._subscribe(name, meta, sub.next_seq)
 
