@@ -16,7 +16,9 @@ never), TTFT x (p50 TTFT 1-6 s after the fault ended over p50 before it), probe 
 TTFT after / before), 429 ms (slowest 429), p99 TTFT of the requests accepted during the fault.
 Scenarios that need a mechanism this build lacks (a link control) are listed as skipped, with the
 reason. kill-router runs the file with `[router] replicas = 2` (HAProxy in front) and kills one
-replica; the healer restarts it.
+replica; the healer restarts it; its clients resume the streams the killed replica was serving
+(`prfaas bench --resume-streams`: resent with the token ids they had, stitched, then checked
+token for token like every other reply). Column `resumed`: requests resumed after a cut.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class Scenario:
     replicas: int = 1  # router replicas (HAProxy in front when > 1)
     settle_s: float = 5.0  # the "after" probes go out this long after the fault started
     fixed_hold: bool = False  # --hold-s does not shorten it (the issue fixes the link faults)
+    resume: bool = False  # clients resume cut streams from their token ids (--resume-streams)
 
     def scaled(self, args: argparse.Namespace) -> Scenario:
         """--burst-s / --hold-s shorten the overload and the SIGSTOP (CI runs)."""
@@ -138,7 +141,7 @@ SCENARIOS = {
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
         Scenario("disconnect-storm", settle_s=2.0),  # probes from 1 s after the hang-ups
         Scenario("million-token-prompts"),
-        Scenario("kill-router", _kill_router, replicas=2),
+        Scenario("kill-router", _kill_router, replicas=2, resume=True),
         Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
                  fixed_hold=True),
         Scenario("bandwidth-5pct-60s", _link_rate(0.05), 60.0, _link_rate(1.0), settle_s=61.0,
@@ -226,7 +229,8 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
                            seed=args.seed + 13, shaping=Shaping(output_tokens=args.output_tokens))
         side.append(asyncio.create_task(_storm(url, model, storm[:30], args.fault_at)))
     results, _ = await run_plan(url, plan, model=model, endpoint="completions",
-                                timeout_s=args.timeout)
+                                timeout_s=args.timeout,
+                                resume_streams=scn.resume and not args.no_resume)
     await asyncio.gather(*side)
     return results
 
@@ -278,7 +282,7 @@ def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
 
 HEADER = (f"{'scenario':<24} {'sent':>5} {'ok':>5} {'shed':>5} {'failed':>6} {'leaky':>5} "
           f"{'lost':>5} {'recovery':>9} {'TTFT x':>7} {'probe x':>7} {'429 ms':>7} "
-          f"{'p99 TTFT':>8}")
+          f"{'p99 TTFT':>8} {'resumed':>7}")
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -289,7 +293,8 @@ def _fmt(row: ScenarioRow) -> str:
     return (f"{row.scenario:<24} {row.sent:>5} {row.ok:>5} {row.shed:>5} {row.failed:>6} "
             f"{row.leaky:>5} {row.lost:>5} {_num(row.recovery_s, '.1f'):>9} "
             f"{_num(row.ttft_ratio, '.2f'):>7} {_num(row.probe_ratio, '.2f'):>7} "
-            f"{_num(row.shed_ms_max, '.0f'):>7} {_num(row.fault_p99_ttft_s, '.2f'):>8}")
+            f"{_num(row.shed_ms_max, '.0f'):>7} {_num(row.fault_p99_ttft_s, '.2f'):>8} "
+            f"{row.resumed:>7}")
 
 
 def main() -> int:
@@ -305,6 +310,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--burst-s", type=float, default=30.0, help="overload-3x: burst length, s")
     ap.add_argument("--hold-s", type=float, default=20.0, help="sigstop: how long it stops, s")
+    ap.add_argument("--no-resume", action="store_true",
+                    help="kill-router: clients do not resume cut streams (the cut ones are lost)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args()
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]

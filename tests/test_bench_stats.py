@@ -79,6 +79,7 @@ def test_report_values() -> None:
         "num_errors",
         "num_shed",
         "num_429",
+        "num_resumed",
         "errors",
         "duration_s",
         "offered_rps",

@@ -239,3 +239,37 @@ def test_router_metrics_expose_the_scheduler_state(shared: Deployment) -> None:
     assert value["prfaas_ttft_seconds_count"] >= 2
     counts = [s for s in families["prfaas_transfer_seconds"].samples if s.name.endswith("_count")]
     assert any(s.labels.get("link") == "prfaas->pd" and s.value >= 1 for s in counts)
+
+
+@pytest.mark.parametrize("sampling", [{"temperature": 0}, {"temperature": 0.9, "seed": 7}],
+                         ids=["greedy", "seeded"])
+def test_a_client_resumes_a_stream_from_its_token_ids(shared: Deployment,
+                                                      sampling: dict[str, float]) -> None:
+    """The docs' recipe with the official client: the ids a stream delivered, sent back with
+    `resume_token_ids`, give the rest of the same generation (offloaded and local, both APIs)."""
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=f"{shared.url}/v1", api_key="unused", max_retries=0)
+    ids_on = {"return_token_ids": True}
+    for prompt in (long_prompt("resume"), SHORT_PROMPT):
+        whole = client.completions.create(model="emu-model", prompt=prompt, max_tokens=24,
+                                          extra_body=ids_on, **sampling).choices[0]
+        ids = list(whole.token_ids)  # type: ignore[attr-defined]
+        assert len(ids) == 24 and len(whole.text) == 24  # byte tokens: a character each
+        for cut in (1, 13, 23):
+            stream = client.completions.create(
+                model="emu-model", prompt=prompt, max_tokens=24, stream=True,
+                extra_body={**ids_on, "resume_token_ids": ids[:cut]}, **sampling)
+            chunks = [c.choices[0] for c in stream if c.choices]
+            rest = "".join(c.text for c in chunks)
+            assert whole.text[:cut] + rest == whole.text, (prompt[:8], cut)
+            assert ids[:cut] + [t for c in chunks for t in c.token_ids] == ids
+    messages = [{"role": "user", "content": "resume me"}]
+    chat = client.chat.completions.create(model="emu-model", messages=messages, max_tokens=12,
+                                          extra_body=ids_on, **sampling)  # type: ignore[arg-type]
+    ids = list(chat.choices[0].token_ids)  # type: ignore[attr-defined]
+    rest = client.chat.completions.create(
+        model="emu-model", messages=messages, max_tokens=12,  # type: ignore[arg-type]
+        extra_body={**ids_on, "resume_token_ids": ids[:5]}, **sampling)
+    assert (chat.choices[0].message.content or "")[:5] + (rest.choices[0].message.content or "") \
+        == chat.choices[0].message.content
+    assert rest.usage is not None and rest.usage.completion_tokens == 12

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.testclient import TestClient
 from tokenizers import Tokenizer, models, pre_tokenizers
 
 from prfaas.errors import UsageError
@@ -161,3 +162,14 @@ def test_a_policy_cache_pull_brings_the_prefix_to_the_prefill_node(tmp_path, tok
     finally:
         for s in servers.values():
             s.stop()
+
+
+def test_the_token_id_extension_is_refused_with_a_clear_400(tmp_path, tokenizer_file):
+    """The vLLM path relays text and cannot continue a seeded sample: it takes no part."""
+    urls = {n: "http://127.0.0.1:9" for n in ("prfaas-p0", "pd-p0", "pd-d0")}
+    backend = VllmBackend(load_fleet(fleet_file(tmp_path, tokenizer_file, urls)))
+    client = TestClient(create_app(backend, model_name="m", max_context_tokens=4096))
+    for field, value in (("return_token_ids", True), ("resume_token_ids", [1, 2])):
+        r = client.post("/v1/completions", json={"model": "m", "prompt": "a b", field: value})
+        assert r.status_code == 400 and r.json()["error"]["param"] == field
+        assert r.json()["error"]["code"] == "unsupported_parameter"

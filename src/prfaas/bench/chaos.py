@@ -5,7 +5,8 @@ A request is **lost** when the client cannot tell it failed or it got the wrong 
 finished "ok" with text other than the engine's deterministic output. It was **shed** when
 admission control refused it (HTTP 429, before any work). It **failed** when the server said so
 otherwise (an HTTP error or an in-band stream error); a failure whose message carries an internal
-address (`host:port`) is also counted as **leaky**.
+address (`host:port`) is also counted as **leaky**. A stream the client resumed after a cut
+(`--resume-streams`) is judged on its stitched text like any other.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class ScenarioRow:
     shed_ms_max: float | None = None  # the slowest 429 answer (ms)
     fault_p99_ttft_s: float | None = None  # P99 TTFT of the requests accepted during the fault
     probe_ratio: float | None = None  # median probe TTFT after the fault / before it
+    resumed: int = 0  # requests whose client resumed a cut stream (--resume-streams)
 
 
 def _median(xs: list[float]) -> float | None:
@@ -144,4 +146,4 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        recovery_s(results, verdicts, fault_at_s), examples,
                        ttft_ratio(results, fault_at_s, probe_window), count["shed"],
                        max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
-                       probe_ratio(results, *probes))
+                       probe_ratio(results, *probes), sum(1 for r in results if r.resumes))

@@ -13,6 +13,7 @@ import httpx
 import msgspec
 
 from prfaas.bench.http import AnyPool, ConnectError, ProtocolError, make_pool
+from prfaas.bench.resume import send_resuming
 from prfaas.bench.workload import PlannedRequest
 from prfaas.errors import UsageError
 
@@ -35,6 +36,7 @@ class RequestResult:
     itl_s: tuple[float, ...] = ()
     text: str = ""  # the streamed text (the chaos harness checks it token for token)
     answers_429: int = 0  # 429s received (with --retry-429, those it waited out and resent)
+    resumes: int = 0  # with --resume-streams: times the stream was cut and resumed
 
     @property
     def tpot_s(self) -> float | None:
@@ -58,6 +60,7 @@ class _Stream:
     retry_after: str = ""  # the Retry-After header of a 429
     gaps: list[float] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
+    ids: list[int] = field(default_factory=list)  # output token ids (return_token_ids)
 
     def feed(self, line: bytes) -> None:
         if not line.startswith(b"data:"):
@@ -72,7 +75,9 @@ class _Stream:
             return
         if obj.get("usage"):
             self.usage_tokens = int(obj["usage"].get("completion_tokens", 0))
-        texts = [_choice_text(c) for c in obj.get("choices") or ()]
+        choices = obj.get("choices") or ()
+        self.ids.extend(int(t) for c in choices for t in c.get("token_ids") or ())
+        texts = [_choice_text(c) for c in choices]
         if any(texts):
             self.pieces.extend(texts)
             now = time.perf_counter()
@@ -90,11 +95,14 @@ def _choice_text(choice: dict[str, Any]) -> str:
 
 
 def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool,
-            tag: bool = False) -> dict[str, Any]:
+            tag: bool = False, token_ids: bool = False) -> dict[str, Any]:
     """The request body. `tag` sends the plan index as `seed`: with temperature 0 it changes no
-    token, and the router's decision log records it, so decisions join to plan (trace) rows."""
+    token, and the router's decision log records it, so decisions join to plan (trace) rows.
+    `token_ids` asks for each chunk's token ids (what --resume-streams sends back)."""
     body: dict[str, Any] = {"model": model, "max_tokens": req.max_tokens, "temperature": 0.0,
                             "stream": True, "stream_options": {"include_usage": True}}
+    if token_ids:
+        body["return_token_ids"] = True
     if ignore_eos:
         body["ignore_eos"] = True
     if tag:
@@ -142,21 +150,27 @@ async def _send_honouring_429(pool: AnyPool, path: str, body: bytes, st: _Stream
 
 async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, endpoint: str,
                    ignore_eos: bool, timeout_s: float, tag: bool = False,
-                   retry_429: bool = False) -> RequestResult:
-    body = msgspec.json.encode(payload(req, model, endpoint, ignore_eos, tag))
+                   retry_429: bool = False, resume: bool = False) -> RequestResult:
+    body = payload(req, model, endpoint, ignore_eos, tag, resume)
+    path = ENDPOINTS[endpoint]
     start = time.perf_counter()
-    answers = 0
+    answers = resumes = 0
 
     def fail(kind: str, detail: str | None) -> RequestResult:
         return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail,
                              e2e_s=time.perf_counter() - st.start_s, output_tokens=st.chunks,
-                             text="".join(st.pieces), answers_429=answers)
+                             text="".join(st.pieces), answers_429=answers, resumes=resumes)
+
+    def first(data: bytes) -> Any:
+        return _send_honouring_429(pool, path, data, st, retry_429)
 
     st = _Stream(start)
     try:
         async with asyncio.timeout(timeout_s):
-            status, text, answers = await _send_honouring_429(pool, ENDPOINTS[endpoint], body,
-                                                              st, retry_429)
+            if resume:
+                status, text, answers, resumes = await send_resuming(pool, path, body, st, first)
+            else:
+                status, text, answers = await first(msgspec.json.encode(body))
     except TimeoutError:
         return fail("timeout", f"no complete reply within {timeout_s} s")
     except ConnectError as exc:
@@ -174,7 +188,7 @@ async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, en
     return RequestResult(req.index, start - t0, req.input_tokens, True,
                          ttft_s=(st.first_s or end) - st.start_s, e2e_s=end - st.start_s,
                          output_tokens=n_out, itl_s=tuple(st.gaps), text="".join(st.pieces),
-                         answers_429=answers)
+                         answers_429=answers, resumes=resumes)
 
 
 def normalize_url(url: str) -> str:
@@ -218,16 +232,17 @@ async def discover_model(url: str, timeout_s: float = 5.0) -> str:
 async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endpoint: str,
                    timeout_s: float, ignore_eos: bool = True,
                    on_done: Callable[[RequestResult], None] | None = None,
-                   tag: bool = False, retry_429: bool = False,
+                   tag: bool = False, retry_429: bool = False, resume_streams: bool = False,
                    ) -> tuple[list[RequestResult], float]:
     """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s).
-    `retry_429`: honour Retry-After and resend a shed request (else a 429 is its outcome)."""
+    `retry_429`: honour Retry-After and resend a shed request (else a 429 is its outcome).
+    `resume_streams`: a stream cut after its first token is resumed from its token ids."""
     pool = make_pool(url)
     t0 = time.perf_counter()
 
     async def one(req: PlannedRequest) -> RequestResult:
         result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag,
-                                retry_429)
+                                retry_429, resume_streams)
         if on_done is not None:
             on_done(result)
         return result

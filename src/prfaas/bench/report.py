@@ -26,7 +26,9 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     errors = ", ".join(f"{k}: {v}" for k, v in report["errors"].items()) or "none"
     console.print(f"requests: {report['num_requests']} sent, {report['num_ok']} ok, "
                   f"{report['num_errors']} failed ({errors}), {report['num_shed']} shed (429; "
-                  f"{report['num_429']} 429 answers in all)")
+                  f"{report['num_429']} 429 answers in all)"
+                  + (f", {report['num_resumed']} cut streams resumed"
+                     if report.get("num_resumed") else ""))
     offered = report["offered_rps"]
     console.print(f"duration {report['duration_s']:.2f} s   offered "
                   f"{'-' if offered is None else f'{offered:.2f}'} req/s   throughput "

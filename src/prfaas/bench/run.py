@@ -35,6 +35,7 @@ class BenchSettings:
     ignore_eos: bool = True
     tag_requests: bool = False  # send the plan index as `seed` (the router logs it per decision)
     retry_429: bool = False  # wait out a 429's Retry-After and resend
+    resume_streams: bool = False  # resend a cut stream with its token ids (bench/resume.py)
     shaping: Shaping = field(default_factory=Shaping)
 
     def plan(self) -> list[PlannedRequest]:
@@ -90,7 +91,8 @@ async def _run(url: str, settings: BenchSettings, plan: list[PlannedRequest], co
                                          timeout_s=settings.timeout_s,
                                          ignore_eos=settings.ignore_eos, on_done=bar.done,
                                          tag=settings.tag_requests,
-                                         retry_429=settings.retry_429)
+                                         retry_429=settings.retry_429,
+                                         resume_streams=settings.resume_streams)
     if keep is not None:
         keep.extend(results)
     info = RunInfo(url=url, model=model, endpoint=settings.endpoint,

@@ -11,6 +11,7 @@ JSON report keys (all present; a latency block is null when no request succeeded
                            stream_error, incomplete, bad_response
     num_shed               requests whose outcome was 429 (shed by admission control)
     num_429                429 answers in all (with --retry-429: also those waited out)
+    num_resumed            streams cut and resumed from their token ids (--resume-streams)
     duration_s             wall time from the first send to the last response
     offered_rps            requests sent / send window (the planned rate)
     throughput_rps         successful requests / duration_s
@@ -83,6 +84,7 @@ def build_report(info: RunInfo, results: Sequence[RequestResult], duration_s: fl
         # shed by admission control: refused with 429 in the end / 429 answers seen in all
         "num_shed": sum(1 for r in results if r.error == "http_429"),
         "num_429": sum(r.answers_429 for r in results),
+        "num_resumed": sum(r.resumes for r in results),
         "duration_s": duration_s,
         "offered_rps": len(results) / send_window_s if send_window_s > 0 else None,
         "throughput_rps": len(ok) / dur,

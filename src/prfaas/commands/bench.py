@@ -55,6 +55,10 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument("--retry-429", action="store_true",
                    help="honour Retry-After: wait and resend a request shed with 429 (within "
                         "--timeout); without it a 429 is the request's outcome (num_shed)")
+    p.add_argument("--resume-streams", action="store_true",
+                   help="ask for token ids and resend a stream cut after its first token with "
+                        "the ids received (`resume_token_ids`), stitching the pieces; resumes "
+                        "are counted (num_resumed)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (stable keys)")
     p.add_argument("--save-result", type=Path, metavar="PATH",
                    help="also write the run as `vllm bench serve --save-result` JSON")
@@ -104,7 +108,7 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         arrival=args.arrival, length_scale=args.length_scale, seed=args.seed,
         endpoint=args.endpoint, model=args.model, timeout_s=args.timeout,
         ignore_eos=args.ignore_eos, shaping=shaping, tag_requests=args.tag_requests,
-        retry_429=args.retry_429)
+        retry_429=args.retry_429, resume_streams=args.resume_streams)
 
 
 def default_starter() -> Any:

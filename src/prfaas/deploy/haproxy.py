@@ -43,6 +43,10 @@ def render_config(
         "    mode http",
         "    option http-buffer-request",  # the body is kept, so a retry can resend it
         "    timeout connect 1s",
+        # A replica busy under load may answer /health late (500 ms, the check interval, marked
+        # the only live replica down while the other restarted: HAProxy then answered 503 to
+        # everything); a dead one refuses the connection and is marked down at once anyway.
+        "    timeout check 2s",
         "    timeout http-request 30s",
         f"    timeout client {server_timeout}",
         f"    timeout server {server_timeout}",

@@ -18,6 +18,7 @@ from prfaas.server.app import PublicOptions
 
 log = logging.getLogger(__name__)
 CLOSE_S = 3.0  # leaving etcd (resign, revoke) on a clean stop
+SETTLE_S = 3.0  # at most this long to hear the registered nodes before serving
 
 
 class RouterDashboard:
@@ -155,6 +156,10 @@ async def run_router(
     control_url = f"{scheme}://{advertise}:{control_sock.getsockname()[1]}"
     backend.cluster = RouterCluster(backend, etcd_url, pki, name)
     await backend.cluster.start()
+    # Connections queue on the bound socket meanwhile (HAProxy's included): delayed, not refused.
+    waited = await backend.cluster.settled(min(SETTLE_S, max(1.0, 2 * cfg.router.dead_after_s)))
+    (log.warning if waited > 1.0 else log.info)(
+        "serving: the nodes' telemetry came %.2f s after joining etcd", waited)
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]
     if cfg.router.rebalance_s > 0:
         from prfaas.router.rebalancer import rebalance_loop

@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import msgspec
-
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.control.window import PrefillSample
 from prfaas.core.request import RequestSpec
@@ -29,6 +27,7 @@ from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
+from prfaas.router.resume import delivered, replace_sampling
 from prfaas.router.rpc import Stream
 from prfaas.router.transfer_setup import pull_spec
 from prfaas.server.backend import (
@@ -57,15 +56,6 @@ def _failed(task: asyncio.Task[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is not None
 
 
-def replace_sampling(sampling: Sampling, resumed: int) -> Sampling:
-    """The sampling of a request resumed after `resumed` output tokens: only the rest to go."""
-    if not resumed:
-        return sampling
-    return msgspec.structs.replace(
-        sampling, max_tokens=sampling.max_tokens - resumed, resumed=resumed
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     request_id: str
@@ -85,6 +75,8 @@ def default_context_tokens(cfg: DeploymentConfig) -> int:
 
 
 class RouterBackend:
+    resumes = True  # the token-id extension: a client's resume_token_ids continue its stream
+
     def __init__(
         self, cfg: DeploymentConfig, metrics: Any = None, wan_url: str = "", tls: Any = None
     ) -> None:
@@ -96,6 +88,7 @@ class RouterBackend:
         self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s, tls)
         self.dispatch.on_retry = lambda stage: self.count("retry", stage)
         self.tokenizer = router_tokenizer(cfg.engine.model_path)
+        self.tokenize, self.token_vocab_size = self.tokenizer.encode, int(self.tokenizer.vocab_size)
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
         self.fleet = LiveFleet(self.members, cfg.block_tokens, cfg.router.dead_after_s)
@@ -188,7 +181,9 @@ class RouterBackend:
         """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
         streamed so far on another one and go on (vLLM's recompute recovery), until no decode
         node is left. Errors name no node or address: the log has the detail."""
-        done: list[int] = []  # output token ids the client already has
+        done = delivered(req)  # output token ids the client already has
+        if done:
+            self.count("resumed")
         for attempt in range(MAX_DECODE_RECOVERIES + 1):
             if attempt:  # a re-placement's routing time starts here, not at the request's arrival
                 t0 = (time.perf_counter(), time.thread_time())
@@ -196,7 +191,7 @@ class RouterBackend:
             resumed = replace_sampling(sampling, len(done))
             hashes = tuple(token_block_hashes(ids, self.block_tokens))
             try:
-                async for chunk in self._serve(req, ids, hashes, resumed, t0):
+                async for chunk in self._serve(req, ids, hashes, resumed, t0, attempt > 0):
                     done.append(chunk.token_id or 0)
                     yield chunk
                 return
@@ -227,7 +222,7 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], resumed: int
+        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], shed: bool
     ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
@@ -236,7 +231,7 @@ class RouterBackend:
         # from scratch (tests/test_router_fleet_view.py).
         view = self.fleet.view(now, telemetry(self.bandwidth), index_match(self.members, per_node))
         placement = get_policy(self.policy_name)(view, spec, self.params)
-        if not placement.rejected and not resumed:  # a resumed stream is never shed
+        if not placement.rejected and shed:
             self.admission.check(view, spec, placement, self.params)
         entry = self.decision_log.add(
             req.request_id, req.seed, req.arrival_s, now, len(tokens), placement, view
@@ -259,10 +254,11 @@ class RouterBackend:
         hashes: tuple[int, ...],
         sampling: Sampling,
         t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
+        recovering: bool = False,  # our own recovery is never shed (a client's resume may be)
     ) -> AsyncIterator[TokenChunk]:
         rid = req.request_id
         resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
-        placement, pull, logged, held = self._place(req, tokens, hashes, resumed)
+        placement, pull, logged, held = self._place(req, tokens, hashes, not recovering)
         self.route_s.append(time.perf_counter() - t0[0])  # tokenize, hash, match, view, policy
         self.route_cpu_s.append(time.thread_time() - t0[1])
         decode = self.members.nodes[placement.decode_node]

@@ -57,6 +57,7 @@ class RouterCluster:
         self.metas: dict[str, NodeMeta] = {}  # the latest record of each registered node
         self.streams: dict[str, tuple[str, float]] = {}  # (endpoint, epoch) subscribed to
         self.heard: dict[str, float] = {}  # when each node's stream last delivered anything
+        self.loaded: set[str] = set()  # nodes whose telemetry this replica has applied
         self.assigned: dict[str, str] = {}  # node -> role written to roles/ (by any replica)
         self.tasks: set[asyncio.Task[Any]] = set()
         self.client: Any = None
@@ -85,6 +86,19 @@ class RouterCluster:
         self.policy = PolicySync(self.client, self.deployment, self.backend)
         await self.policy.start()
         self._spawn(self._watchdog())
+
+    async def settled(self, timeout_s: float) -> float:
+        """Wait (at most `timeout_s`) until every node registered in etcd has sent this replica
+        its telemetry, and return how long that took. A replica that served before would
+        refuse its first requests with 'no prefill node accepts work' (503): its nodes join
+        asynchronously, and the first telemetry can lag a CURVE handshake retry."""
+        t0 = time.monotonic()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while any(n in self.members.nodes and n not in self.loaded
+                          for n in self.nodes.nodes):
+                    await asyncio.sleep(0.02)
+        return time.monotonic() - t0
 
     @property
     def replicas(self) -> int:
@@ -150,13 +164,18 @@ class RouterCluster:
         handshake the node refused because its watch had not yet seen this replica's key
         (ZMQ does not retry a refused handshake)."""
         stale_s = max(2.0, 5 * self.cfg.router.heartbeat_s)
+        # A stream never heard yet is retried sooner: a replica that just started waits for its
+        # nodes' first telemetry before it serves (settled), and the refused handshake is the
+        # usual cause of that wait.
+        fresh_s = max(0.5, 3 * self.cfg.router.heartbeat_s)
         while True:
-            await asyncio.sleep(stale_s / 2)
+            await asyncio.sleep(fresh_s / 2)
             now = time.monotonic()
             for name, sub in list(self.subs.items()):
                 meta = self.metas.get(name)
-                if meta is not None and now - self.heard.get(name, now) > stale_s:
-                    log.info("stream of %s silent for %.1f s: reconnecting", name, stale_s)
+                limit = stale_s if name in self.loaded else fresh_s
+                if meta is not None and now - self.heard.get(name, now) > limit:
+                    log.info("stream of %s silent for %.1f s: reconnecting", name, limit)
                     self._unsubscribe(name)
                     self._subscribe(name, meta, sub.next_seq)
 
@@ -196,6 +215,7 @@ class RouterCluster:
         revived = rec.registered and not rec.alive
         if not self.members.telemetry(load):
             return
+        self.loaded.add(name)
         self.backend.bandwidth.report(name, rec.cluster, load.links)
         sub = self.subs.get(name)
         if sub is None:

@@ -36,6 +36,12 @@ log = logging.getLogger(__name__)
 class VllmBackend:
     """Implements the server's Backend protocol by driving vLLM prefill and decode instances."""
 
+    # The token-id extension is not served here (the edge answers 400): the decode stream is
+    # relayed as text, and vLLM cannot continue a seeded sample after given output tokens (a
+    # new request restarts its generator), so a resume would not be the same generation.
+    token_vocab_size = 0
+    resumes = False
+
     def __init__(self, fleet: VllmFleet) -> None:
         self.fleet = fleet
         self.tokenizer = Tokenizer.from_file(fleet.tokenizer)

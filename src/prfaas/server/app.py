@@ -82,25 +82,27 @@ class _Edge:
     async def _collect(
         first: Event, events: AsyncGenerator[Event, None], fmt: Formatter
     ) -> dict[str, Any]:
-        parts, last = [first.text], first
+        parts, ids, last = [first.text], list(first.token_ids), first
         while last.finish_reason is None:
             last = await anext(events)
             parts.append(last.text)
+            ids.extend(last.token_ids)
         assert last.usage is not None  # the final event always carries usage
-        return fmt.full("".join(parts), last.finish_reason, last.usage)
+        return fmt.full("".join(parts), last.finish_reason, last.usage, tuple(ids))
 
     async def _stream(self, first: Event, events: AsyncGenerator[Event, None], fmt: Formatter,
                       endpoint: str) -> AsyncIterator[bytes]:
         status: str | None = "cancelled"
         event = first
         try:
-            yield fmt.chunk(event.text, event.finish_reason, first=True)
+            yield fmt.chunk(event.text, event.finish_reason, first=True,
+                            token_ids=event.token_ids)
             while event.finish_reason is None:
                 event = await anext(events)
                 if event.finish_reason is None:
-                    yield fmt.token(event.text)
+                    yield fmt.token(event.text, event.token_ids)
                 else:
-                    yield fmt.chunk(event.text, event.finish_reason)
+                    yield fmt.chunk(event.text, event.finish_reason, token_ids=event.token_ids)
             # account before the last bytes go out, so a client that saw [DONE] sees the metrics
             status = None
             self._finish(endpoint, fmt.req, "200")

@@ -11,6 +11,11 @@ Conventions every backend follows:
   backend should abort the request and free its resources.
 - `count_tokens(text)` is the backend's tokenizer length; the server counts chat prompts on
   `render_chat(messages)`; a backend with its own chat template raises ContextLengthExceeded.
+- The token-id extension (docs/reliability.md, "Resuming a cut stream") is opt-in per backend:
+  one with `token_vocab_size > 0` and `tokenize(text)` serves `return_token_ids` (every chunk
+  has its `token_id`); one with `resumes = True` also serves `resume_token_ids`: it continues
+  the same generation after those output tokens (max_tokens counts them; the final usage too).
+  Other backends answer both with 400.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import hashlib
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from prfaas.errors import UsageError
 
@@ -51,6 +56,9 @@ class CompletionRequest:
     ignore_eos: bool = False
     prompt_tokens: int = 0  # the server's count_tokens of the (rendered) prompt
     arrival_s: float = 0.0  # time.monotonic() when the server received the request
+    return_token_ids: bool = False  # vLLM's extension: token ids in every chunk
+    prompt_token_ids: tuple[int, ...] = ()  # the prompt's ids, when return_token_ids
+    resume_token_ids: tuple[int, ...] = ()  # output the client has: generate what follows it
 
     @property
     def prompt_text(self) -> str:
@@ -138,9 +146,14 @@ class FakeBackend:
     healthy: bool = True
     num_started: int = 0
     num_aborted: int = 0
+    token_vocab_size: ClassVar[int] = 50_000
+    resumes: ClassVar[bool] = True
 
     def count_tokens(self, text: str) -> int:
         return len(text.encode("utf-8"))
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(text.encode("utf-8"))
 
     async def health(self) -> dict[str, Any]:
         return {"ok": self.healthy, "backend": "fake"}
@@ -163,18 +176,18 @@ class FakeBackend:
         finish: FinishReason = "length" if limit == req.max_tokens else "stop"
         done = False
         try:
-            for i in range(limit):
+            for i in range(len(req.resume_token_ids), limit):  # a resumed request goes on
                 await self._pace(i)
                 word = words[i % len(words)]
                 last = i == limit - 1
                 yield TokenChunk(
                     text=f" {word}",
-                    token_id=zlib.crc32(word.encode()) % 50_000,
+                    token_id=zlib.crc32(word.encode()) % self.token_vocab_size,
                     finish_reason=finish if last else None,
                     usage=Usage(req.prompt_tokens, limit) if last else None,
                 )
-            if limit == 0:
-                yield TokenChunk("", None, finish, Usage(req.prompt_tokens, 0))
+            if limit <= len(req.resume_token_ids):
+                yield TokenChunk("", None, finish, Usage(req.prompt_tokens, limit))
             done = True
         finally:
             if not done:

@@ -10,6 +10,7 @@ from typing import Any
 from prfaas.server.backend import Backend, ChatMessage, CompletionRequest, render_chat
 from prfaas.server.errors import ApiError, unsupported
 from prfaas.server.schemas import ChatBody, CompletionBody, _Sampling
+from prfaas.server.token_ids import token_id_fields
 
 COMPLETION_DEFAULT_MAX_TOKENS = 16  # OpenAI's documented default for /v1/completions
 CHAT_DEFAULT_MAX_TOKENS = 1024  # chat has no documented default; clamped to the free context
@@ -120,7 +121,8 @@ def completion_request(body: CompletionBody, backend: Backend, limits: Limits) -
     max_tokens = _max_tokens(body.max_tokens, COMPLETION_DEFAULT_MAX_TOKENS, prompt_tokens,
                              limits, "prompt")
     return CompletionRequest(request_id=f"cmpl-{uuid.uuid4().hex}", prompt=prompt, messages=None,
-                             max_tokens=max_tokens, prompt_tokens=prompt_tokens, **_common(body))
+                             max_tokens=max_tokens, prompt_tokens=prompt_tokens, **_common(body),
+                             **token_id_fields(body, backend, prompt, max_tokens))
 
 
 def chat_request(body: ChatBody, backend: Backend, limits: Limits) -> CompletionRequest:
@@ -131,9 +133,11 @@ def chat_request(body: ChatBody, backend: Backend, limits: Limits) -> Completion
         raise ApiError(400, "set either max_tokens or max_completion_tokens, not both",
                        param="max_completion_tokens", code="invalid_value")
     messages = tuple(ChatMessage(m.role, m.text()) for m in body.messages)
-    prompt_tokens = backend.count_tokens(render_chat(messages))
+    rendered = render_chat(messages)
+    prompt_tokens = backend.count_tokens(rendered)
     requested = body.max_completion_tokens or body.max_tokens
     max_tokens = _max_tokens(requested, CHAT_DEFAULT_MAX_TOKENS, prompt_tokens, limits, "messages")
     return CompletionRequest(request_id=f"chatcmpl-{uuid.uuid4().hex}", prompt=None,
                              messages=messages, max_tokens=max_tokens, prompt_tokens=prompt_tokens,
-                             **_common(body))
+                             **_common(body),
+                             **token_id_fields(body, backend, rendered, max_tokens))

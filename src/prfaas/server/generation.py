@@ -23,6 +23,7 @@ from prfaas.server.backend import (
 )
 from prfaas.server.errors import ApiError
 from prfaas.server.metrics import ServerMetrics
+from prfaas.server.stops import StopMatcher, TokenStopMatcher
 
 log = logging.getLogger(__name__)
 
@@ -40,33 +41,7 @@ class Event:
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
-
-
-class StopMatcher:
-    """Cuts output at the first stop string, holding back text that may begin one."""
-
-    def __init__(self, stops: tuple[str, ...]) -> None:
-        self.stops = stops
-        self.held = ""
-
-    def feed(self, text: str) -> tuple[str, bool]:
-        buf = self.held + text
-        hits = [i for i in (buf.find(s) for s in self.stops) if i >= 0]
-        if hits:
-            self.held = ""
-            return buf[: min(hits)], True
-        keep = 0
-        for stop in self.stops:
-            for k in range(min(len(stop) - 1, len(buf)), keep, -1):
-                if buf.endswith(stop[:k]):
-                    keep = k
-                    break
-        self.held = buf[len(buf) - keep :]
-        return buf[: len(buf) - keep], False
-
-    def flush(self) -> str:
-        out, self.held = self.held, ""
-        return out
+    token_ids: tuple[int, ...] = ()  # the ids of the tokens whose text this is (return_token_ids)
 
 
 def backend_failure(exc: BaseException) -> ApiError:
@@ -106,6 +81,8 @@ class Generation:
         self.req, self.timeouts, self.metrics, self.endpoint = req, timeouts, metrics, endpoint
         self._chunks = backend.generate(req)
         self._stop = StopMatcher(req.stop)
+        # with token ids, text goes out in whole tokens (see TokenStopMatcher)
+        self._ids = TokenStopMatcher(req.stop) if req.return_token_ids else None
         self.num_tokens = 0
         self._first_s: float | None = None
         self._last_s = 0.0
@@ -136,30 +113,43 @@ class Generation:
         try:
             while (chunk := await self._next()) is not None:
                 self._tick()
-                text, stopped = (
-                    self._stop.feed(chunk.text) if self.req.stop else (chunk.text, False)
-                )
+                text, ids, stopped = self._feed(chunk)
                 if stopped:
-                    yield Event(text, "stop", self._usage(None))
+                    yield Event(text, "stop", self._usage(None), ids)
                     return
                 if chunk.finish_reason is not None:
-                    yield Event(text + self._stop.flush(), chunk.finish_reason,
-                                self._usage(chunk.usage))
+                    rest, more = self._flush()
+                    yield Event(text + rest, chunk.finish_reason, self._usage(chunk.usage),
+                                ids + more)
                     return
-                if text:
-                    yield Event(text)
+                if text or ids:
+                    yield Event(text, token_ids=ids)
             # a backend that ends without a finish_reason ran out of tokens: treat it as "stop"
-            yield Event(self._stop.flush(), "stop", self._usage(None))
+            rest, more = self._flush()
+            yield Event(rest, "stop", self._usage(None), more)
         finally:
             await self.close()
 
+    def _feed(self, chunk: TokenChunk) -> tuple[str, tuple[int, ...], bool]:
+        if self._ids is not None:
+            return self._ids.feed(chunk.text, chunk.token_id)
+        if not self.req.stop:
+            return chunk.text, (), False
+        text, stopped = self._stop.feed(chunk.text)
+        return text, (), stopped
+
+    def _flush(self) -> tuple[str, tuple[int, ...]]:
+        return self._ids.flush() if self._ids is not None else (self._stop.flush(), ())
+
     def _usage(self, reported: Usage | None) -> Usage:
+        """Usage of the whole generation: a resumed request's output tokens count too."""
         self._observe_tpot()
-        if reported is not None and reported.completion_tokens == self.num_tokens:
+        n = len(self.req.resume_token_ids) + self.num_tokens
+        if reported is not None and reported.completion_tokens == n:
             return reported
         if reported is not None:  # trust the backend's prompt count, not its token count
-            return Usage(reported.prompt_tokens, self.num_tokens, reported.cached_tokens)
-        return Usage(self.req.prompt_tokens, self.num_tokens)
+            return Usage(reported.prompt_tokens, n, reported.cached_tokens)
+        return Usage(self.req.prompt_tokens, n)
 
     def _observe_tpot(self) -> None:
         if self.metrics is not None and self._first_s is not None and self.num_tokens > 1:

@@ -114,6 +114,9 @@ class ServerMetrics:
             "recovery": c(
                 "decode_recoveries", "streams moved to another decode node (re-prefilled)", **kw
             ),
+            "resumed": c(
+                "resumed_streams", "client requests resuming a cut stream (resume_token_ids)", **kw
+            ),
             "retry": c("retries", "prefill attempts retried on another node", ["stage"], **kw),
             "shed": c("shed", "requests refused with 429 by admission control", ["reason"], **kw),
             "cancelled": c(
@@ -186,7 +189,7 @@ class ServerMetrics:
         self.routed.labels(cluster=prefill_cluster).inc()
 
     def count_reliability(self, what: str, label: str = "") -> None:
-        """recovery (no label), retry{stage}, shed{reason}, cancelled{stage}."""
+        """recovery, resumed (no label), retry{stage}, shed{reason}, cancelled{stage}."""
         counter = self.reliability[what]
         if label:
             counter.labels(label).inc()

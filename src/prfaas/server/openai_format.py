@@ -48,7 +48,18 @@ class Formatter:
         return {"id": self.req.request_id, "object": obj, "created": self.created,
                 "model": self.req.model, "choices": choices}
 
-    def full(self, text: str, finish_reason: str, usage: Usage) -> dict[str, Any]:
+    def _ids(self, out: dict[str, Any], choice: dict[str, Any], ids: tuple[int, ...],
+             first: bool) -> None:
+        """vLLM's return_token_ids fields: the prompt's ids (in the first chunk; on the choice
+        for completions, at the top for chat, as vLLM places them) and the chunk's ids."""
+        if not self.req.return_token_ids:
+            return
+        if first:
+            (out if self.chat else choice)["prompt_token_ids"] = list(self.req.prompt_token_ids)
+        choice["token_ids"] = list(ids)
+
+    def full(self, text: str, finish_reason: str, usage: Usage,
+             token_ids: tuple[int, ...] = ()) -> dict[str, Any]:
         """The non-streaming response."""
         if self.chat:
             choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
@@ -56,10 +67,12 @@ class Formatter:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
         out = self._envelope(self.object, [choice])
+        self._ids(out, choice, token_ids, True)
         out["usage"] = usage_dict(usage)
         return out
 
-    def chunk(self, text: str, finish_reason: str | None = None, *, first: bool = False) -> bytes:
+    def chunk(self, text: str, finish_reason: str | None = None, *, first: bool = False,
+              token_ids: tuple[int, ...] = ()) -> bytes:
         """One streamed piece; the chat stream announces the assistant role in its first chunk."""
         if self.chat:
             delta: dict[str, Any] = {"role": "assistant", "content": text} if first else (
@@ -69,12 +82,15 @@ class Formatter:
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
         out = self._envelope(self.chunk_object, [choice])
+        self._ids(out, choice, token_ids, first)
         if self.req.include_usage:
             out["usage"] = None
         return sse(out)
 
-    def token(self, text: str) -> bytes:
+    def token(self, text: str, token_ids: tuple[int, ...] = ()) -> bytes:
         """A chunk carrying only text (no role, no finish): the hot path of every stream."""
+        if self.req.return_token_ids:
+            return self.chunk(text, token_ids=token_ids)
         return self._head + _encoder.encode(text) + self._tail
 
     def usage_chunk(self, usage: Usage) -> bytes:

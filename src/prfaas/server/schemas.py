@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 MAX_TOKENS_CAP = 2**31 - 1
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_STOP_STRINGS = 4
+MAX_RESUME_TOKENS = 1 << 20  # a resumed request's output so far (the workers' bound too)
 
 
 def _encodable(text: str) -> str:
@@ -29,6 +30,7 @@ Text = Annotated[str, AfterValidator(_encodable)]
 StopString = Annotated[Text, Field(min_length=1, max_length=256)]
 MaxTokens = Annotated[int, Field(ge=1, le=MAX_TOKENS_CAP)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+TokenId = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
 
 class StreamOptions(BaseModel):
@@ -57,6 +59,13 @@ class _Sampling(BaseModel):
     ignore_eos: bool | None = Field(
         default=None, description="Extension (as in vLLM): keep generating past end-of-sequence."
     )
+    return_token_ids: bool | None = Field(
+        default=None, description="Extension (as in vLLM): each chunk carries `token_ids`, the "
+        "ids of its tokens; the first also `prompt_token_ids`.")
+    resume_token_ids: Annotated[list[TokenId], Field(max_length=MAX_RESUME_TOKENS)] | None = (
+        Field(default=None, description="Extension (prfaas): the output token ids a cut stream "
+              "already delivered; the reply continues the same generation after them (send the "
+              "original request unchanged otherwise; max_tokens counts these tokens)."))
 
 
 class CompletionBody(_Sampling):

@@ -26,6 +26,10 @@ class FileTokenizer:
             raise ConfigError(f"engine.model_path {path}: no tokenizer.json for the router")
         self._tok = Tokenizer.from_file(str(file))
 
+    @property
+    def vocab_size(self) -> int:
+        return int(self._tok.get_vocab_size())
+
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
 
