@@ -10,6 +10,7 @@ address (`host:port`) is also counted as **leaky**.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -69,10 +70,20 @@ class ScenarioRow:
     shed_ms_max: float | None = None  # the slowest 429 answer (ms)
     fault_p99_ttft_s: float | None = None  # P99 TTFT of the requests accepted during the fault
     probe_ratio: float | None = None  # median probe TTFT after the fault / before it
+    shed_ms_p50: float | None = None  # the median 429 answer (ms)
+    shed_ms_p99: float | None = None  # P99 of the 429 answers (ms)
 
 
 def _median(xs: list[float]) -> float | None:
     return sorted(xs)[len(xs) // 2] if xs else None
+
+
+def quantile(xs: Sequence[float], q: float) -> float | None:
+    """The q-quantile by nearest rank (P99 of fewer than 100 samples is their maximum)."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def probe_ratio(results: Sequence[RequestResult], before: set[int],
@@ -144,4 +155,5 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        recovery_s(results, verdicts, fault_at_s), examples,
                        ttft_ratio(results, fault_at_s, probe_window), count["shed"],
                        max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
-                       probe_ratio(results, *probes))
+                       probe_ratio(results, *probes), quantile(shed_ms, 0.5),
+                       quantile(shed_ms, 0.99))

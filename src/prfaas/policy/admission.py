@@ -87,6 +87,33 @@ def admit(
     return Admission(True, predicted_ttft_s=total)
 
 
+def shed_unplaced(
+    view: ClusterView, params: PolicyParams, limits: AdmissionLimits, waiting: int
+) -> Admission | None:
+    """Shed before the request is tokenized, hashed and placed, when `admit` would shed it on any
+    node the policy could pick with any prefix match: the global queue is full, every prefill
+    node's queue is full, or even the least predicted queue wait already exceeds the SLO (the
+    request's own prefill only adds to it). None: place it, then decide with `admit`."""
+    loads = [
+        (node, params.remote_prefill_poly if c.role == "prfaas" else params.local_prefill_poly)
+        for c in view.clusters
+        for node in c.nodes
+        if node.role == "prefill"  # draining ones too: more candidates never shed more
+    ]
+    if not loads:
+        return None  # the policy reports that there is no capacity
+    known = all(poly for _, poly in loads)  # without a cost model `admit` predicts nothing
+    best = min(queue_wait(p, n.queue_len + n.running, n.queued_tokens) for n, p in loads) \
+        if known else 0.0
+    if limits.max_queue and waiting >= limits.max_queue:
+        return Admission(False, "queue", max(best, MIN_RETRY_S), best)
+    if limits.max_node_queue and all(n.queue_len >= limits.max_node_queue for n, _ in loads):
+        return Admission(False, "node_queue", max(best, MIN_RETRY_S), best)
+    if known and limits.ttft_slo_s and best > limits.ttft_slo_s:
+        return Admission(False, "slo", max(best - limits.ttft_slo_s, MIN_RETRY_S), best)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Bucket:
     """A token bucket's state: tokens left at `time_s`."""

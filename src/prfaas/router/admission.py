@@ -7,7 +7,7 @@ from collections.abc import Callable
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.policy.admission import AdmissionLimits, admit
+from prfaas.policy.admission import Admission, AdmissionLimits, admit, shed_unplaced
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.server.backend import Overloaded
@@ -39,8 +39,17 @@ class Admitter:
     ) -> None:
         """Return if admitted; raise Overloaded (HTTP 429, Retry-After) if shed."""
         verdict = admit(view, spec, placement, params, self.limits, self.waiting)
-        if verdict.admit:
-            return
+        if not verdict.admit:
+            self._shed(verdict)
+
+    def screen(self, view: ClusterView, params: PolicyParams) -> None:
+        """Before the prompt is tokenized: raise Overloaded if no placement could be admitted
+        (a 429 then costs no tokenizing, hashing or placing: policy.admission.shed_unplaced)."""
+        verdict = shed_unplaced(view, params, self.limits, self.waiting)
+        if verdict is not None:
+            self._shed(verdict)
+
+    def _shed(self, verdict: Admission) -> None:
         self.count("shed", verdict.reason)
         ttft = verdict.predicted_ttft_s / self.time_scale
         why = _WHY.get(

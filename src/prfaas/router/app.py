@@ -77,6 +77,7 @@ def build_router_app(
     Nothing /internal/ is on it: see build_control_app."""
     from prfaas.server.app import create_app
     from prfaas.server.auth import ApiKeys
+    from prfaas.server.generation import refusal
     from prfaas.server.metrics import ServerMetrics
 
     metrics = ServerMetrics()
@@ -97,7 +98,8 @@ def build_router_app(
     )
     keys = ApiKeys.from_config(cfg)
     gate = keys.wrap(app, lim.max_body_bytes, lim.max_concurrent_per_key,
-                     lim.tokens_per_s_per_key, lambda reason: backend.count("shed", reason))
+                     lim.tokens_per_s_per_key, lambda reason: backend.count("shed", reason),
+                     screen=lambda: refusal(backend))
     return gate, backend  # type: ignore[return-value]
 
 

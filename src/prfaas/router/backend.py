@@ -144,6 +144,10 @@ class RouterBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
+    def screen(self) -> None:
+        """Before the edge reads the prompt: shed what the cluster state already refuses."""
+        self.admission.screen(self.fleet.view(time.monotonic(), [], {}), self.params)
+
     async def health(self) -> dict[str, Any]:
         """What the public /health says (router/health.py): counts per cluster, no node names."""
         from prfaas.router.health import health_status
@@ -331,7 +335,7 @@ class RouterBackend:
                     n += 1
                     finish = line.f if i == last else None
                     done = replace(usage, completion_tokens=n) if finish else None
-                    yield TokenChunk(text, token, finish, done)  # type: ignore[arg-type]
+                    yield TokenChunk(text, token, finish, done, i != last)  # type: ignore[arg-type]
         except WorkerLost as exc:
             raise DecodeLost(exc.node, str(exc)) from None
         self.observed.out.append(n - usage.completion_tokens)
@@ -377,10 +381,8 @@ class RouterBackend:
         m.set_threshold(self.threshold_tokens)
         dst = self.members.nodes[p.decode_node].cluster
         link = f"{cluster}->{dst}" if cluster != dst else f"{cluster}(intra)"
-        m.observe_transfer(link, reply.transfer_s, self._modelled(reply.bytes_sent))
-
-    def _modelled(self, nbytes: int) -> int:
-        return int(nbytes / self.cfg.engine.payload_scale)
+        modelled_bytes = int(reply.bytes_sent / self.cfg.engine.payload_scale)
+        m.observe_transfer(link, reply.transfer_s, modelled_bytes)
 
     def offload_fraction(self) -> float:
         return sum(self.recent_offload) / len(self.recent_offload) if self.recent_offload else 0.0

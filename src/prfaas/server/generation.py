@@ -7,7 +7,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from prfaas.errors import UsageError
@@ -40,6 +40,7 @@ class Event:
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    more: bool = False  # another event follows at once: hold this one's bytes for one write
 
 
 class StopMatcher:
@@ -89,6 +90,19 @@ def backend_failure(exc: BaseException) -> ApiError:
                     type="server_error", code="backend_error")
 
 
+def refusal(backend: Backend) -> ApiError | None:
+    """The 429 of a backend whose `screen()` refuses a request before its body is even read (the
+    router's admission control: a refusal then costs no work that grows with the prompt)."""
+    check: Callable[[], None] | None = getattr(backend, "screen", None)
+    if check is None:
+        return None
+    try:
+        check()
+    except Overloaded as exc:
+        return backend_failure(exc)
+    return None
+
+
 _ADDRESS = re.compile(r"(?:[a-z]+://)?(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:]+\]|localhost)(?::\d+)?\S*",
                       re.IGNORECASE)
 
@@ -109,10 +123,13 @@ class Generation:
         self.num_tokens = 0
         self._first_s: float | None = None
         self._last_s = 0.0
+        self._more = False  # the last chunk promised another at once
 
     async def _next(self) -> TokenChunk | None:
         timeout = self.timeouts.first_token_s if self.num_tokens == 0 else self.timeouts.token_s
         try:
+            if self._more:  # already here: no timer to arm and cancel (~10 us a token)
+                return await anext(self._chunks)
             # asyncio.timeout, not wait_for: wait_for wraps each token in a new Task on 3.11
             async with asyncio.timeout(timeout):
                 return await anext(self._chunks)
@@ -135,6 +152,7 @@ class Generation:
     async def events(self) -> AsyncGenerator[Event, None]:
         try:
             while (chunk := await self._next()) is not None:
+                self._more = chunk.more
                 self._tick()
                 text, stopped = (
                     self._stop.feed(chunk.text) if self.req.stop else (chunk.text, False)
@@ -147,7 +165,7 @@ class Generation:
                                 self._usage(chunk.usage))
                     return
                 if text:
-                    yield Event(text)
+                    yield Event(text, more=chunk.more)
             # a backend that ends without a finish_reason ran out of tokens: treat it as "stop"
             yield Event(self._stop.flush(), "stop", self._usage(None))
         finally:
