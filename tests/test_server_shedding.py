@@ -91,7 +91,8 @@ def test_a_screened_request_is_refused_before_its_body_is_read() -> None:
     app = create_app(backend, model_name="fake", max_context_tokens=256)
     shed: list[str] = []
     gate = ApiKeys({KEY: "alice"}).wrap(app, max_body=1 << 16, max_concurrent=8,
-                                        on_shed=shed.append, screen=lambda: refusal(backend))
+                                        on_shed=shed.append,
+                                        screen=lambda: refusal(backend.screen))
     client = TestClient(gate)
     headers = {"Authorization": f"Bearer {KEY}"}
     assert client.post("/v1/completions", json=_body()).status_code == 401  # keys come first
@@ -108,5 +109,5 @@ def test_a_screened_request_is_refused_before_its_body_is_read() -> None:
     assert not shed  # the backend's admission control counts its own sheds
 
 
-def test_a_backend_without_screen_refuses_nothing() -> None:
-    assert refusal(FakeBackend()) is None
+def test_a_screen_that_passes_refuses_nothing() -> None:
+    assert refusal(lambda: None) is None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
@@ -57,3 +59,10 @@ class Admitter:
             f"the predicted time to first token ({ttft:.1f} s) exceeds the {self.slo_s:g} s SLO",
         )
         raise Overloaded(why, verdict.retry_after_s / self.time_scale, verdict.reason)
+
+
+def screen(backend: Any) -> None:
+    """Before the edge reads a request's body: shed it (Overloaded) if the cluster state already
+    refuses it (a RouterBackend; its view without cache matches: admission needs none)."""
+    view = backend.fleet.view(time.monotonic(), [], {})
+    backend.admission.screen(view, backend.params)

@@ -144,10 +144,6 @@ class RouterBackend:
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer.encode(text))
 
-    def screen(self) -> None:
-        """Before the edge reads the prompt: shed what the cluster state already refuses."""
-        self.admission.screen(self.fleet.view(time.monotonic(), [], {}), self.params)
-
     async def health(self) -> dict[str, Any]:
         """What the public /health says (router/health.py): counts per cluster, no node names."""
         from prfaas.router.health import health_status
@@ -165,7 +161,7 @@ class RouterBackend:
         t0 = (time.perf_counter(), time.thread_time())
         if self.first_request_s is None:
             self.first_request_s = time.monotonic()
-        tokens = self.tokenizer.encode(req.prompt_text)
+        tokens = tuple(self.tokenizer.encode(req.prompt_text))  # a tuple: see TokenIds
         if not tokens:
             raise UsageError("the prompt is empty: give at least one token")
         limit = self.context_limit()
@@ -186,7 +182,7 @@ class RouterBackend:
             yield chunk
 
     async def _recovering(
-        self, req: CompletionRequest, tokens: list[int], sampling: Sampling,
+        self, req: CompletionRequest, tokens: tuple[int, ...], sampling: Sampling,
         t0: tuple[float, float],
     ) -> AsyncIterator[TokenChunk]:
         """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
@@ -196,7 +192,7 @@ class RouterBackend:
         for attempt in range(MAX_DECODE_RECOVERIES + 1):
             if attempt:  # a re-placement's routing time starts here, not at the request's arrival
                 t0 = (time.perf_counter(), time.thread_time())
-            ids = tokens + done
+            ids = tokens + tuple(done)
             resumed = replace_sampling(sampling, len(done))
             hashes = tuple(token_block_hashes(ids, self.block_tokens))
             try:
@@ -231,7 +227,7 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], resumed: int
+        self, req: CompletionRequest, tokens: tuple[int, ...], hashes: tuple[int, ...], resumed: int
     ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
@@ -259,7 +255,7 @@ class RouterBackend:
     async def _serve(
         self,
         req: CompletionRequest,
-        tokens: list[int],
+        tokens: tuple[int, ...],
         hashes: tuple[int, ...],
         sampling: Sampling,
         t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
@@ -344,7 +340,7 @@ class RouterBackend:
     def _record(
         self,
         rid: str,
-        tokens: list[int],
+        tokens: tuple[int, ...],
         p: Placement,
         pull: PullSpec | None,
         reply: PrefillReply,

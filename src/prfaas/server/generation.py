@@ -90,14 +90,11 @@ def backend_failure(exc: BaseException) -> ApiError:
                     type="server_error", code="backend_error")
 
 
-def refusal(backend: Backend) -> ApiError | None:
-    """The 429 of a backend whose `screen()` refuses a request before its body is even read (the
-    router's admission control: a refusal then costs no work that grows with the prompt)."""
-    check: Callable[[], None] | None = getattr(backend, "screen", None)
-    if check is None:
-        return None
+def refusal(screen: Callable[[], None]) -> ApiError | None:
+    """The 429 for a request that `screen()` refuses (raising Overloaded) before its body is even
+    read: the router's admission control, so a refusal costs no work that grows with the prompt."""
     try:
-        check()
+        screen()
     except Overloaded as exc:
         return backend_failure(exc)
     return None
