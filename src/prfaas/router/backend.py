@@ -25,6 +25,7 @@ from prfaas.router.admission import Admitter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
+from prfaas.router.encoding import OnceEncoder
 from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
@@ -95,7 +96,7 @@ class RouterBackend:
         # tls: the router's client ssl.SSLContext (None in insecure mode)
         self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s, tls)
         self.dispatch.on_retry = lambda stage: self.count("retry", stage)
-        self.tokenizer = router_tokenizer(cfg.engine.model_path)
+        self.tokenizer = OnceEncoder(router_tokenizer(cfg.engine.model_path))
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
         self.fleet = LiveFleet(self.members, cfg.block_tokens, cfg.router.dead_after_s)
@@ -161,7 +162,7 @@ class RouterBackend:
         t0 = (time.perf_counter(), time.thread_time())
         if self.first_request_s is None:
             self.first_request_s = time.monotonic()
-        tokens = tuple(self.tokenizer.encode(req.prompt_text))  # a tuple: see TokenIds
+        tokens = self.tokenizer.encode(req.prompt_text)
         if not tokens:
             raise UsageError("the prompt is empty: give at least one token")
         limit = self.context_limit()
