@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from prfaas.core.request import RequestSpec
@@ -112,9 +114,11 @@ def test_sheds_unplaced_only_when_every_node_is_past_the_slo() -> None:
 def test_what_is_shed_unplaced_admit_sheds_on_any_node_with_any_prefix(tokens: int,
                                                                        prefix: int) -> None:
     """The shortcut is sound: it never refuses what the full decision would admit."""
-    limits = AdmissionLimits(ttft_slo_s=5.0, max_node_queue=3, max_queue=10)
-    for pd, rem, queue, waiting in [(8000, 12_000, 0, 0), (9000, 9000, 3, 0), (0, 0, 0, 10),
-                                    (4000, 20_000, 2, 9)]:
+    cases = [(8000, 12_000, 0, 0), (9000, 9000, 3, 0), (0, 0, 0, 10), (4000, 20_000, 2, 9),
+             (3000, 6000, 1, 0)]
+    for (pd, rem, queue, waiting), limits in itertools.product(cases, [
+            AdmissionLimits(ttft_slo_s=5.0, max_node_queue=3, max_queue=10),
+            AdmissionLimits(ttft_slo_s=10.0, max_wait_s=2.5)]):
         v = two_clusters(pd, rem, queue)
         early = shed_unplaced(v, PARAMS, limits, waiting)
         if early is None:
@@ -135,3 +139,15 @@ def test_unplaced_queue_bounds_and_no_cost_model() -> None:
     slo = AdmissionLimits(ttft_slo_s=1.0)
     assert shed_unplaced(two_clusters(10**9, 10**9), PolicyParams(), slo, 0) is None
     assert shed_unplaced(ClusterView(0.0, (), ()), PARAMS, slo, 0) is None
+
+
+def test_a_queue_wait_bound_sheds_before_the_slo_would() -> None:
+    """`max_wait_s` caps the backlog a burst leaves (it must clear soon after), below the SLO."""
+    limits = AdmissionLimits(ttft_slo_s=10.0, max_wait_s=4.0)
+    assert admit(view(2000), request(), PLACED, PARAMS, limits, 0).admit  # wait 3 s
+    shed = admit(view(4000, 1), request(), PLACED, PARAMS, limits, 0)  # wait 6 s, TTFT 8 s
+    assert not shed.admit and shed.reason == "queue_wait"
+    assert shed.retry_after_s == pytest.approx(2.0)
+    early = shed_unplaced(two_clusters(8000, 12_000), PARAMS, limits, 0)  # waits 9 s and 6.5 s
+    assert early is not None and early.reason == "queue_wait"
+    assert shed_unplaced(two_clusters(8000, 2000), PARAMS, limits, 0) is None  # 1.5 s on PrfaaS

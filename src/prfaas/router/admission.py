@@ -17,6 +17,7 @@ from prfaas.server.backend import Overloaded
 _WHY = {
     "queue": "too many requests are waiting for their first token",
     "node_queue": "the prefill queue is full",
+    "queue_wait": "the prefill queues hold more work than this deployment admits",
 }
 
 
@@ -31,7 +32,8 @@ class Admitter:
         self.time_scale = time_scale  # the policy's seconds are modelled ones
         self.slo_s = lim.ttft_slo_s
         self.limits = AdmissionLimits(
-            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue
+            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue,
+            lim.max_queue_wait_s * time_scale,
         )
         self.count = count
         self.waiting = 0
