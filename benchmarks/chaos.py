@@ -36,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from prfaas.bench.chaos import ScenarioRow, summarise
+from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise
 from prfaas.bench.client import RequestResult, normalize_url, run_plan
 from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan
 from prfaas.deploy.supervisor import Deployment
@@ -205,25 +205,6 @@ async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) 
                 pass
 
     await asyncio.gather(*(one(r) for r in plan))
-
-
-class LoopLag:
-    """How late this (the client's) event loop wakes a 50 ms sleep: a 429's time as the client
-    measures it includes the client's own lag, which this tells apart."""
-
-    def __init__(self) -> None:
-        self.samples: list[float] = []
-
-    async def run(self) -> None:
-        while True:
-            t0 = time.perf_counter()
-            await asyncio.sleep(0.05)
-            self.samples.append((time.perf_counter() - t0 - 0.05) * 1000)
-
-    def line(self) -> str:
-        xs = sorted(self.samples) or [0.0]
-        p50, p99 = xs[len(xs) // 2], xs[int(0.99 * (len(xs) - 1))]
-        return f"client loop lag ms p50 {p50:.0f} p99 {p99:.0f} max {xs[-1]:.0f}"
 
 
 async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],

@@ -10,8 +10,10 @@ address (`host:port`) is also counted as **leaky**.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -157,3 +159,22 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
                        probe_ratio(results, *probes), quantile(shed_ms, 0.5),
                        quantile(shed_ms, 0.99))
+
+
+class LoopLag:
+    """How late this (the client's) event loop wakes a 50 ms sleep: a 429's time as the client
+    measures it includes the client's own lag, which this tells apart."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.samples.append((time.perf_counter() - t0 - 0.05) * 1000)
+
+    def line(self) -> str:
+        xs = sorted(self.samples) or [0.0]
+        p50, p99 = xs[len(xs) // 2], xs[int(0.99 * (len(xs) - 1))]
+        return f"client loop lag ms p50 {p50:.0f} p99 {p99:.0f} max {xs[-1]:.0f}"
