@@ -153,7 +153,7 @@ def run(
                 tokens = backend.tokenizer.encode(req.prompt_text)
                 backend.context_limit()
                 hashes = tuple(token_block_hashes(tokens, backend.block_tokens))
-                placement, *_ = backend._place(req, tokens, hashes, 0)
+                placement, *_ = backend._place(req, tokens, hashes, True)
                 out.append(time.perf_counter() - t0)
                 cpu.append(time.process_time() - c0)
                 p, d = members.nodes[placement.prefill_node], members.nodes[placement.decode_node]

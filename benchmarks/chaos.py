@@ -38,7 +38,7 @@ from pathlib import Path
 
 import httpx
 
-from prfaas.bench.chaos import ScenarioRow, summarise
+from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise
 from prfaas.bench.client import RequestResult, normalize_url, run_plan
 from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan
 from prfaas.deploy.supervisor import Deployment
@@ -211,7 +211,7 @@ async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) 
 
 
 async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
-                 args: argparse.Namespace) -> list[RequestResult]:
+                 args: argparse.Namespace, lag: LoopLag) -> list[RequestResult]:
     url = normalize_url(dep.url)
     model = dep.cfg.engine.model
 
@@ -224,6 +224,7 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
             await asyncio.to_thread(scn.undo, dep)
 
     side = [asyncio.create_task(inject())]
+    watch = asyncio.create_task(lag.run())
     if scn.name == "disconnect-storm":
         storm = paper_plan(rate_rps=30.0, duration_s=1.0, length_scale=1.0, arrival="uniform",
                            seed=args.seed + 13, shaping=Shaping(output_tokens=args.output_tokens))
@@ -231,6 +232,7 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
     results, _ = await run_plan(url, plan, model=model, endpoint="completions",
                                 timeout_s=args.timeout,
                                 resume_streams=scn.resume and not args.no_resume)
+    watch.cancel()
     await asyncio.gather(*side)
     return results
 
@@ -255,7 +257,8 @@ class _Healing:
         self.thread.join()
 
 
-def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
+def run_scenario(scn: Scenario, args: argparse.Namespace,
+                 lag: LoopLag | None = None) -> ScenarioRow:
     scn = scn.scaled(args)
     plan = build_plan(scn, args)
     by_index = {r.index: r for r in plan}
@@ -264,10 +267,11 @@ def run_scenario(scn: Scenario, args: argparse.Namespace) -> ScenarioRow:
                                                                       Path(tmp))
         dep = Deployment(config)
         healer = None
+        lag = lag or LoopLag()
         try:
             dep.start()
             healer = _Healing(dep) if scn.replicas > 1 else None  # as `prfaas up` would
-            results = asyncio.run(_drive(dep, scn, plan, args))
+            results = asyncio.run(_drive(dep, scn, plan, args, lag))
         finally:
             if healer is not None:
                 healer.close()
@@ -327,9 +331,14 @@ def main() -> int:
             print(f"{name:<24} skipped: {scn.skip}", flush=True)
             continue
         t0 = time.monotonic()
-        row = run_scenario(scn, args)
+        lag = LoopLag()
+        row = run_scenario(scn, args, lag)
         rows.append(row)
         print(_fmt(row) + f"   ({time.monotonic() - t0:.0f} s)", flush=True)
+        if row.shed:
+            print(f"{'':<26}429 ms p50 {_num(row.shed_ms_p50, '.0f')} p99 "
+                  f"{_num(row.shed_ms_p99, '.0f')} max {_num(row.shed_ms_max, '.0f')}; "
+                  f"{lag.line()}; load average {os.getloadavg()[0]:.1f}", flush=True)
         for example in row.examples:
             print(f"{'':<26}{example}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)

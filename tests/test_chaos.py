@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from live_support import write_config
-from prfaas.bench.chaos import classify, recovery_s, summarise, ttft_ratio
+from prfaas.bench.chaos import classify, quantile, recovery_s, summarise, ttft_ratio
 from prfaas.bench.client import RequestResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,3 +94,12 @@ def test_ci_subset_decode_kill_overload_and_storm_lose_nothing(tmp_path: Path) -
     assert storm.lost == 0 and storm.failed == 0, storm.examples
     for row in (kill, over, storm):
         print(chaos._fmt(row))  # type: ignore[attr-defined]
+
+
+def test_429_quantiles_are_nearest_rank() -> None:
+    ms = [float(x) for x in range(1, 201)]  # 1..200 ms
+    assert quantile(ms, 0.5) == 100.0 and quantile(ms, 0.99) == 198.0
+    assert quantile([7.0, 3.0], 0.99) == 7.0 and quantile([], 0.5) is None
+    shed = [RequestResult(i, 0.0, 10, False, "http_429", e2e_s=i / 1000) for i in range(1, 11)]
+    row = summarise("x", shed, 0.0, lambda r: None)
+    assert (row.shed_ms_p50, row.shed_ms_p99, row.shed_ms_max) == pytest.approx((5.0, 10.0, 10.0))

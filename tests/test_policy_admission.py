@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterState, ClusterView, NodeView
-from prfaas.policy.admission import AdmissionLimits, Bucket, admit, predicted_ttft, take_tokens
+from prfaas.policy.admission import (
+    AdmissionLimits,
+    Bucket,
+    admit,
+    predicted_ttft,
+    shed_unplaced,
+    take_tokens,
+)
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 
@@ -79,3 +88,66 @@ def test_token_bucket_allows_bursts_then_paces() -> None:
     # a request larger than the burst passes from a full bucket (it could never fit otherwise)
     _, wait = take_tokens(Bucket(100, 0.0), 0.0, 500, rate=10, burst=100)
     assert wait == 0
+
+
+def two_clusters(pd_tokens: int, prfaas_tokens: int, queue_len: int = 0) -> ClusterView:
+    """A PD-P node and a PrfaaS node with these queued tokens (one running each, if any)."""
+    def prefill(name: str, tokens: int) -> NodeView:
+        return NodeView(name, "prefill", queue_len, tokens, min(tokens, 1), 1, 0)
+
+    decode = NodeView("d0", "decode", 0, 0, 0, 20, 1 << 30)
+    return ClusterView(0.0, (ClusterState("pd", "pd", (prefill("p0", pd_tokens), decode)),
+                             ClusterState("prfaas", "prfaas", (prefill("x0", prfaas_tokens),))), ())
+
+
+def test_sheds_unplaced_only_when_every_node_is_past_the_slo() -> None:
+    limits = AdmissionLimits(ttft_slo_s=5.0)
+    # PD-P waits 1 + 8 = 9 s, PrfaaS 0.5 + 1 = 1.5 s: a short prompt fits on PrfaaS
+    assert shed_unplaced(two_clusters(8000, 2000), PARAMS, limits, 0) is None
+    shed = shed_unplaced(two_clusters(8000, 12_000), PARAMS, limits, 0)  # 9 s and 6.5 s
+    assert shed is not None and shed.reason == "slo"
+    assert shed.retry_after_s == pytest.approx(1.5) and shed.predicted_ttft_s == pytest.approx(6.5)
+
+
+@pytest.mark.parametrize("tokens", [1, 600, 5000, 40_000])
+@pytest.mark.parametrize("prefix", [0, 512, 4096])
+def test_what_is_shed_unplaced_admit_sheds_on_any_node_with_any_prefix(tokens: int,
+                                                                       prefix: int) -> None:
+    """The shortcut is sound: it never refuses what the full decision would admit."""
+    cases = [(8000, 12_000, 0, 0), (9000, 9000, 3, 0), (0, 0, 0, 10), (4000, 20_000, 2, 9),
+             (3000, 6000, 1, 0)]
+    for (pd, rem, queue, waiting), limits in itertools.product(cases, [
+            AdmissionLimits(ttft_slo_s=5.0, max_node_queue=3, max_queue=10),
+            AdmissionLimits(ttft_slo_s=10.0, max_wait_s=2.5)]):
+        v = two_clusters(pd, rem, queue)
+        early = shed_unplaced(v, PARAMS, limits, waiting)
+        if early is None:
+            continue
+        for node, cluster in (("p0", "pd"), ("x0", "prfaas")):
+            placed = Placement(node, "d0", None, "any", cluster, min(prefix, tokens - 1))
+            full = admit(v, request(tokens), placed, PARAMS, limits, waiting)
+            assert not full.admit
+
+
+def test_unplaced_queue_bounds_and_no_cost_model() -> None:
+    assert shed_unplaced(two_clusters(0, 0), PARAMS, AdmissionLimits(max_queue=3), 3) is not None
+    full = AdmissionLimits(max_node_queue=2)
+    assert shed_unplaced(two_clusters(10, 10, 2), PARAMS, full, 0) is not None
+    idle = ClusterState("prfaas", "prfaas", (NodeView("x0", "prefill", 0, 0, 0, 1, 0),))
+    one_free = ClusterView(0.0, (two_clusters(10, 10, 2).clusters[0], idle), ())
+    assert shed_unplaced(one_free, PARAMS, full, 0) is None
+    slo = AdmissionLimits(ttft_slo_s=1.0)
+    assert shed_unplaced(two_clusters(10**9, 10**9), PolicyParams(), slo, 0) is None
+    assert shed_unplaced(ClusterView(0.0, (), ()), PARAMS, slo, 0) is None
+
+
+def test_a_queue_wait_bound_sheds_before_the_slo_would() -> None:
+    """`max_wait_s` caps the backlog a burst leaves (it must clear soon after), below the SLO."""
+    limits = AdmissionLimits(ttft_slo_s=10.0, max_wait_s=4.0)
+    assert admit(view(2000), request(), PLACED, PARAMS, limits, 0).admit  # wait 3 s
+    shed = admit(view(4000, 1), request(), PLACED, PARAMS, limits, 0)  # wait 6 s, TTFT 8 s
+    assert not shed.admit and shed.reason == "queue_wait"
+    assert shed.retry_after_s == pytest.approx(2.0)
+    early = shed_unplaced(two_clusters(8000, 12_000), PARAMS, limits, 0)  # waits 9 s and 6.5 s
+    assert early is not None and early.reason == "queue_wait"
+    assert shed_unplaced(two_clusters(8000, 2000), PARAMS, limits, 0) is None  # 1.5 s on PrfaaS

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 from starlette.testclient import TestClient
 
 from prfaas.server import FakeBackend, create_app
 from prfaas.server.auth import ApiKeys, TokenRate, request_cost
 from prfaas.server.backend import CompletionRequest, Overloaded, TokenChunk
+from prfaas.server.generation import refusal
 
 KEY = "sk-shed-0123456789abcdef"
 
@@ -72,3 +74,40 @@ def test_request_cost_is_body_bytes_plus_max_tokens() -> None:
     assert request_cost(b'{"max_tokens": 50}') == 18 + 50
     assert request_cost(b"not json") == 8
     assert request_cost(b'{"prompt": "x"}') == 15 + 16
+
+
+class ScreeningBackend(FakeBackend):
+    """Refuses before reading the prompt, as the router does when the cluster state proves it."""
+
+    def screen(self) -> None:
+        raise Overloaded("the predicted time to first token exceeds the SLO", 4.2, "slo")
+
+    def count_tokens(self, text: str) -> int:
+        raise AssertionError("a screened request is never tokenized")
+
+
+def test_a_screened_request_is_refused_before_its_body_is_read() -> None:
+    backend = ScreeningBackend()
+    app = create_app(backend, model_name="fake", max_context_tokens=256)
+    shed: list[str] = []
+    gate = ApiKeys({KEY: "alice"}).wrap(app, max_body=1 << 16, max_concurrent=8,
+                                        on_shed=shed.append,
+                                        screen=lambda: refusal(backend.screen))
+    client = TestClient(gate)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    assert client.post("/v1/completions", json=_body()).status_code == 401  # keys come first
+    for path, body in (("/v1/completions", _body(stream=True)),
+                       ("/v1/chat/completions", {"model": "fake", "max_tokens": 8,
+                                                 "messages": [{"role": "user", "content": "hi"}]}),
+                       ("/v1/completions", "{not json")):  # the body is never read
+        resp = client.post(path, content=msgspec.json.encode(body) if isinstance(body, dict)
+                           else body, headers=headers)
+        assert resp.status_code == 429 and resp.headers["retry-after"] == "5"
+        error = resp.json()["error"]
+        assert error["code"] == "server_overloaded" and error["type"] == "rate_limit_error"
+    assert client.get("/v1/models", headers=headers).status_code == 200  # only POSTs screened
+    assert not shed  # the backend's admission control counts its own sheds
+
+
+def test_a_screen_that_passes_refuses_nothing() -> None:
+    assert refusal(lambda: None) is None

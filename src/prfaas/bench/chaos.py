@@ -11,7 +11,10 @@ address (`host:port`) is also counted as **leaky**. A stream the client resumed 
 
 from __future__ import annotations
 
+import asyncio
+import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -71,10 +74,20 @@ class ScenarioRow:
     fault_p99_ttft_s: float | None = None  # P99 TTFT of the requests accepted during the fault
     probe_ratio: float | None = None  # median probe TTFT after the fault / before it
     resumed: int = 0  # requests whose client resumed a cut stream (--resume-streams)
+    shed_ms_p50: float | None = None  # the median 429 answer (ms)
+    shed_ms_p99: float | None = None  # P99 of the 429 answers (ms)
 
 
 def _median(xs: list[float]) -> float | None:
     return sorted(xs)[len(xs) // 2] if xs else None
+
+
+def quantile(xs: Sequence[float], q: float) -> float | None:
+    """The q-quantile by nearest rank (P99 of fewer than 100 samples is their maximum)."""
+    if not xs:
+        return None
+    ordered = sorted(xs)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 def probe_ratio(results: Sequence[RequestResult], before: set[int],
@@ -146,4 +159,24 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        recovery_s(results, verdicts, fault_at_s), examples,
                        ttft_ratio(results, fault_at_s, probe_window), count["shed"],
                        max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
-                       probe_ratio(results, *probes), sum(1 for r in results if r.resumes))
+                       probe_ratio(results, *probes), sum(1 for r in results if r.resumes),
+                       quantile(shed_ms, 0.5), quantile(shed_ms, 0.99))
+
+
+class LoopLag:
+    """How late this (the client's) event loop wakes a 50 ms sleep: a 429's time as the client
+    measures it includes the client's own lag, which this tells apart."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    async def run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(0.05)
+            self.samples.append((time.perf_counter() - t0 - 0.05) * 1000)
+
+    def line(self) -> str:
+        xs = sorted(self.samples) or [0.0]
+        p50, p99 = xs[len(xs) // 2], xs[int(0.99 * (len(xs) - 1))]
+        return f"client loop lag ms p50 {p50:.0f} p99 {p99:.0f} max {xs[-1]:.0f}"

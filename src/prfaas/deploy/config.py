@@ -10,7 +10,7 @@ Format (examples/local.toml is the annotated reference):
                   replicas, ...
     [security]    insecure, pki, kv_tls, public_metrics, public_dashboard, [[security.api_keys]]
     [limits]      max_body_bytes, max_prompt_tokens, max_tokens, max_concurrent_per_key,
-                  ttft_slo_s, max_queue_per_node, max_queue, tokens_per_s_per_key
+                  ttft_slo_s, max_queue_wait_s, max_queue_per_node, max_queue, tokens_per_s_per_key
     [[clusters]]  name, role = "prfaas" | "pd", intra_gbps, [[clusters.nodes]] (NodeConfig)
     [[links]]     src, dst, gbps, rtt_ms, loss, emulation = "shaper" | "netns" | "veth", connections
     [datacenters] host, routers, etcd, wan, prefix_len: one namespace per process (datacenters.py)
@@ -156,6 +156,9 @@ class LimitsConfig:
     max_connections: int = 2048  # per listener; beyond it uvicorn answers 503
     # Admission control (policy/admission.py): beyond these a request gets 429 + Retry-After.
     ttft_slo_s: float = 10.0  # predicted TTFT (wall-clock s) above this is shed; 0 = off
+    # predicted queue wait (wall-clock s) above this is shed; 0 = off: a backlog the spare capacity
+    # clears soon after a burst (docs/reliability.md: about D x (1 - load) to recover in D s)
+    max_queue_wait_s: float = 0.0
     max_queue_per_node: int = 64  # requests waiting on one prefill node; 0 = unbounded
     max_queue: int = 1024  # requests waiting for their first token, router-wide; 0 = unbounded
     tokens_per_s_per_key: float = 0.0  # prompt bytes + max_tokens per second per key; 0 = off

@@ -88,6 +88,7 @@ def limits_section(root: Table) -> LimitsConfig:
         ),
         max_connections=t.integer("max_connections", default=d.max_connections, minimum=16),
         ttft_slo_s=t.number("ttft_slo_s", default=d.ttft_slo_s),
+        max_queue_wait_s=t.number("max_queue_wait_s", default=d.max_queue_wait_s),
         max_queue_per_node=t.integer("max_queue_per_node", default=d.max_queue_per_node),
         max_queue=t.integer("max_queue", default=d.max_queue),
         tokens_per_s_per_key=t.number("tokens_per_s_per_key", default=d.tokens_per_s_per_key),

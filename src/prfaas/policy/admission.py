@@ -32,12 +32,13 @@ class AdmissionLimits:
     ttft_slo_s: float = 0.0  # predicted TTFT above this is shed (modelled seconds)
     max_node_queue: int = 0  # requests waiting on one prefill node
     max_queue: int = 0  # requests waiting for their first token, over the whole router
+    max_wait_s: float = 0.0  # predicted queue wait above this is shed (modelled seconds)
 
 
 @dataclass(frozen=True, slots=True)
 class Admission:
     admit: bool
-    reason: str = ""  # why it was shed: queue | node_queue | slo
+    reason: str = ""  # why it was shed: queue | node_queue | queue_wait | slo
     retry_after_s: float = 0.0  # when a retry may be admitted (modelled seconds)
     predicted_ttft_s: float = 0.0
 
@@ -80,11 +81,42 @@ def admit(
     node = view.node_cluster(placement.prefill_node).node(placement.prefill_node)
     if limits.max_node_queue and node is not None and node.queue_len >= limits.max_node_queue:
         return Admission(False, "node_queue", max(wait, MIN_RETRY_S), total)
+    if limits.max_wait_s and wait > limits.max_wait_s:
+        return Admission(False, "queue_wait", max(wait - limits.max_wait_s, MIN_RETRY_S), total)
     if limits.ttft_slo_s and total > limits.ttft_slo_s:
         # the queue must drain by the excess (or entirely, for a request over the SLO alone)
         retry = min(total - limits.ttft_slo_s, wait)
         return Admission(False, "slo", max(retry, MIN_RETRY_S), total)
     return Admission(True, predicted_ttft_s=total)
+
+
+def shed_unplaced(
+    view: ClusterView, params: PolicyParams, limits: AdmissionLimits, waiting: int
+) -> Admission | None:
+    """Shed before the request is tokenized, hashed and placed, when `admit` would shed it on any
+    node the policy could pick with any prefix match: the global queue is full, every prefill
+    node's queue is full, or even the least predicted queue wait already exceeds the wait bound
+    or the SLO (the request's own prefill only adds to it). None: place it, then `admit`."""
+    loads = [
+        (node, params.remote_prefill_poly if c.role == "prfaas" else params.local_prefill_poly)
+        for c in view.clusters
+        for node in c.nodes
+        if node.role == "prefill"  # draining ones too: more candidates never shed more
+    ]
+    if not loads:
+        return None  # the policy reports that there is no capacity
+    known = all(poly for _, poly in loads)  # without a cost model `admit` predicts nothing
+    best = min(queue_wait(p, n.queue_len + n.running, n.queued_tokens) for n, p in loads) \
+        if known else 0.0
+    if limits.max_queue and waiting >= limits.max_queue:
+        return Admission(False, "queue", max(best, MIN_RETRY_S), best)
+    if limits.max_node_queue and all(n.queue_len >= limits.max_node_queue for n, _ in loads):
+        return Admission(False, "node_queue", max(best, MIN_RETRY_S), best)
+    if known and limits.max_wait_s and best > limits.max_wait_s:
+        return Admission(False, "queue_wait", max(best - limits.max_wait_s, MIN_RETRY_S), best)
+    if known and limits.ttft_slo_s and best > limits.ttft_slo_s:
+        return Admission(False, "slo", max(best - limits.ttft_slo_s, MIN_RETRY_S), best)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from typing import Any
 
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.policy.admission import AdmissionLimits, admit
+from prfaas.policy.admission import Admission, AdmissionLimits, admit, shed_unplaced
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.server.backend import Overloaded
@@ -15,6 +17,7 @@ from prfaas.server.backend import Overloaded
 _WHY = {
     "queue": "too many requests are waiting for their first token",
     "node_queue": "the prefill queue is full",
+    "queue_wait": "the prefill queues hold more work than this deployment admits",
 }
 
 
@@ -29,7 +32,8 @@ class Admitter:
         self.time_scale = time_scale  # the policy's seconds are modelled ones
         self.slo_s = lim.ttft_slo_s
         self.limits = AdmissionLimits(
-            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue
+            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue,
+            lim.max_queue_wait_s * time_scale,
         )
         self.count = count
         self.waiting = 0
@@ -39,8 +43,17 @@ class Admitter:
     ) -> None:
         """Return if admitted; raise Overloaded (HTTP 429, Retry-After) if shed."""
         verdict = admit(view, spec, placement, params, self.limits, self.waiting)
-        if verdict.admit:
-            return
+        if not verdict.admit:
+            self._shed(verdict)
+
+    def screen(self, view: ClusterView, params: PolicyParams) -> None:
+        """Before the prompt is tokenized: raise Overloaded if no placement could be admitted
+        (a 429 then costs no tokenizing, hashing or placing: policy.admission.shed_unplaced)."""
+        verdict = shed_unplaced(view, params, self.limits, self.waiting)
+        if verdict is not None:
+            self._shed(verdict)
+
+    def _shed(self, verdict: Admission) -> None:
         self.count("shed", verdict.reason)
         ttft = verdict.predicted_ttft_s / self.time_scale
         why = _WHY.get(
@@ -48,3 +61,10 @@ class Admitter:
             f"the predicted time to first token ({ttft:.1f} s) exceeds the {self.slo_s:g} s SLO",
         )
         raise Overloaded(why, verdict.retry_after_s / self.time_scale, verdict.reason)
+
+
+def screen(backend: Any) -> None:
+    """Before the edge reads a request's body: shed it (Overloaded) if the cluster state already
+    refuses it (a RouterBackend; its view without cache matches: admission needs none)."""
+    view = backend.fleet.view(time.monotonic(), [], {})
+    backend.admission.screen(view, backend.params)

@@ -76,8 +76,10 @@ def build_router_app(
 ) -> tuple[FastAPI, RouterBackend]:
     """The public app (OpenAI API; /health, /metrics, /dashboard as configured) and its backend.
     Nothing /internal/ is on it: see build_control_app."""
+    from prfaas.router.admission import screen
     from prfaas.server.app import create_app
     from prfaas.server.auth import ApiKeys
+    from prfaas.server.generation import refusal
     from prfaas.server.metrics import ServerMetrics
 
     metrics = ServerMetrics()
@@ -98,7 +100,8 @@ def build_router_app(
     )
     keys = ApiKeys.from_config(cfg)
     gate = keys.wrap(app, lim.max_body_bytes, lim.max_concurrent_per_key,
-                     lim.tokens_per_s_per_key, lambda reason: backend.count("shed", reason))
+                     lim.tokens_per_s_per_key, lambda reason: backend.count("shed", reason),
+                     screen=lambda: refusal(lambda: screen(backend)))
     return gate, backend  # type: ignore[return-value]
 
 

@@ -23,6 +23,7 @@ from prfaas.router.admission import Admitter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import Dispatcher, WorkerLost
+from prfaas.router.encoding import OnceEncoder
 from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
@@ -87,8 +88,11 @@ class RouterBackend:
         # tls: the router's client ssl.SSLContext (None in insecure mode)
         self.dispatch = Dispatcher(self.members, cfg.router.request_timeout_s, tls)
         self.dispatch.on_retry = lambda stage: self.count("retry", stage)
-        self.tokenizer = router_tokenizer(cfg.engine.model_path)
-        self.tokenize, self.token_vocab_size = self.tokenizer.encode, int(self.tokenizer.vocab_size)
+        base = router_tokenizer(cfg.engine.model_path)
+        self.tokenizer = OnceEncoder(base)
+        # return_token_ids' prompt ids: the plain encoder, so the edge's count leaves its one
+        # reuse to generate()
+        self.tokenize, self.token_vocab_size = base.encode, int(base.vocab_size)
         self.policy_name = cfg.policy.name
         get_policy(cfg.policy.name)  # validates the name
         self.fleet = LiveFleet(self.members, cfg.block_tokens, cfg.router.dead_after_s)
@@ -175,7 +179,7 @@ class RouterBackend:
             yield chunk
 
     async def _recovering(
-        self, req: CompletionRequest, tokens: list[int], sampling: Sampling,
+        self, req: CompletionRequest, tokens: tuple[int, ...], sampling: Sampling,
         t0: tuple[float, float],
     ) -> AsyncIterator[TokenChunk]:
         """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
@@ -187,7 +191,7 @@ class RouterBackend:
         for attempt in range(MAX_DECODE_RECOVERIES + 1):
             if attempt:  # a re-placement's routing time starts here, not at the request's arrival
                 t0 = (time.perf_counter(), time.thread_time())
-            ids = tokens + done
+            ids = tokens + tuple(done)
             resumed = replace_sampling(sampling, len(done))
             hashes = tuple(token_block_hashes(ids, self.block_tokens))
             try:
@@ -222,7 +226,7 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: list[int], hashes: tuple[int, ...], shed: bool
+        self, req: CompletionRequest, tokens: tuple[int, ...], hashes: tuple[int, ...], shed: bool
     ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
@@ -250,7 +254,7 @@ class RouterBackend:
     async def _serve(
         self,
         req: CompletionRequest,
-        tokens: list[int],
+        tokens: tuple[int, ...],
         hashes: tuple[int, ...],
         sampling: Sampling,
         t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
@@ -327,7 +331,7 @@ class RouterBackend:
                     n += 1
                     finish = line.f if i == last else None
                     done = replace(usage, completion_tokens=n) if finish else None
-                    yield TokenChunk(text, token, finish, done)  # type: ignore[arg-type]
+                    yield TokenChunk(text, token, finish, done, i != last)  # type: ignore[arg-type]
         except WorkerLost as exc:
             raise DecodeLost(exc.node, str(exc)) from None
         self.observed.out.append(n - usage.completion_tokens)
@@ -336,7 +340,7 @@ class RouterBackend:
     def _record(
         self,
         rid: str,
-        tokens: list[int],
+        tokens: tuple[int, ...],
         p: Placement,
         pull: PullSpec | None,
         reply: PrefillReply,
@@ -373,10 +377,8 @@ class RouterBackend:
         m.set_threshold(self.threshold_tokens)
         dst = self.members.nodes[p.decode_node].cluster
         link = f"{cluster}->{dst}" if cluster != dst else f"{cluster}(intra)"
-        m.observe_transfer(link, reply.transfer_s, self._modelled(reply.bytes_sent))
-
-    def _modelled(self, nbytes: int) -> int:
-        return int(nbytes / self.cfg.engine.payload_scale)
+        modelled_bytes = int(reply.bytes_sent / self.cfg.engine.payload_scale)
+        m.observe_transfer(link, reply.transfer_s, modelled_bytes)
 
     def offload_fraction(self) -> float:
         return sum(self.recent_offload) / len(self.recent_offload) if self.recent_offload else 0.0

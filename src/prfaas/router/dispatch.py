@@ -120,7 +120,7 @@ class Dispatcher:
     async def prefill_with_retry(
         self,
         rid: str,
-        tokens: list[int],
+        tokens: tuple[int, ...],
         sampling: Sampling,
         first: str,
         decode: NodeRecord,

@@ -94,25 +94,30 @@ class _Edge:
                       endpoint: str) -> AsyncIterator[bytes]:
         status: str | None = "cancelled"
         event = first
+        held: list[bytes] = []  # events that arrived together go out in one write
         try:
             yield fmt.chunk(event.text, event.finish_reason, first=True,
                             token_ids=event.token_ids)
             while event.finish_reason is None:
                 event = await anext(events)
                 if event.finish_reason is None:
-                    yield fmt.token(event.text, event.token_ids)
+                    held.append(fmt.token(event.text, event.token_ids))
+                    if not event.more:
+                        yield b"".join(held)
+                        held.clear()
                 else:
-                    yield fmt.chunk(event.text, event.finish_reason, token_ids=event.token_ids)
+                    held.append(fmt.chunk(event.text, event.finish_reason,
+                                          token_ids=event.token_ids))
             # account before the last bytes go out, so a client that saw [DONE] sees the metrics
             status = None
             self._finish(endpoint, fmt.req, "200")
             if fmt.req.include_usage and event.usage is not None:
-                yield fmt.usage_chunk(event.usage)
-            yield DONE
+                held.append(fmt.usage_chunk(event.usage))
+            yield b"".join(held) + DONE
         except ApiError as err:  # headers are gone: report in-band, as OpenAI does
             status = None
             self._finish(endpoint, fmt.req, "stream_error")
-            yield sse(err.body())
+            yield b"".join(held) + sse(err.body())
         finally:
             await events.aclose()
             if status is not None:

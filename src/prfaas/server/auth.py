@@ -13,9 +13,12 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prfaas.policy.admission import Bucket, take_tokens
+
+if TYPE_CHECKING:
+    from prfaas.server.errors import ApiError
 
 log = logging.getLogger(__name__)
 ENV_KEY = "PRFAAS_API_KEY"
@@ -73,10 +76,14 @@ class ApiKeys:
     def wrap(
         self, app: App, max_body: int, max_concurrent: int, tokens_per_s: float = 0.0,
         on_shed: Callable[[str], None] | None = None,
+        screen: Callable[[], ApiError | None] | None = None,
     ) -> App:
         """`tokens_per_s`: per-client rate of prompt bytes + max_tokens (0 = unlimited);
-        `on_shed(reason)` sees each 429 (prfaas_shed_total)."""
-        return _Gate(app, self, max_body, max_concurrent, TokenRate(tokens_per_s), on_shed)
+        `on_shed(reason)` sees each 429 (prfaas_shed_total); `screen()` may refuse an
+        authenticated request before its body is read (the router's admission control)."""
+        gate = _Gate(app, self, max_body, max_concurrent, TokenRate(tokens_per_s), on_shed)
+        gate.screen = screen
+        return gate
 
 
 class TokenRate:
@@ -122,6 +129,7 @@ class _Gate:
         self.max_body, self.max_concurrent = max_body, max_concurrent
         self.rate, self.on_shed = rate, on_shed or (lambda _reason: None)
         self.active: dict[str, int] = {}
+        self.screen: Callable[[], ApiError | None] | None = None
 
     def __getattr__(self, name: str) -> Any:  # state, openapi, ... of the wrapped FastAPI app
         return getattr(self.app, name)
@@ -141,6 +149,12 @@ class _Gate:
             body = _error(429, f"too many concurrent requests (limit {self.max_concurrent})",
                           "rate_limit_exceeded", "rate_limit_error")
             await _answer(send, 429, body, [(b"retry-after", b"1")])
+            return
+        post = scope["method"] == "POST"  # the generation endpoints
+        refusal = self.screen() if post and self.screen is not None else None
+        if refusal is not None:  # answered before the body is read: uvicorn drops the rest
+            headers = [(k.lower().encode(), v.encode()) for k, v in (refusal.headers or {}).items()]
+            await _answer(send, refusal.status, json.dumps(refusal.body()).encode(), headers)
             return
         # A request holds its slot from its first byte: a slow upload counts as in flight.
         self.active[client] = self.active.get(client, 0) + 1

@@ -85,6 +85,9 @@ class TokenChunk:
     token_id: int | None = None
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    # another chunk follows at once (the rest of a decode line): the edge may send both in one
+    # write, and waits for it with no timeout
+    more: bool = False
 
 
 class BackendError(Exception):

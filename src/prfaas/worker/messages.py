@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 import msgspec
@@ -10,7 +11,9 @@ import msgspec
 Count = Annotated[int, msgspec.Meta(ge=0, le=1 << 40)]
 Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
 Name = Annotated[str, msgspec.Meta(max_length=256)]
-TokenIds = Annotated[list[Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]],
+# Decoded as a list; the router sends tuples (a tuple of ints leaves the GC's young generations
+# at its first collection, a list of 100K ints is re-scanned by every one while it lives).
+TokenIds = Annotated[Sequence[Annotated[int, msgspec.Meta(ge=0, lt=1 << 32)]],
                      msgspec.Meta(max_length=4 << 20)]
 
 
