@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 NodeRole = Literal["prefill", "decode"]
 ClusterRole = Literal["prfaas", "pd"]
 
+# Free KV memory of a decode node that does not bound it (every live engine; the simulator's
+# mirror of a live file): the same constant on both sides, so decode ties fall to the node id.
+UNBOUNDED_KV_BYTES = 1 << 62
+
 
 @dataclass(frozen=True, slots=True)
 class NodeView:
