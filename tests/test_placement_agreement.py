@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from prfaas.cluster.keys import NodeMeta
 from prfaas.core.request import RequestSpec
-from prfaas.core.view import UNBOUNDED_KV_BYTES
+from prfaas.core.view import UNBOUNDED_KV_BYTES, ClusterState, NodeView
 from prfaas.deploy.config import parse_deployment
 from prfaas.policy.select import best_decode, best_prefill
 from prfaas.router.fleet_view import LiveFleet
@@ -43,34 +43,38 @@ def test_placements_in_a_row_see_each_other_without_telemetry() -> None:
     members = Membership(cfg)
     _registered(members, 1.0)
     fleet = LiveFleet(members, cfg.block_tokens, TIMEOUT)
-    assert _pick(fleet, 1.0, 500) == ("pp0", "pd0")
+    prefill, decode = _pick(fleet, 1.0, 500)
     # What RouterBackend._serve and Dispatcher.prefill count when they dispatch, before any await.
-    members.nodes["pd0"].decode_active += 1
-    members.nodes["pd0"].decode_pending += 1
-    members.nodes["pp0"].prefill_tokens += 500
-    members.nodes["pp0"].prefill_inflight += 1
-    assert _pick(fleet, 1.0, 500) == ("pp1", "pd1")
+    members.nodes[decode].decode_active += 1
+    members.nodes[decode].decode_pending += 1
+    members.nodes[prefill].prefill_tokens += 500
+    members.nodes[prefill].prefill_inflight += 1
+    other = {"pp0": "pp1", "pp1": "pp0", "pd0": "pd1", "pd1": "pd0"}
+    assert _pick(fleet, 1.0, 500) == (other[prefill], other[decode])
 
 
 def test_decode_free_kv_is_not_read_from_telemetry() -> None:
-    """Equal loads tie on the node name, whichever node's first telemetry has arrived and
-    whatever its prefix pool holds (before: pd0, with no beat yet, counted 0 free bytes)."""
+    """Equal loads tie the same way whichever node's first telemetry has arrived and whatever its
+    prefix pool holds (before: a node with no beat yet counted 0 free bytes and lost the tie)."""
     cfg = deployment(prfaas=1, pd_prefill=1, pd_decode=2)
     members = Membership(cfg)
     _registered(members, 1.0)
-    pd1 = members.nodes["pd1"]
-    members.telemetry(Telemetry("pd1", 1.0, "decode", False, 0, 0, 0, 20, 1 << 40, 0, 0, 0), 1.0)
-    assert pd1.beat is not None and members.nodes["pd0"].beat is None
     fleet = LiveFleet(members, cfg.block_tokens, TIMEOUT)
-    view = fleet.view(1.0, [], {})
-    frees = {n.node_id: n.free_kv_bytes for c in view.clusters for n in c.nodes}
-    assert frees["pd0"] == frees["pd1"] == UNBOUNDED_KV_BYTES
-    assert _pick(fleet, 1.0, 100)[1] == "pd0"
+    picks = {tokens: _pick(fleet, 1.0, tokens)[1] for tokens in range(100, 120)}
+    assert set(picks.values()) == {"pd0", "pd1"}  # the request's content breaks the tie
+    for name in ("pd0", "pd1"):
+        beat = Telemetry(name, 1.0, "decode", False, 0, 0, 0, 20, 1 << 40, 0, 0, 0)
+        members.telemetry(beat, 1.0)
+        view = fleet.view(1.0, [], {})
+        frees = {n.node_id: n.free_kv_bytes for c in view.clusters for n in c.nodes}
+        assert frees["pd0"] == frees["pd1"] == UNBOUNDED_KV_BYTES
+        assert {t: _pick(fleet, 1.0, t)[1] for t in picks} == picks
 
 
 def _requests() -> list[RequestSpec]:
-    """r1 (prefix h0) waits on pd-p0 behind r_a while pd-p1 prefills r_b, the one-block prompt
-    that caches h0 with its linear state; r1 was routed before that, with no prefix counted."""
+    """r1 (prefix h0) waits on r_a's node behind r_a while the other node prefills r_b, the
+    one-block prompt that caches h0 with its linear state; r1 was routed before that, with no
+    prefix counted. Later, on an idle deployment, r2.. count h0 when routed."""
 
     def blocks(tag: int, n: int) -> tuple[int, ...]:
         return tuple(tag * 1000 + i for i in range(n))
@@ -81,8 +85,7 @@ def _requests() -> list[RequestSpec]:
         RequestSpec("r_b", 0.001, 20, 4, h0),
         RequestSpec("r_c", 0.002, 384, 4, blocks(2, 24)),
         RequestSpec("r1", 0.003, 160, 4, h0 + blocks(3, 9)),
-        RequestSpec("r2", 50.0, 160, 4, h0 + blocks(4, 9)),  # all idle: h0 counted, pulled
-    ]
+    ] + [RequestSpec(f"r2.{k}", 50.0 + k, 160, 4 + k, h0 + blocks(4 + k, 9)) for k in range(8)]
 
 
 def test_a_simulated_prefill_reuses_only_its_nodes_pool() -> None:
@@ -94,15 +97,36 @@ def test_a_simulated_prefill_reuses_only_its_nodes_pool() -> None:
         result = Simulation(setup, _requests()).run()
         runs[name] = {r.spec.request_id: r for r in result.records}
     for recs in runs.values():
-        assert [recs[i].prefill_node for i in ("r_a", "r_b", "r_c", "r1")] == [
-            "pd-p0",
-            "pd-p1",
-            "pd-p1",
-            "pd-p0",
-        ]
-    # The cluster pool serves h0 that pd-p1 cached after r1 was routed; pd-p0 never held it.
+        a, b = recs["r_a"].prefill_node, recs["r_b"].prefill_node
+        assert a != b and {a, b} == {"pd-p0", "pd-p1"}
+        assert (recs["r_c"].prefill_node, recs["r1"].prefill_node) == (b, a)
+    # The cluster pool serves h0 that r_b's node cached after r1 was routed; r1's never held it.
     assert runs["cluster"]["r1"].prefix_tokens == 16
     assert runs["node"]["r1"].prefix_tokens == 0
-    # r2 counted h0 when routed: the live worker pulls it from pd-p1 before computing.
-    assert runs["node"]["r2"].prefill_node == "pd-p0"
-    assert runs["node"]["r2"].prefix_tokens == runs["cluster"]["r2"].prefix_tokens == 16
+    # The r2.k counted h0 when routed: a live worker pulls it from the holder before computing.
+    later = [r for r in runs["node"].values() if r.spec.request_id.startswith("r2.")]
+    assert any(r.prefill_node == runs["node"]["r_a"].prefill_node for r in later)
+    assert all(r.prefix_tokens == 16 for r in later)
+
+
+def test_a_tie_set_one_node_smaller_changes_only_the_choices_of_that_node() -> None:
+    """Broken by id, one more request on the first node would move every tied choice to the next
+    node (a round shifted by one); broken by the request, only the requests that preferred it
+    go elsewhere, so a finish seen a millisecond later in one driver changes few decisions."""
+    ids = [f"pd-d{i}" for i in range(5)]
+
+    def choose(loaded: str | None, request: RequestSpec) -> str:
+        nodes = tuple(
+            NodeView(i, "decode", 1 if i == loaded else 0, 0, 3, 20, UNBOUNDED_KV_BYTES)
+            for i in ids
+        )
+        node = best_decode((ClusterState("pd", "pd", nodes),), request)
+        assert node is not None
+        return node.node_id
+
+    requests = [RequestSpec(f"r{k}", 0.0, 1000 + k, 64, (k,)) for k in range(200)]
+    level = {r.request_id: choose(None, r) for r in requests}
+    assert set(level.values()) == set(ids)  # no node is everyone's first choice
+    moved = [r for r in requests if choose("pd-d0", r) != level[r.request_id]]
+    assert moved and all(level[r.request_id] == "pd-d0" for r in moved)
+    assert len(moved) < len(requests) / 2
