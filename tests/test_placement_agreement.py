@@ -130,3 +130,15 @@ def test_a_tie_set_one_node_smaller_changes_only_the_choices_of_that_node() -> N
     moved = [r for r in requests if choose("pd-d0", r) != level[r.request_id]]
     assert moved and all(level[r.request_id] == "pd-d0" for r in moved)
     assert len(moved) < len(requests) / 2
+
+
+def test_self_jitter_delays_each_send_by_less_than_the_bound() -> None:
+    from prfaas.bench.simlive import jittered
+    from test_sim_vs_live import _plan
+
+    plan = _plan(20)
+    moved = jittered(plan, 0.005, seed=1)
+    assert moved == jittered(plan, 0.005, seed=1)  # seeded
+    at = {r.index: r.send_at_s for r in plan}
+    assert all(0.0 <= r.send_at_s - at[r.index] < 0.005 for r in moved)
+    assert [r.send_at_s for r in moved] == sorted(r.send_at_s for r in moved)
