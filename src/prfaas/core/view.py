@@ -19,7 +19,7 @@ NodeRole = Literal["prefill", "decode"]
 ClusterRole = Literal["prfaas", "pd"]
 
 # Free KV memory of a decode node that does not bound it (every live engine; the simulator's
-# mirror of a live file): the same constant on both sides, so decode ties fall to the node id.
+# mirror of a live file): one constant on both sides, so equal loads tie alike in both drivers.
 UNBOUNDED_KV_BYTES = 1 << 62
 
 
