@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from prfaas.bench.run import BenchSettings
-from prfaas.bench.simlive import Decided, run_live, simulate
+from prfaas.bench.simlive import Decided, jittered, run_live, simulate
 from prfaas.deploy.config import load_deployment
 from prfaas.profiles import get_kv_profile
 
@@ -60,6 +60,13 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=90.0)
     ap.add_argument("--drop", default="20,50,0.1", help="start_s,end_s,factor (emulated s)")
     ap.add_argument("--sim-only", action="store_true")
+    ap.add_argument(
+        "--self-jitter-ms",
+        type=float,
+        default=0.0,
+        help="also print the simulator's t agreement with itself on sends delayed by up to this "
+        "much (3 seeds): the ceiling that timing noise of that size leaves (diagnostic)",
+    )
     args = ap.parse_args()
     start, end, factor = (float(x) for x in args.drop.split(","))
     text = args.config.read_text()
@@ -75,9 +82,20 @@ def main() -> int:
         send = {r.index: r.send_at_s for r in plan}
         sim, _ = simulate(cfg, "prfaas", plan)
         live = sim if args.sim_only else run_live(path, "prfaas", plan)
+        moved = [
+            simulate(cfg, "prfaas", jittered(plan, args.self_jitter_ms / 1e3, seed))[0]
+            for seed in ((1, 2, 3) if args.self_jitter_ms > 0 else ())
+        ]
     step = 100  # the planner's threshold grid step (threshold_step_tokens)
     s_t, l_t = per_second(sim, send, args.duration), per_second(live, send, args.duration)
     agree = sum(abs(a - b) <= step for a, b in zip(s_t, l_t, strict=True)) / len(s_t)
+    for seed, other in enumerate(moved, 1):
+        o_t = per_second(other, send, args.duration)
+        own = sum(abs(a - b) <= step for a, b in zip(s_t, o_t, strict=True)) / len(s_t)
+        print(
+            f"sim vs sim, sends delayed by up to {args.self_jitter_ms:g} ms (seed {seed}): "
+            f"t within one grid step {own:.1%}"
+        )
     print(f"t per second (sim / live), link x{factor:g} from {start:g} to {end:g} s:")
     for sec in range(0, len(s_t), 5):
         print(f"  {sec:4d} s  {s_t[sec]:6d} / {l_t[sec]:6d}")

@@ -13,6 +13,8 @@ deployment's time_scale, i.e. the trace at its real rate in modelled time); requ
 timestamp are spread --min-gap-ms apart on both sides (see prfaas.bench.simlive.declump).
 --replay also simulates each request at the time the live router routed it (a diagnostic that
 takes the load generator's and the HTTP edge's delays out; prfaas.bench.simlive.replayed).
+--self-jitter-ms X compares the simulator with itself on sends delayed by up to X ms (3 seeds):
+the agreement that timing noise of that size leaves even to an exact replica.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 from prfaas.bench.agreement import compare, mismatch_lines, table
 from prfaas.bench.run import BenchSettings
-from prfaas.bench.simlive import declump, replayed, run_live, simulate
+from prfaas.bench.simlive import declump, jittered, replayed, run_live, simulate
 from prfaas.bench.workload import Shaping, trace_plan
 from prfaas.deploy.config import load_deployment
 from prfaas.sim.from_deployment import time_scale
@@ -62,6 +64,13 @@ def main() -> int:
         action="store_true",
         help="also simulate each request at the time the live router routed it (diagnostic)",
     )
+    ap.add_argument(
+        "--self-jitter-ms",
+        type=float,
+        default=0.0,
+        help="also simulate the plan with sends delayed by up to this much (3 seeds) and print "
+        "the simulator's agreement with itself: the ceiling live timing noise leaves (diagnostic)",
+    )
     args = ap.parse_args()
     args.trace = resolve_trace(args.trace)
 
@@ -82,7 +91,7 @@ def main() -> int:
         f"{len(plan)} requests over {plan[-1].send_at_s:.1f} emulated s "
         f"(speedup {speedup:g}, time_scale {time_scale(cfg):g}); config {args.config}"
     )
-    rows, dump, predicted, replays = [], {}, [], []
+    rows, dump, predicted, replays, selfs = [], {}, [], [], []
     for policy in [p.strip() for p in args.policies.split(",") if p.strip()]:
         t0 = time.perf_counter()
         sim, summary = simulate(cfg, policy, plan)
@@ -94,6 +103,9 @@ def main() -> int:
         if args.replay and live:
             again, _ = simulate(cfg, policy, replayed(plan, live))
             replays.append(compare(policy, len(plan), again, live))
+        for seed in (1, 2, 3) if args.self_jitter_ms > 0 else ():
+            moved, _ = simulate(cfg, policy, jittered(plan, args.self_jitter_ms / 1e3, seed))
+            selfs.append(compare(f"{policy} (seed {seed})", len(plan), sim, moved))
         a = compare(policy, len(plan), sim, live if live else sim)
         rows.append(a)
         for line in mismatch_lines(a):
@@ -116,6 +128,9 @@ def main() -> int:
     if replays:
         print("\nsimulated at the live router's routing times (--replay):")
         print(table(replays))
+    if selfs:
+        print(f"\nsimulator vs itself, sends delayed by up to {args.self_jitter_ms:g} ms:")
+        print(table(selfs))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"table": table(rows), "runs": dump}, indent=1))

@@ -1,35 +1,53 @@
 """Incremental rankings (core/fleet.py) give the same routing decisions as exhaustive scans.
 
 The reference functions below are the exhaustive node choice the policies used before issue 15,
-kept verbatim: every query of an indexed view must agree with them, after any update sequence.
+with ties broken as core/ties.py says (among the first TIE_GROUP tied nodes by id, the one the
+request prefers): every query of an indexed view must agree with them, after any update sequence.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prfaas.core.fleet import ClusterIndex
 from prfaas.core.request import RequestSpec
+from prfaas.core.ties import TIE_GROUP, tie_rank, tie_seed
 from prfaas.core.view import CacheMatch, ClusterState, ClusterView, LinkView, NodeView
 from prfaas.policy import PolicyParams, get_policy, policy_names
 from prfaas.policy.select import best_decode, best_prefill, queue_per_node
 
 
-# -- the exhaustive reference (pre-issue-15 policy/select.py) ----------------------------------
+# -- the exhaustive reference (pre-issue-15 policy/select.py, plus the tie rule of core/ties.py) --
+def _tie_group(
+    nodes: list[NodeView], rank: Callable[[NodeView], tuple[Any, ...]]
+) -> list[NodeView]:
+    """The first TIE_GROUP nodes by id among those of the lowest rank."""
+    low = min((rank(n) for n in nodes), default=None)
+    return sorted((n for n in nodes if rank(n) == low), key=lambda n: n.node_id)[:TIE_GROUP]
+
+
 def ref_best_prefill(
     view: ClusterView, clusters: tuple[ClusterState, ...], request: RequestSpec
 ) -> tuple[NodeView, ClusterState, int] | None:
-    best: tuple[int, str] | None = None
+    seed = tie_seed(request)
+    best: tuple[int, tuple[int, str]] | None = None
     chosen: tuple[NodeView, ClusterState, int] | None = None
     for cluster in clusters:
-        for node in cluster.nodes:
-            if node.role != "prefill" or node.draining:
+        active = [n for n in cluster.nodes if n.role == "prefill" and not n.draining]
+        # Nodes holding a prefix of their own, and the tie group of the least queued.
+        holders = view.prefix_holders(cluster.name)
+        group = _tie_group(active, lambda n: (n.queued_tokens,))
+        for node in active:
+            if node.node_id not in holders and node not in group:
                 continue
             prefix = min(
                 view.node_prefix_tokens(cluster.name, node.node_id), request.input_tokens - 1
             )
-            key = (node.queued_tokens + request.input_tokens - prefix, node.node_id)
+            key = (node.queued_tokens + request.input_tokens - prefix, tie_rank(node.node_id, seed))
             if best is None or key < best:
                 best = key
                 chosen = (node, cluster, prefix)
@@ -37,19 +55,23 @@ def ref_best_prefill(
 
 
 def ref_best_decode(clusters: tuple[ClusterState, ...], request: RequestSpec) -> NodeView | None:
-    best: tuple[int, float, int, str] | None = None
+    seed = tie_seed(request)
+    best: tuple[int, float, int, tuple[int, str]] | None = None
     chosen: NodeView | None = None
+
+    def rank(node: NodeView) -> tuple[int, float, int]:
+        fits = (
+            node.queue_len == 0
+            and node.running < node.max_batch
+            and node.free_kv_bytes >= request.kv_bytes
+        )
+        load = (node.running + node.queue_len) / max(node.max_batch, 1)
+        return (0 if fits else 1, load, -node.free_kv_bytes)
+
     for cluster in clusters:
-        for node in cluster.nodes:
-            if node.role != "decode" or node.draining:
-                continue
-            fits = (
-                node.queue_len == 0
-                and node.running < node.max_batch
-                and node.free_kv_bytes >= request.kv_bytes
-            )
-            load = (node.running + node.queue_len) / max(node.max_batch, 1)
-            key = (0 if fits else 1, load, -node.free_kv_bytes, node.node_id)
+        active = [n for n in cluster.nodes if n.role == "decode" and not n.draining]
+        for node in _tie_group(active, rank):
+            key = (*rank(node), tie_rank(node.node_id, seed))
             if best is None or key < best:
                 best = key
                 chosen = node
@@ -162,8 +184,9 @@ def test_index_stays_exact_through_any_update_sequence(data: st.DataObject) -> N
         fast = ClusterState("c", "pd", index=index)
         plain = ClusterState("c", "pd", tuple(current.values()))
         assert fast.nodes == plain.nodes
-        assert fast.least_work_prefill() == plain.least_work_prefill()
-        assert fast.soonest_decode(kv) == ref_best_decode((plain,), request)
+        seed = tie_seed(request)
+        assert fast.least_work_prefill(seed) == plain.least_work_prefill(seed)
+        assert fast.soonest_decode(kv, seed) == ref_best_decode((plain,), request)
         assert fast.prefill_queue() == plain.prefill_queue()
         assert fast.idle_prefill() == plain.idle_prefill()
 

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from prfaas.core.request import RequestSpec
+from prfaas.core.ties import tie_rank, tie_seed
 from prfaas.core.view import CacheMatch, ClusterState, ClusterView, LinkView, NodeView
 from prfaas.errors import UsageError
 from prfaas.policy import PolicyParams, get_policy, policy_names, route
@@ -54,9 +55,12 @@ def req(tokens: int, kv: int = GIB) -> RequestSpec:
     return RequestSpec("r", 100.0, tokens, 100, (), kv)
 
 
+# Two idle nodes tie; the policy gives a tie to the node the request prefers (core/ties.py).
+LOCAL, REMOTE = ("pd-00", "pd-01"), ("prfaas-00", "prfaas-01")
+
 CASES = [
-    # (policy, view kwargs, input tokens, expected prefill node, expected pull (src, dst) or None)
-    ("homogeneous", {}, 50_000, "pd-00", None),
+    # (policy, view kwargs, input tokens, expected prefill node (or the tied nodes), pull or None)
+    ("homogeneous", {}, 50_000, LOCAL, None),
     (
         "homogeneous",
         {"local": (prefill("pd-00", 2, 30_000), prefill("pd-01"), decode("pd-02"))},
@@ -64,36 +68,36 @@ CASES = [
         "pd-01",
         None,
     ),
-    ("naive", {}, 1_000, "prfaas-00", None),
-    ("prfaas-static", {}, 20_001, "prfaas-00", None),
-    ("prfaas-static", {}, 20_000, "pd-00", None),
+    ("naive", {}, 1_000, REMOTE, None),
+    ("prfaas-static", {}, 20_001, REMOTE, None),
+    ("prfaas-static", {}, 20_000, LOCAL, None),
     # static subtracts only the PD cluster's own prefix, never pulls
-    ("prfaas-static", {"matches": (CacheMatch("pd", 10_240),)}, 25_000, "pd-00", None),
-    ("prfaas-static", {"matches": (CacheMatch("prfaas", 10_240),)}, 25_000, "prfaas-00", None),
+    ("prfaas-static", {"matches": (CacheMatch("pd", 10_240),)}, 25_000, LOCAL, None),
+    ("prfaas-static", {"matches": (CacheMatch("prfaas", 10_240),)}, 25_000, REMOTE, None),
     # prfaas, bandwidth abundant: best cache anywhere, pull when the holder differs
-    ("prfaas", {"matches": (CacheMatch("prfaas", 10_240),)}, 25_000, "pd-00", ("prfaas", "pd")),
-    ("prfaas", {"matches": (CacheMatch("pd", 4_096),)}, 60_000, "prfaas-00", ("pd", "prfaas")),
+    ("prfaas", {"matches": (CacheMatch("prfaas", 10_240),)}, 25_000, LOCAL, ("prfaas", "pd")),
+    ("prfaas", {"matches": (CacheMatch("pd", 4_096),)}, 60_000, REMOTE, ("pd", "prfaas")),
     # ... but a pull too small to matter is skipped
-    ("prfaas", {"matches": (CacheMatch("pd", 1_024),)}, 60_000, "prfaas-00", None),
+    ("prfaas", {"matches": (CacheMatch("pd", 1_024),)}, 60_000, REMOTE, None),
     # prfaas, bandwidth scarce (utilisation 70%): cluster-local caches only, no pull
     (
         "prfaas",
         {"egress": 70.0, "matches": (CacheMatch("prfaas", 10_240),)},
         25_000,
-        "prfaas-00",
+        REMOTE,
         None,
     ),
     # link capacity dropped to 10 Gbps: the planner's t for 10 Gbps (30,000) applies
-    ("prfaas", {"gbps": 10.0}, 25_000, "pd-00", None),
-    ("prfaas", {"gbps": 10.0}, 31_000, "prfaas-00", None),
+    ("prfaas", {"gbps": 10.0}, 25_000, LOCAL, None),
+    ("prfaas", {"gbps": 10.0}, 31_000, REMOTE, None),
     # a KV backlog on the link raises t: a request that would go remote stays local
-    ("prfaas", {"backlog": 6 * 12_500_000_000}, 30_000, "pd-00", None),
+    ("prfaas", {"backlog": 6 * 12_500_000_000}, 30_000, LOCAL, None),
     # a PD-P queue surge lowers t: a request that would stay local goes remote
     (
         "prfaas",
         {"local": (prefill("pd-00", 6, 60_000), prefill("pd-01", 6, 60_000), decode("pd-02"))},
         15_000,
-        "prfaas-00",
+        REMOTE,
         None,
     ),
     # draining nodes take no work
@@ -105,15 +109,21 @@ CASES = [
         None,
     ),
     # no PrfaaS node at all: long requests fall back to PD-P
-    ("prfaas", {"remote": ()}, 50_000, "pd-00", None),
+    ("prfaas", {"remote": ()}, 50_000, LOCAL, None),
 ]
 
 
 @pytest.mark.parametrize(("policy", "kwargs", "tokens", "node", "pull"), CASES)
 def test_routing_table(
-    policy: str, kwargs: dict, tokens: int, node: str, pull: tuple[str, str] | None
+    policy: str,
+    kwargs: dict,
+    tokens: int,
+    node: str | tuple[str, ...],
+    pull: tuple[str, str] | None,
 ) -> None:
     placement = route(view(**kwargs), req(tokens), P, policy)
+    if not isinstance(node, str):
+        node = min(node, key=lambda n: tie_rank(n, tie_seed(req(tokens))))
     assert placement.prefill_node == node, placement.reason
     assert placement.reason
     got = (

@@ -10,6 +10,7 @@ to modelled time with the deployment's time_scale. Times reported here are emula
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -195,6 +196,15 @@ def replayed(plan: Sequence[PlannedRequest], live: dict[int, Decided]) -> list[P
         return list(plan)
     offset = min(at[r.index] - r.send_at_s for r in plan if r.index in at)
     out = [replace(r, send_at_s=at[r.index] - offset) if r.index in at else r for r in plan]
+    return sorted(out, key=lambda r: r.send_at_s)
+
+
+def jittered(plan: Sequence[PlannedRequest], max_s: float, seed: int) -> list[PlannedRequest]:
+    """The plan with each send delayed by a uniform [0, max_s) draw (seeded): simulated against
+    the plan as sent, it measures how far the simulator agrees with itself when its inputs move
+    by as little as the live system's timing noise (a ceiling for sim <-> live agreement)."""
+    rnd = random.Random(seed)
+    out = [replace(r, send_at_s=r.send_at_s + rnd.uniform(0.0, max_s)) for r in plan]
     return sorted(out, key=lambda r: r.send_at_s)
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
+from typing import TypeVar
 
+from prfaas.core.ties import TIE_GROUP, pick
 from prfaas.core.view import NodeView, decode_load
 
 PrefillKey = tuple[int, str]  # (queued tokens, node id)
 DecodeKey = tuple[float, int, str]  # (load per slot, -free KV bytes, node id)
+K = TypeVar("K", PrefillKey, DecodeKey)
 
 
 class ClusterIndex:
@@ -122,15 +126,10 @@ class ClusterIndex:
     def __len__(self) -> int:
         return len(self._nodes)
 
-    def least_work_prefill(self) -> NodeView | None:
-        """The active prefill node with the fewest queued tokens (ties: smallest id)."""
-        heap, live = self._prefill, self._prefill_key
-        while heap:
-            top = heap[0]
-            if live.get(top[1]) is top:
-                return self._nodes[top[1]]
-            heapq.heappop(heap)
-        return None
+    def least_work_prefill(self, seed: int = 0) -> NodeView | None:
+        """The active prefill node with the fewest queued tokens; ties as soonest_decode's."""
+        tied = self._tied(self._prefill, self._prefill_key)
+        return pick((self._nodes[k[-1]] for k in tied), seed) if tied else None
 
     def prefill_queue(self) -> tuple[int, int]:
         """(waiting requests summed over active prefill nodes, number of those nodes)."""
@@ -140,32 +139,36 @@ class ClusterIndex:
         """Active prefill nodes with no queued tokens."""
         return self._idle_count
 
-    def soonest_decode(self, kv_bytes: int) -> NodeView | None:
+    def soonest_decode(self, kv_bytes: int, seed: int = 0) -> NodeView | None:
         """The decode node policy/select.best_decode would pick in this cluster.
 
-        The first node in (load, -free, id) order among those that fit now: walk the ready heap
-        (nothing waiting, a free slot) until one has the memory. None fits: the ranking's head.
+        Among those that fit now (nothing waiting, a free slot, the memory), the lowest
+        (load, -free); if none fits, the lowest of all. Equal ranks: the first TIE_GROUP by id,
+        of which the request's seed prefers one (core/ties.py).
         """
-        heap, live = self._ready, self._ready_key
-        popped: list[DecodeKey] = []
-        chosen: NodeView | None = None
-        while heap:
+        tied = self._tied(self._ready, self._ready_key, lambda key: -key[1] >= kv_bytes)
+        if not tied:
+            tied = self._tied(self._decode, self._decode_key)
+        return pick((self._nodes[k[-1]] for k in tied), seed) if tied else None
+
+    @staticmethod
+    def _tied(
+        heap: list[K], live: dict[str, K], usable: Callable[[K], bool] = lambda _: True
+    ) -> list[K]:
+        """The heap's first usable entries of the lowest rank (all but the id), at most
+        TIE_GROUP of them; the heap is left as it was (O(k log n))."""
+        popped: list[K] = []
+        tied: list[K] = []
+        while heap and len(tied) < TIE_GROUP:
             top = heap[0]
-            if live.get(top[2]) is not top:
+            if live.get(top[-1]) is not top:
                 heapq.heappop(heap)  # stale
-            elif -top[1] >= kv_bytes:
-                chosen = self._nodes[top[2]]
+                continue
+            if tied and top[:-1] != tied[0][:-1]:
                 break
-            else:
-                popped.append(heapq.heappop(heap))  # ready but short of memory: look further
+            popped.append(heapq.heappop(heap))
+            if usable(top):  # else, e.g. ready but short of memory: look further
+                tied.append(top)
         for key in popped:
             heapq.heappush(heap, key)
-        if chosen is not None:
-            return chosen
-        heap, live = self._decode, self._decode_key
-        while heap:
-            top = heap[0]
-            if live.get(top[2]) is top:
-                return self._nodes[top[2]]
-            heapq.heappop(heap)
-        return None
+        return tied

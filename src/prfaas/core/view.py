@@ -6,14 +6,21 @@ heartbeats, transfer telemetry and the global prefix index). The policy sees not
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
+
+from prfaas.core.ties import TIE_GROUP, pick
 
 if TYPE_CHECKING:
     from prfaas.core.fleet import ClusterIndex
 
 NodeRole = Literal["prefill", "decode"]
 ClusterRole = Literal["prfaas", "pd"]
+
+# Free KV memory of a decode node that does not bound it (every live engine; the simulator's
+# mirror of a live file): one constant on both sides, so equal loads tie alike in both drivers.
+UNBOUNDED_KV_BYTES = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,37 +113,28 @@ class ClusterState:
                 return n
         return None
 
-    def least_work_prefill(self) -> NodeView | None:
-        """The active prefill node with the fewest queued tokens (ties: smallest id)."""
+    def least_work_prefill(self, seed: int = 0) -> NodeView | None:
+        """The active prefill node with the fewest queued tokens (ties: core/ties.py)."""
         if self._index is not None:
-            return self._live_index().least_work_prefill()
-        best: tuple[int, str] | None = None
-        chosen: NodeView | None = None
-        for n in self.nodes:
-            key = (n.queued_tokens, n.node_id)
-            if n.role == "prefill" and not n.draining and (best is None or key < best):
-                best, chosen = key, n
-        return chosen
+            return self._live_index().least_work_prefill(seed)
+        return _first_tied(
+            (((n.queued_tokens,), n) for n in self.nodes if n.role == "prefill" and not n.draining),
+            seed,
+        )
 
-    def soonest_decode(self, kv_bytes: int) -> NodeView | None:
+    def soonest_decode(self, kv_bytes: int, seed: int = 0) -> NodeView | None:
         """The active decode node that can admit soonest: fits now first, then the lowest
-        (load, -free KV, id)."""
+        (load, -free KV); ties as core/ties.py breaks them."""
         if self._index is not None:
-            return self._live_index().soonest_decode(kv_bytes)
-        best: tuple[int, float, int, str] | None = None
-        chosen: NodeView | None = None
-        for n in self.nodes:
-            if n.role != "decode" or n.draining:
-                continue
-            key = (
-                0 if decode_fits(n, kv_bytes) else 1,
-                decode_load(n),
-                -n.free_kv_bytes,
-                n.node_id,
-            )
-            if best is None or key < best:
-                best, chosen = key, n
-        return chosen
+            return self._live_index().soonest_decode(kv_bytes, seed)
+        return _first_tied(
+            (
+                ((0 if decode_fits(n, kv_bytes) else 1, decode_load(n), -n.free_kv_bytes), n)
+                for n in self.nodes
+                if n.role == "decode" and not n.draining
+            ),
+            seed,
+        )
 
     def prefill_queue(self) -> tuple[int, int]:
         """(waiting requests summed over active prefill nodes, number of those nodes)."""
@@ -157,6 +155,13 @@ class ClusterState:
             1 for n in self.nodes
             if n.role == "prefill" and not n.draining and n.queued_tokens == 0
         )
+
+
+def _first_tied(ranked: Iterable[tuple[tuple[float, ...], NodeView]], seed: int) -> NodeView | None:
+    """Of the nodes with the lowest rank, the first TIE_GROUP by id, the one `seed` prefers."""
+    best = sorted(ranked, key=lambda r: (r[0], r[1].node_id))
+    tied = [n for rank, n in best if rank == best[0][0]][:TIE_GROUP] if best else []
+    return pick(tied, seed) if tied else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,11 +7,12 @@ its driver keeps a ClusterIndex); only the few nodes holding a node-local prefix
 from __future__ import annotations
 
 from prfaas.core.request import RequestSpec
+from prfaas.core.ties import tie_rank, tie_seed
 from prfaas.core.view import ClusterState, ClusterView, NodeView, decode_fits, decode_load
 
 
 def _prefill_candidates(
-    view: ClusterView, cluster: ClusterState, request: RequestSpec
+    view: ClusterView, cluster: ClusterState, request: RequestSpec, seed: int
 ) -> list[tuple[NodeView, int]]:
     """The least-queued node (it reuses the cluster pool's prefix) plus each prefix holder.
 
@@ -20,7 +21,7 @@ def _prefill_candidates(
     cap = request.input_tokens - 1
     pool = view.pool_prefix_tokens(cluster.name)
     out: list[tuple[NodeView, int]] = []
-    least = cluster.least_work_prefill()
+    least = cluster.least_work_prefill(seed)
     if least is not None:
         out.append((least, min(pool, cap)))
     for node_id, tokens in view.prefix_holders(cluster.name).items():
@@ -37,13 +38,15 @@ def best_prefill(
 
     Work is queued tokens plus this request's incremental tokens on that node, so a node holding a
     longer prefix wins unless its queue outweighs the saving (prefix affinity without hot spots).
-    Returns (node, its cluster, prefix tokens reusable there), or None if no node accepts work.
+    Equal work: the node the request prefers (core/ties.py). Returns (node, its cluster, prefix
+    tokens reusable there), or None if no node accepts work.
     """
-    best: tuple[int, str] | None = None
+    seed = tie_seed(request)
+    best: tuple[int, tuple[int, str]] | None = None
     chosen: tuple[NodeView, ClusterState, int] | None = None
     for cluster in clusters:
-        for node, prefix in _prefill_candidates(view, cluster, request):
-            key = (node.queued_tokens + request.input_tokens - prefix, node.node_id)
+        for node, prefix in _prefill_candidates(view, cluster, request, seed):
+            key = (node.queued_tokens + request.input_tokens - prefix, tie_rank(node.node_id, seed))
             if best is None or key < best:
                 best = key
                 chosen = (node, cluster, prefix)
@@ -51,15 +54,17 @@ def best_prefill(
 
 
 def best_decode(clusters: tuple[ClusterState, ...], request: RequestSpec) -> NodeView | None:
-    """The decode node that can admit soonest: room now first, then fewest per slot, most memory."""
-    best: tuple[int, float, int, str] | None = None
+    """The decode node that can admit soonest: room now first, then fewest per slot, most memory;
+    equal ranks go to the node the request prefers (core/ties.py), the same in every driver."""
+    seed = tie_seed(request)
+    best: tuple[int, float, int, tuple[int, str]] | None = None
     chosen: NodeView | None = None
     for cluster in clusters:
-        node = cluster.soonest_decode(request.kv_bytes)
+        node = cluster.soonest_decode(request.kv_bytes, seed)
         if node is None:
             continue
-        fits = decode_fits(node, request.kv_bytes)
-        key = (0 if fits else 1, decode_load(node), -node.free_kv_bytes, node.node_id)
+        fits = 0 if decode_fits(node, request.kv_bytes) else 1
+        key = (fits, decode_load(node), -node.free_kv_bytes, tie_rank(node.node_id, seed))
         if best is None or key < best:
             best = key
             chosen = node

@@ -3,6 +3,7 @@ index matches), which builds the same frozen ClusterView the simulator's adapter
 
 from __future__ import annotations
 
+from prfaas.core.view import UNBOUNDED_KV_BYTES
 from prfaas.deploy.config import DeploymentConfig
 from prfaas.policy.placement import Placement
 from prfaas.router.adapter import MembershipRecord, TransferTelemetry
@@ -20,7 +21,10 @@ def membership_record(
     published one (complete, but up to one telemetry period old): never below either.
     """
     beat = rec.beat
-    free = beat.free_kv_bytes if beat is not None else 0
+    # A decode node's telemetry reports its prefix pool, not decode KV memory, which no live
+    # engine bounds; a value from telemetry would also rank a node by whether its first beat
+    # has arrived (0 before it), a tie-break the simulator never sees.
+    free = UNBOUNDED_KV_BYTES if rec.role == "decode" else beat.free_kv_bytes if beat else 0
     cluster_role = cfg.cluster(rec.cluster).role
     pub_queue = pub_running = pub_tokens = 0
     if shared and beat is not None:

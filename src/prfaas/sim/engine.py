@@ -19,6 +19,7 @@ from prfaas.sim.adapter import SimAdapter
 from prfaas.sim.fastprofile import kv_bytes_fn, kv_split
 from prfaas.sim.kernel import Kernel
 from prfaas.sim.link import FluidLink
+from prfaas.sim.node_pools import counted_blocks, hold, node_pool
 from prfaas.sim.nodes import DecodeNode, Job, PrefillNode
 from prfaas.sim.setup import ClusterSpec, SimSetup
 from prfaas.sim.state import Node, SimCluster, SimResult
@@ -80,19 +81,21 @@ class Simulation:
                 int(self.state_bytes),
             )
         cluster = SimCluster(spec, pool)
-        setup = self.setup
         count = spec.prefill_nodes + spec.decode_nodes
         if spec.node_ids and len(spec.node_ids) != count:
             raise ValueError(f"cluster {spec.name}: {len(spec.node_ids)} ids for {count} nodes")
         for i in range(count):
             node_id = spec.node_ids[i] if spec.node_ids else f"{spec.name}-{i:02d}"
             if i < spec.prefill_nodes:
-                cluster.add(
-                    PrefillNode(self, node_id, spec.name, cluster.time_fn, setup.chunk_tokens)
-                )
+                cluster.add(self.make_prefill_node(node_id, cluster))
             else:
                 cluster.add(self.make_decode_node(node_id, spec.name))
         return cluster
+
+    def make_prefill_node(self, node_id: str, cluster: SimCluster) -> PrefillNode:
+        node = PrefillNode(self, node_id, cluster.name, cluster.time_fn, self.setup.chunk_tokens)
+        node.pool = node_pool(self, cluster)
+        return node
 
     def make_decode_node(self, node_id: str, cluster: str) -> DecodeNode:
         s = self.setup
@@ -263,8 +266,11 @@ class Simulation:
         spec = job.spec
         cluster = self.by_name[job.cluster]
         prefix = 0
-        if job.hashes and cluster.pool is not None:
-            prefix = min(cluster.pool.match(job.hashes).usable_tokens, spec.input_tokens - 1)
+        pool = job.prefill.pool or cluster.pool  # the node's own pool where it has one
+        if job.prefill.pool is not None:
+            hold(pool, job.hashes, counted_blocks(job.placement, self.setup.block_tokens))
+        if job.hashes and pool is not None:
+            prefix = min(pool.match(job.hashes).usable_tokens, spec.input_tokens - 1)
         inc = spec.input_tokens - prefix
         if not self.setup.routed_queue_tokens:
             job.prefill.queued_tokens += inc - job.inc
@@ -306,6 +312,7 @@ class Simulation:
         pool = self.by_name[job.cluster].pool
         if job.hashes and pool is not None:
             pool.insert(job.hashes, state_payloads={len(job.hashes) - 1: None})
+        hold(job.prefill.pool, job.hashes, len(job.hashes))
         if job.kv_ready:
             self.kv_arrived(job)
         else:

@@ -8,8 +8,9 @@ going in (`modelled_s`) and simulated times divided by it coming out (`emulated_
 With `mirror_live` (the default) the setup also copies behaviours of the live emulated engine
 that differ from the simulator's own model (see SimSetup): decode batches advance in chunks of
 `decode_chunk_tokens` steps, decode nodes report no KV reservations (the live decode nodes do
-not model KV memory, so it never blocks admission), and prefill queues keep the routing-time
-estimate of each job's work (the router's accounting). As in the simulator, only the KV the
+not model KV memory, so it never blocks admission), prefill queues keep the routing-time
+estimate of each job's work (the router's accounting), and a prefill reuses only its node's own
+pool (sim/node_pools.py). As in the simulator, only the KV the
 decode cluster lacks crosses the link; the router's control loop is mirrored when rebalance_s > 0.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from prfaas.core.view import UNBOUNDED_KV_BYTES
 from prfaas.deploy.config import ClusterConfig, DeploymentConfig, NodeConfig
 from prfaas.deploy.hardware import (
     decode_profile_name,
@@ -31,7 +33,6 @@ from prfaas.sim.bandwidth import BandwidthSchedule
 from prfaas.sim.setup import ClusterSpec, RebalanceSetup, SimSetup
 
 UNSHAPED_GBPS = 1e6  # an intra-cluster path the live deployment leaves unshaped (loopback)
-UNLIMITED_BYTES = 1 << 62  # live decode nodes do not bound KV memory
 
 
 def time_scale(cfg: DeploymentConfig) -> float:
@@ -115,7 +116,7 @@ def setup_from_deployment(
         decode=_decode(cfg),
         link_gbps=gbps,
         rtt_ms=rtt_ms,
-        decode_kv_bytes=UNLIMITED_BYTES if mirror_live else 64 * 2**30,
+        decode_kv_bytes=UNBOUNDED_KV_BYTES if mirror_live else 64 * 2**30,
         num_layers=cfg.engine.num_layers,
         rdma_gbps=_rdma_gbps(cfg),
         block_tokens=cfg.block_tokens,
@@ -126,6 +127,7 @@ def setup_from_deployment(
         full_kv_transfer=False,  # live too, only the KV the decode cluster lacks crosses
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
+        node_pools=mirror_live,
         bandwidth=BandwidthSchedule(
             tuple((a * scale, b * scale, f) for a, b, f in cfg.control.bandwidth_schedule)
         ),

@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from prfaas.cache.pool import HybridPrefixPool
 from prfaas.core.lifecycle import RequestRecord
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import NodeView
@@ -87,6 +88,7 @@ class PrefillNode(_CachedViewNode):
         "draining",
         "node_id",
         "pending",
+        "pool",
         "queue",
         "queued_tokens",
         "running",
@@ -120,6 +122,7 @@ class PrefillNode(_CachedViewNode):
         self.tailing = 0  # computed, KV not yet delivered, still counted (routed_queue_tokens)
         self.draining = False
         self.busy_s = 0.0
+        self.pool: HybridPrefixPool | None = None  # its own prefix pool (SimSetup.node_pools)
 
     def view(self) -> NodeView:
         v = self._view

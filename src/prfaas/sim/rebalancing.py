@@ -105,8 +105,6 @@ def convert_drained(sim: Simulation, node: Node) -> None:
     if isinstance(node, PrefillNode):
         fresh = sim.make_decode_node(node.node_id, cluster.name)
     else:
-        fresh = PrefillNode(
-            sim, node.node_id, cluster.name, cluster.time_fn, sim.setup.chunk_tokens
-        )
+        fresh = sim.make_prefill_node(node.node_id, cluster)
     cluster.add(fresh, cluster.nodes.index(node))
     sim.nodes[node.node_id] = fresh

@@ -77,7 +77,10 @@ class SimSetup:
     #   when it was routed until its KV reached the decode node (all the live router knows: it
     #   learns both from the prefill reply), instead of correcting it to the real one when the
     #   prefill starts and dropping it when the compute ends.
+    # node_pools: a prefill reuses only its node's own pool (what it prefilled, what was pulled to
+    #   it when routed), as a live worker does, not the cluster pool (sim/node_pools.py).
     decode_chunk_steps: int = 1
     full_kv_transfer: bool = False
     decode_free_in_view: bool = True
     routed_queue_tokens: bool = False
+    node_pools: bool = False
