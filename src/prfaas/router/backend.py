@@ -7,11 +7,10 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from prfaas.cache.hashing import token_block_hashes
-from prfaas.control.window import PrefillSample
 from prfaas.core.request import RequestSpec
 from prfaas.deploy.config import DeploymentConfig, PolicyConfig
 from prfaas.deploy.planning import startup_plan
@@ -22,14 +21,14 @@ from prfaas.policy.registry import get_policy
 from prfaas.router.admission import Admitter
 from prfaas.router.bandwidth import BandwidthMonitor
 from prfaas.router.decision_log import DecisionLog
-from prfaas.router.dispatch import Dispatcher, WorkerLost
+from prfaas.router.dispatch import DecodeLost, Dispatcher, WorkerLost
 from prfaas.router.encoding import OnceEncoder
 from prfaas.router.fleet_view import LiveFleet
 from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
+from prfaas.router.records import Decision, decode_chunks, record_prefill
 from prfaas.router.resume import delivered, replace_sampling
-from prfaas.router.rpc import Stream
 from prfaas.router.transfer_setup import pull_spec
 from prfaas.server.backend import (
     BackendError,
@@ -40,7 +39,7 @@ from prfaas.server.backend import (
     Usage,
 )
 from prfaas.worker.bytetok import router_tokenizer
-from prfaas.worker.messages import DecodeJob, PrefillReply, PullSpec, Sampling
+from prfaas.worker.messages import DecodeJob, PullSpec, Sampling
 
 log = logging.getLogger(__name__)
 SEED_MOD = 2**63
@@ -49,22 +48,8 @@ MAX_DECODE_RECOVERIES = 4  # a stream moves at most this often (each move needs 
 TRANSFORMERS_CONTEXT_TOKENS = 8192
 
 
-class DecodeLost(WorkerLost):
-    """The decode node failed; before the first token the request can be re-run elsewhere."""
-
-
 def _failed(task: asyncio.Task[Any]) -> bool:
     return task.done() and not task.cancelled() and task.exception() is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    request_id: str
-    time_s: float
-    input_tokens: int
-    cached_tokens: int
-    placement: Placement
-    pull: PullSpec | None
 
 
 def default_context_tokens(cfg: DeploymentConfig) -> int:
@@ -292,7 +277,7 @@ class RouterBackend:
                 raise
             finally:
                 decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
-            self._record(rid, tokens, placement, pull, reply, pnode)
+            record_prefill(self, rid, tokens, placement, pull, reply, pnode)
             if held and self.metrics is not None and pnode == placement.prefill_node:
                 self.metrics.count_held(placement.prefill_cluster, held)
             self.decision_log.complete(logged, pnode, reply)
@@ -301,7 +286,7 @@ class RouterBackend:
             except WorkerLost as exc:
                 raise DecodeLost(exc.node, str(exc)) from None
             usage = Usage(len(tokens) - resumed, resumed, reply.reused_tokens)
-            async for chunk in self._tokens(decode, resp, usage):
+            async for chunk in decode_chunks(self, decode, resp, usage):
                 if stage == "prefill":
                     stage = "decode"
                     self.admission.waiting -= 1
@@ -318,68 +303,7 @@ class RouterBackend:
             elif not opening.cancelled() and opening.exception() is None:
                 opening.result().close()  # never read (an error came first): drop the connection
 
-    async def _tokens(
-        self, decode: NodeRecord, resp: Stream, usage: Usage
-    ) -> AsyncIterator[TokenChunk]:
-        """The decode stream as chunks; `usage` holds the prompt, the output streamed before this
-        stream (a resumed request) and the cached tokens (pulled blocks count as reused)."""
-        n = usage.completion_tokens
-        try:
-            async for line in self.dispatch.lines(decode, resp):
-                last = len(line.t) - 1
-                for i, (token, text) in enumerate(zip(line.t, line.d, strict=True)):
-                    n += 1
-                    finish = line.f if i == last else None
-                    done = replace(usage, completion_tokens=n) if finish else None
-                    yield TokenChunk(text, token, finish, done, i != last)  # type: ignore[arg-type]
-        except WorkerLost as exc:
-            raise DecodeLost(exc.node, str(exc)) from None
-        self.observed.out.append(n - usage.completion_tokens)
-
     # -- bookkeeping -----------------------------------------------------------------------
-    def _record(
-        self,
-        rid: str,
-        tokens: tuple[int, ...],
-        p: Placement,
-        pull: PullSpec | None,
-        reply: PrefillReply,
-        pnode: str,
-    ) -> None:
-        inc = len(tokens) - reply.reused_tokens
-        cluster = self.members.nodes[pnode].cluster
-        role = self.cfg.cluster(cluster).role
-        offloaded = role == "prfaas"
-        self.observed.inc.append(inc)
-        self.observed.prefill.append(PrefillSample(role, inc, reply.compute_s * self.time_scale))
-        self.recent_offload.append(offloaded)
-        if pnode != p.prefill_node:
-            p = Placement(
-                pnode,
-                p.decode_node,
-                None,
-                p.reason + f"; retried on {pnode}",
-                cluster,
-                0,
-                p.threshold_tokens,
-                offloaded,
-            )
-        cached = reply.reused_tokens  # pulled blocks are part of what the pool reused
-        self.decisions.appendleft(Decision(rid, time.time(), len(tokens), cached, p, pull))
-        if p.threshold_tokens:
-            self.threshold_tokens = p.threshold_tokens
-        m = self.metrics
-        if m is None:
-            return
-        m.count_route(cluster)
-        m.observe_prefix(cluster, cached, len(tokens))
-        m.set_offload_fraction(self.offload_fraction())
-        m.set_threshold(self.threshold_tokens)
-        dst = self.members.nodes[p.decode_node].cluster
-        link = f"{cluster}->{dst}" if cluster != dst else f"{cluster}(intra)"
-        modelled_bytes = int(reply.bytes_sent / self.cfg.engine.payload_scale)
-        m.observe_transfer(link, reply.transfer_s, modelled_bytes)
-
     def offload_fraction(self) -> float:
         return sum(self.recent_offload) / len(self.recent_offload) if self.recent_offload else 0.0
 

@@ -40,6 +40,10 @@ class WorkerLost(Exception):
         self.node = node
 
 
+class DecodeLost(WorkerLost):
+    """The decode node failed; before the first token the request can be re-run elsewhere."""
+
+
 class Dispatcher:
     def __init__(self, members: Membership, timeout_s: float, tls: ssl.SSLContext | None = None):
         self.members = members
