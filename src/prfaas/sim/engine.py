@@ -21,6 +21,8 @@ from prfaas.sim.kernel import Kernel
 from prfaas.sim.link import FluidLink
 from prfaas.sim.node_pools import counted_blocks, hold, node_pool
 from prfaas.sim.nodes import DecodeNode, Job, PrefillNode
+from prfaas.sim.pulls import start_pull
+from prfaas.sim.series import sample_series
 from prfaas.sim.setup import ClusterSpec, SimSetup
 from prfaas.sim.state import Node, SimCluster, SimResult
 
@@ -166,27 +168,10 @@ class Simulation:
             link.set_factor(factor)
 
     def _sample(self, _: object) -> None:
-        s = self.series
-        s.times_s.append(self.kernel.now)
-        for link in self.links.values():
-            s.link_sent_bytes.setdefault(link.name, []).append(
-                link.sample(s.interval_s, self._alpha)
-            )
-            s.link_capacity_gbps.setdefault(link.name, []).append(link.capacity_gbps)
-        waiting = 0
-        for c in self.clusters:
-            depth = 0
-            for n in c.nodes:  # one pass: this runs every sample over every node of the fleet
-                if n.role == "prefill":
-                    depth += len(n.queue) + n.pending  # type: ignore[union-attr]
-                else:
-                    waiting += len(n.waiting)  # type: ignore[union-attr]
-            s.queue_depth.setdefault(c.name, []).append(depth)
-            waiting += depth
-        s.waiting.append(waiting + self.tails)
+        sample_series(self)
         # Keep sampling while requests remain and something else can still happen.
         if self._more_work() and self.kernel.pending > 0:
-            self.kernel.at(self.kernel.now + s.interval_s, self._sample, None)
+            self.kernel.at(self.kernel.now + self.series.interval_s, self._sample, None)
 
     # -- arrival and routing ----------------------------------------------------------------
     def _arrive(self, i: int) -> None:
@@ -223,41 +208,13 @@ class Simulation:
             rec.advance(Phase.PREFILL_QUEUED, k.now)
             prefill.submit(job)
         else:
-            self._start_pull(job)
+            start_pull(self, job)
 
     def _reject(self, rec: RequestRecord, reason: str) -> None:
         rec.reason = reason
         rec.advance(Phase.REJECTED, self.kernel.now)
         self.done += 1
         self.last_done_s = self.kernel.now
-
-    def _start_pull(self, job: Job) -> None:
-        pull = job.placement.cache_pull
-        assert pull is not None
-        rec = job.record
-        rec.advance(Phase.CACHE_PULL, self.kernel.now)
-        job.prefill.reserve(job)
-        nbytes = self.state_bytes + self.kv_per_token * max(pull.tokens - pull.from_tokens, 0)
-        rec.pulled_bytes = int(nbytes)
-        link = self.links[(pull.src_cluster, pull.dst_cluster)]
-        # The pull request travels one way before the holder starts sending.
-        self.kernel.at(self.kernel.now + link.one_way_s, self._send_pull, (job, nbytes, link))
-
-    def _send_pull(self, arg: tuple[Job, float, FluidLink]) -> None:
-        job, nbytes, link = arg
-        now = self.kernel.now
-        link.start(nbytes, now, now, self._pull_done, job)
-
-    def _pull_done(self, job: Job) -> None:
-        pull = job.placement.cache_pull
-        assert pull is not None
-        pool = self.by_name[pull.dst_cluster].pool
-        if pool is not None:
-            n = min(pull.tokens // self.setup.block_tokens, len(job.hashes))
-            if n > 0:
-                pool.insert(job.hashes[:n], state_payloads={n - 1: None})
-        job.record.advance(Phase.PREFILL_QUEUED, self.kernel.now)
-        job.prefill.submit(job, reserved=True)
 
     # -- prefill --------------------------------------------------------------------------
     def prefill_started(self, job: Job, start: float) -> float:
