@@ -24,6 +24,7 @@ from live_support import (
     write_config,
 )
 from prfaas.deploy.supervisor import Deployment
+from test_live_recovery import metric
 
 pytestmark = pytest.mark.slow
 
@@ -273,3 +274,19 @@ def test_a_client_resumes_a_stream_from_its_token_ids(shared: Deployment,
     assert (chat.choices[0].message.content or "")[:5] + (rest.choices[0].message.content or "") \
         == chat.choices[0].message.content
     assert rest.usage is not None and rest.usage.completion_tokens == 12
+
+
+def test_finished_requests_are_not_counted_as_cancelled(shared: Deployment) -> None:
+    """A generation closed after its last token is a normal end: once every completed request
+    showed up in prfaas_cancelled_total{stage="decode"} (the edge closes the stream after the
+    finish chunk), so the counter could not tell a client that left."""
+    url = shared.url
+    before = metric(url, "prfaas_cancelled_total")
+    assert complete(url, "[not cancelled] plain", timeout=30).status_code == 200
+    body = {"model": "emu-model", "prompt": "[not cancelled] streamed", "max_tokens": 8,
+            "stream": True}
+    with httpx.stream("POST", f"{url}/v1/completions", json=body, timeout=30) as resp:
+        assert resp.status_code == 200
+        assert b"data: [DONE]" in b"".join(resp.iter_bytes())
+    time.sleep(0.3)  # the generators' close runs after the last bytes went out
+    assert metric(url, "prfaas_cancelled_total") == before

@@ -290,14 +290,21 @@ class RouterBackend:
                 if stage == "prefill":
                     stage = "decode"
                     self.admission.waiting -= 1
+                if chunk.finish_reason is not None:
+                    # The node freed the slot with its last token (as the simulator counts it),
+                    # not when the edge is done writing; the close that follows is no cancel.
+                    stage = "done"
+                    decode.decode_active -= 1
                 yield chunk
         except (asyncio.CancelledError, GeneratorExit):
-            self.count("cancelled", stage)  # the client left or timed out: nothing runs on
+            if stage != "done":
+                self.count("cancelled", stage)  # the client left or timed out: nothing runs on
             raise
         finally:
             if stage == "prefill":
                 self.admission.waiting -= 1
-            decode.decode_active -= 1
+            if stage != "done":
+                decode.decode_active -= 1
             if not opening.done():
                 opening.cancel()
             elif not opening.cancelled() and opening.exception() is None:
