@@ -9,6 +9,7 @@ import pytest
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterState, ClusterView, NodeView
 from prfaas.policy.admission import (
+    SCREEN_NODES,
     AdmissionLimits,
     Bucket,
     admit,
@@ -151,3 +152,19 @@ def test_a_queue_wait_bound_sheds_before_the_slo_would() -> None:
     early = shed_unplaced(two_clusters(8000, 12_000), PARAMS, limits, 0)  # waits 9 s and 6.5 s
     assert early is not None and early.reason == "queue_wait"
     assert shed_unplaced(two_clusters(8000, 2000), PARAMS, limits, 0) is None  # 1.5 s on PrfaaS
+
+
+def test_past_screen_nodes_only_the_global_queue_is_screened() -> None:
+    """The screen runs per request before anything else: in a fleet it must not scan every node
+    (issue 15). Every node past the SLO still passes the screen (`admit` sheds it once placed);
+    a full global queue is still refused at once."""
+    busy = tuple(NodeView(f"p{i}", "prefill", 0, 12_000, 1, 1, 0) for i in range(SCREEN_NODES))
+    big = ClusterView(0.0, (ClusterState("pd", "pd", (*busy, NodeView("d0", "decode", 0, 0, 0, 20,
+                                                                      1 << 30))),), ())
+    slo = AdmissionLimits(ttft_slo_s=5.0, max_queue=10)
+    assert shed_unplaced(big, PARAMS, slo, 0) is None
+    small = ClusterView(0.0, (ClusterState("pd", "pd", (*busy[:8], big.clusters[0].nodes[-1])),),
+                        ())
+    assert shed_unplaced(small, PARAMS, slo, 0) is not None  # the same nodes, scanned: shed
+    full = shed_unplaced(big, PARAMS, slo, 10)
+    assert full is not None and full.reason == "queue"

@@ -23,6 +23,7 @@ from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 
 MIN_RETRY_S = 1.0
+SCREEN_NODES = 256  # the pre-placement screen's per-node rules stop here (O(n) per request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +97,12 @@ def shed_unplaced(
     """Shed before the request is tokenized, hashed and placed, when `admit` would shed it on any
     node the policy could pick with any prefix match: the global queue is full, every prefill
     node's queue is full, or even the least predicted queue wait already exceeds the wait bound
-    or the SLO (the request's own prefill only adds to it). None: place it, then `admit`."""
+    or the SLO (the request's own prefill only adds to it). None: place it, then `admit`.
+    Past SCREEN_NODES nodes only the global queue is screened: the per-node rules would scan
+    every node per request (`admit` still applies them to the placed one)."""
+    if sum(c.size() for c in view.clusters) > SCREEN_NODES:
+        full = limits.max_queue and waiting >= limits.max_queue
+        return Admission(False, "queue", MIN_RETRY_S, 0.0) if full else None
     loads = [
         (node, params.remote_prefill_poly if c.role == "prfaas" else params.local_prefill_poly)
         for c in view.clusters
