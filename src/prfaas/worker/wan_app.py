@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import msgspec
 from starlette.applications import Starlette
@@ -17,6 +19,8 @@ from prfaas.security.tls import OPERATOR, ROUTER, Pki
 from prfaas.worker.wan import LinkRate, RelayRefused, RelayRequest, Wan
 from prfaas.worker.wanfaults import BitFlipper, fault_route
 
+T = TypeVar("T")
+
 
 def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
     """/relay for the router (and the operator) only; /health for any cluster identity; with
@@ -24,31 +28,34 @@ def build_wan_app(wan: Wan, guard: Guard | None = None) -> Starlette:
     guard = guard or Guard(insecure=True)
     flipper = wan.tamper if isinstance(wan.tamper, BitFlipper) else None
 
-    async def relay(request: Request) -> Response:
+    async def operator_call(request: Request, kind: type[T],
+                            act: Callable[[T], Awaitable[dict[str, Any]]]) -> Response:
+        """A router's (or the operator's) typed call: 400 on a bad body or a refused change."""
         if (deny := guard.check(request, (ROUTER, OPERATOR))) is not None:
             return deny
         try:
-            req = msgspec.json.decode(await read_bounded(request, 4096), type=RelayRequest)
-            port = await wan.relay(req)
+            body = msgspec.json.decode(await read_bounded(request, 4096), type=kind)
+            return JSONResponse(await act(body))
         except (msgspec.MsgspecError, RelayRefused, ValueError) as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"host": wan.advertise, "port": port})
+
+    async def open_relay(req: RelayRequest) -> dict[str, Any]:
+        return {"host": wan.advertise, "port": await wan.relay(req)}
+
+    async def set_link(req: LinkRate) -> dict[str, Any]:
+        return {"src": req.src, "dst": req.dst, "emulated_gbps": await wan.set_link(req)}
+
+    async def relay(request: Request) -> Response:
+        return await operator_call(request, RelayRequest, open_relay)
+
+    async def link(request: Request) -> Response:
+        return await operator_call(request, LinkRate, set_link)
 
     async def health(request: Request) -> Response:
         if (deny := guard.check(request, lambda _peer: True)) is not None:
             return deny
         faults = flipper.state() if flipper is not None else None
         return JSONResponse({"ok": True, "relays": len(wan.relays), "faults": faults})
-
-    async def link(request: Request) -> Response:
-        if (deny := guard.check(request, (ROUTER, OPERATOR))) is not None:
-            return deny
-        try:
-            req = msgspec.json.decode(await read_bounded(request, 4096), type=LinkRate)
-            rate = await wan.set_link(req)
-        except (msgspec.MsgspecError, ValueError) as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-        return JSONResponse({"src": req.src, "dst": req.dst, "emulated_gbps": rate})
 
     routes = [
         Route("/relay", relay, methods=["POST"]),
