@@ -16,9 +16,10 @@ from prfaas.deploy.planning import startup_plan
 from prfaas.planner import load_scenario
 from prfaas.router.backend import RouterBackend
 from prfaas.router.rebalancer import make_rebalancer
+from prfaas.sim.decode_node import DecodeNode
 from prfaas.sim.engine import Simulation
 from prfaas.sim.from_deployment import setup_from_deployment
-from prfaas.sim.nodes import DecodeNode, PrefillNode
+from prfaas.sim.nodes import PrefillNode
 from prfaas.sim.rebalancing import rebalance_step
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "paper-emulated.toml"

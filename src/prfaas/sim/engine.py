@@ -16,11 +16,12 @@ from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
 from prfaas.sim.adapter import SimAdapter
+from prfaas.sim.decode_node import DecodeNode
 from prfaas.sim.fastprofile import kv_bytes_fn, kv_split
 from prfaas.sim.kernel import Kernel
 from prfaas.sim.link import FluidLink
 from prfaas.sim.node_pools import counted_blocks, hold, node_pool
-from prfaas.sim.nodes import DecodeNode, Job, PrefillNode
+from prfaas.sim.nodes import Job, PrefillNode
 from prfaas.sim.pulls import start_pull
 from prfaas.sim.series import sample_series
 from prfaas.sim.setup import ClusterSpec, SimSetup

@@ -16,7 +16,8 @@ from prfaas.control import (
     control_step,
 )
 from prfaas.planner.scenario import Scenario
-from prfaas.sim.nodes import DecodeNode, PrefillNode
+from prfaas.sim.decode_node import DecodeNode
+from prfaas.sim.nodes import PrefillNode
 
 if TYPE_CHECKING:
     from prfaas.sim.engine import Simulation

@@ -9,8 +9,9 @@ from prfaas.core.fleet import ClusterIndex
 from prfaas.core.lifecycle import RequestRecord
 from prfaas.core.metrics import RunSeries, summarise, window
 from prfaas.core.view import ClusterState
+from prfaas.sim.decode_node import DecodeNode
 from prfaas.sim.fastprofile import prefill_time_fn
-from prfaas.sim.nodes import DecodeNode, PrefillNode
+from prfaas.sim.nodes import PrefillNode
 from prfaas.sim.setup import ClusterSpec, SimSetup
 
 Node = PrefillNode | DecodeNode
