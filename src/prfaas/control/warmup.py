@@ -93,6 +93,20 @@ def scaled_lengths(lengths: LengthDistribution, factor: float) -> LengthDistribu
     return None
 
 
+def scale_prior(prior: Scenario, factor: float) -> Scenario:
+    """Every input and output length of the workload prior times `factor` (the threshold grid
+    too); unchanged when the prior's length distribution is of a kind this cannot scale."""
+    lengths = scaled_lengths(prior.lengths, factor)
+    if lengths is None or factor == 1.0:
+        return prior
+    return replace(
+        prior,
+        lengths=lengths,
+        output_tokens=max(1.0, prior.output_tokens * factor),
+        threshold_step_tokens=max(1, round(prior.threshold_step_tokens * factor)),
+    )
+
+
 def fit_to_context(prior: Scenario, context_tokens: int) -> tuple[Scenario, float]:
     """The workload prior shrunk to a model's context: every input and output length times
     s = context / (longest input + mean output), when that is below 1, so the longest prompt
@@ -100,19 +114,9 @@ def fit_to_context(prior: Scenario, context_tokens: int) -> tuple[Scenario, floa
     output to the input) stays the prior's. Returns the scenario and s (1.0: unchanged)."""
     need = prior.lengths.max_tokens + prior.output_tokens
     factor = context_tokens / need if need > 0 else 1.0
-    if factor >= 1.0:
+    if factor >= 1.0 or scaled_lengths(prior.lengths, factor) is None:
         return prior, 1.0
-    lengths = scaled_lengths(prior.lengths, factor)
-    if lengths is None:
-        return prior, 1.0
-    step = max(1, round(prior.threshold_step_tokens * factor))
-    out = replace(
-        prior,
-        lengths=lengths,
-        output_tokens=max(1.0, prior.output_tokens * factor),
-        threshold_step_tokens=step,
-    )
-    return out, factor
+    return scale_prior(prior, factor), factor
 
 
 def warmup_lengths(context_tokens: int, lengths: Sequence[int]) -> tuple[int, ...]:

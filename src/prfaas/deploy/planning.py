@@ -23,13 +23,30 @@ PLANNED_KEYS = ("threshold_tokens", "threshold_by_gbps", "remote_service_s", "lo
 PLANNED_POLICIES = ("prfaas", "prfaas-static")
 
 
+def workload_prior(cfg: DeploymentConfig, context_tokens: int = 0) -> tuple[Scenario, str]:
+    """The [control] workload prior, times [control] workload_scale when set, else fitted to a
+    real engine's context (`context_tokens` > 0); and how it was scaled, for the startup line."""
+    from prfaas.control.warmup import fit_to_context, scale_prior
+    from prfaas.planner import load_scenario
+
+    prior = load_scenario(cfg.control.workload)
+    note = f"workload prior {cfg.control.workload!r}"
+    if cfg.control.workload_scale > 0:
+        scale = cfg.control.workload_scale
+        return scale_prior(prior, scale), f"{note} x{scale:.3g} ([control] workload_scale)"
+    if context_tokens > 0:
+        prior, factor = fit_to_context(prior, context_tokens)
+        if factor < 1.0:
+            note += f" x{factor:.3g} to the {context_tokens}-token context"
+    return prior, note
+
+
 def scenario_from_deployment(cfg: DeploymentConfig) -> Scenario | None:
     """The planner's view of this deployment: its hardware profiles (emulated engine only: the
     transformers engine runs real compute with no profile) and the [control] workload prior."""
     if cfg.engine.kind != "emulated":
         return None
     from prfaas.deploy.hardware import node_decode_profile, node_prefill_profile
-    from prfaas.planner import load_scenario
     from prfaas.planner.scenario import Scenario
     from prfaas.profiles import get_hardware, get_kv_profile
 
@@ -43,7 +60,7 @@ def scenario_from_deployment(cfg: DeploymentConfig) -> Scenario | None:
         return None
     if pd[0].max_batch:
         decode = replace(decode, bs_max=pd[0].max_batch)
-    prior = load_scenario(cfg.control.workload)
+    prior, _ = workload_prior(cfg)
     return Scenario(
         name=cfg.name,
         prfaas_instances=len(remote),
@@ -127,8 +144,7 @@ def scenario_from_warmup(
 ) -> tuple[Scenario | None, str]:
     """The planner's view of a real-engine deployment from a warm-up pass's measurements and the
     [control] workload prior fitted to the model's context; (None, why) when it cannot plan."""
-    from prfaas.control.warmup import fit_to_context, fit_warmup
-    from prfaas.planner import load_scenario
+    from prfaas.control.warmup import fit_warmup
     from prfaas.planner.scenario import Scenario
     from prfaas.profiles import get_kv_profile
 
@@ -145,7 +161,7 @@ def scenario_from_warmup(
         kv = get_kv_profile(cfg.engine.kv_profile or cfg.engine.model)
     except (UsageError, ConfigError) as exc:
         return None, f"no KV size for {cfg.engine.model}: {exc}"
-    prior, _ = fit_to_context(load_scenario(cfg.control.workload), samples.context_tokens)
+    prior, _ = workload_prior(cfg, samples.context_tokens)
     scn = Scenario(
         name=cfg.name,
         prfaas_instances=len(remote),
@@ -182,18 +198,10 @@ def unplanned(cfg: DeploymentConfig, why: str) -> StartupPlan:
 
 
 def _prior_note(cfg: DeploymentConfig, warmup: WarmupSamples | None) -> str:
-    note = f"workload prior {cfg.control.workload!r}"
     if warmup is None:
-        return note
-    from prfaas.control.warmup import fit_to_context
-    from prfaas.planner import load_scenario
-
-    _, factor = fit_to_context(load_scenario(cfg.control.workload), warmup.context_tokens)
-    if factor < 1.0:
-        note += f" x{factor:.3g} to the {warmup.context_tokens}-token context"
-    return (
-        f"planned from warm-up ({warmup.count} samples, {warmup.elapsed_s:.1f} s); {note}"
-    )
+        return workload_prior(cfg)[1]
+    note = workload_prior(cfg, warmup.context_tokens)[1]
+    return f"planned from warm-up ({warmup.count} samples, {warmup.elapsed_s:.1f} s); {note}"
 
 
 def startup_plan(cfg: DeploymentConfig, warmup: WarmupSamples | None = None) -> StartupPlan:

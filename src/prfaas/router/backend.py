@@ -88,6 +88,7 @@ class RouterBackend:
         # done, failed (file/default values kept), followed (another replica's plan), off.
         self.warmup = "pending" if warmup_wanted(cfg) else "off"
         self.warmup_samples: Any = None  # what it measured: set_policy re-plans on it
+        self.warmup_fit: dict[str, Any] = {}  # ... and fitted (/internal/state)
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics

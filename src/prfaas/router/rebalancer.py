@@ -127,6 +127,7 @@ def control_state(backend: RouterBackend) -> dict[str, Any]:
     return {
         "startup": backend.plan_line,
         "warmup": backend.warmup,
+        "warmup_fit": backend.warmup_fit,
         "threshold_tokens": p.threshold_tokens,
         "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
         "remote_service_s": p.remote_service_s,

@@ -9,7 +9,7 @@ import itertools
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prfaas.control.warmup import WarmupSamples, warmup_lengths
 from prfaas.control.window import PrefillSample
@@ -76,8 +76,12 @@ async def measure(b: RouterBackend) -> WarmupSamples:
     samples: list[PrefillSample] = []
     for rec in prefill_nodes:
         await one_request(b, rec, decode, prompt(32), 1)  # the first call: not measured
-        for _ in range(REPEATS):
-            for n in warmup_lengths(context, LENGTHS):
+    # Nodes interleaved at each length: a burst of load from elsewhere on the machine slows
+    # both roles alike instead of one role's whole curve (the planner weighs them against
+    # each other).
+    for _ in range(REPEATS):
+        for n in warmup_lengths(context, LENGTHS):
+            for rec in prefill_nodes:
                 reply, _ = await one_request(b, rec, decode, prompt(n), 1)
                 samples.append(
                     PrefillSample(role[rec.cluster], n - reply.reused_tokens, reply.compute_s)
@@ -86,6 +90,23 @@ async def measure(b: RouterBackend) -> WarmupSamples:
     _, lines = await one_request(b, local[0], decode, prompt(64), DECODE_TOKENS)
     elapsed = time.perf_counter() - t_start
     return WarmupSamples(tuple(samples), tuple(step_times(lines)), elapsed, context)
+
+
+def fit_summary(samples: WarmupSamples, plan: StartupPlan) -> dict[str, Any]:
+    """What the pass measured and fitted, for /internal/state: T(l) in ms per role at the
+    measured lengths, the decode step, the sample counts and the pass's duration."""
+    out: dict[str, Any] = {"samples": samples.count, "elapsed_s": round(samples.elapsed_s, 3)}
+    for role in ("prfaas", "pd"):
+        out[f"{role}_prefill_samples"] = sum(s.cluster_role == role for s in samples.prefill)
+    if plan.decision is None:
+        return out
+    p = plan.decision.profiles
+    for role, fit in (("prfaas", p.prfaas), ("pd", p.pd)):
+        out[f"{role}_prefill_ms"] = {
+            n: round(1e3 * float(fit.profile.time_s(n)), 2) for n in LENGTHS
+        }  # fmt: skip
+    out["decode_step_ms"] = round(1e3 * p.decode.t_decode_s, 3)
+    return out
 
 
 async def wait_for_nodes(b: RouterBackend) -> bool:
@@ -131,4 +152,5 @@ async def run_warmup(b: RouterBackend) -> None:
         plan = unplanned(cfg, f"warm-up failed ({exc})")
     (log.info if samples is not None else log.warning)("%s", plan.line)
     b.apply_startup(plan, samples)
+    b.warmup_fit = fit_summary(samples, plan) if samples is not None else {}
     b.warmup = "done" if samples is not None else "failed"
