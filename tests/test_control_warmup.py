@@ -145,3 +145,50 @@ def test_emulated_and_planner_off_deployments_need_no_warmup() -> None:
     doc["policy"]["name"] = "naive"
     assert not warmup_wanted(parse_deployment(doc))
     assert np.isfinite(float(flop_shape(parse_deployment(doc)).time_s(1024)))
+
+
+def test_a_replica_that_joined_a_running_deployment_follows_its_plan(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+
+    from prfaas.router import warmup
+    from prfaas.router.backend import RouterBackend
+
+    async def never(_b: Any) -> WarmupSamples:
+        raise AssertionError("a follower measures nothing")
+
+    async def ready(_b: Any) -> bool:
+        return True
+
+    monkeypatch.setattr(warmup, "measure", never)
+    monkeypatch.setattr(warmup, "wait_for_nodes", ready)
+
+    async def run() -> RouterBackend:
+        backend = RouterBackend(parse_deployment(_local()))
+        backend.cluster = SimpleNamespace(policy=SimpleNamespace(joined=True), is_leader=True)
+        await warmup.run_warmup(backend)
+        await backend.close()
+        return backend
+
+    backend = asyncio.run(run())
+    assert backend.warmup == "followed" and "policy record" in backend.plan_line
+
+
+def test_up_warns_when_the_warmup_did_not_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from prfaas.commands.up import _announce
+
+    line = "control: warm-up timed out after 20 s; t=19400 (file/default)"
+    dep = SimpleNamespace(
+        cfg=parse_deployment(_local()), router_urls=["http://x"], procs={}, pki_dir=None,
+        planned={"warmup": "failed", "startup": line}, plan_line=line,
+    )  # fmt: skip
+    _announce("http://x", dep)
+    out, err = capsys.readouterr()
+    assert f"warning: {line}" in err and "control:" not in out
+    dep.plan_line = "control: planned"
+    dep.planned = {"warmup": "done", "startup": dep.plan_line}
+    _announce("http://x", dep)
+    assert "control: planned" in capsys.readouterr().out

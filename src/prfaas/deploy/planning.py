@@ -222,7 +222,8 @@ def startup_plan(cfg: DeploymentConfig, warmup: WarmupSamples | None = None) -> 
     if scn is None:
         pending = warmup_wanted(cfg) and warmup is None
         why = failed or (
-            f"the {cfg.engine.kind} engine is planned after its warm-up pass" if pending
+            f"the {cfg.engine.kind} engine is planned after its warm-up pass"
+            if pending
             else f"the {cfg.engine.kind} engine has no profile to plan with"
         )
         return unplanned(cfg, why)

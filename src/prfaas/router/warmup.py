@@ -32,7 +32,10 @@ POLL_S = 0.1
 
 
 async def one_request(
-    b: RouterBackend, rec: NodeRecord, decode: NodeRecord, tokens: tuple[int, ...],
+    b: RouterBackend,
+    rec: NodeRecord,
+    decode: NodeRecord,
+    tokens: tuple[int, ...],
     max_tokens: int,
 ) -> tuple[PrefillReply, list[tuple[float, int]]]:
     """Prefill on `rec`, decode on `decode` (the path of a routed request, no placement):
@@ -40,8 +43,9 @@ async def one_request(
     rid = f"warmup-{rec.name}-{time.monotonic_ns()}"
     sampling = Sampling(max_tokens=max_tokens, ignore_eos=True)
     job = DecodeJob(rid, len(tokens), sampling, wait_s=b.cfg.router.request_timeout_s)
-    opening = asyncio.create_task(b.dispatch.watch(b.dispatch.open_decode(decode, job),
-                                                   decode.name))
+    opening = asyncio.create_task(
+        b.dispatch.watch(b.dispatch.open_decode(decode, job), decode.name)
+    )
     try:
         target = b.dispatch.target(rec.cluster, decode)
         prefill = PrefillJob(rid, 0, tokens, sampling, target)
@@ -138,6 +142,7 @@ async def run_warmup(b: RouterBackend) -> None:
         b.warmup = "failed"
         return
     if follows_another(b):
+        b.plan_line = "control: following the policy record in etcd (a replica's warm-up plan)"
         b.warmup = "followed"
         return
     b.warmup = "running"
@@ -148,8 +153,9 @@ async def run_warmup(b: RouterBackend) -> None:
         plan = startup_plan(cfg, samples)
     except TimeoutError:
         plan = unplanned(cfg, f"warm-up timed out after {cfg.control.warmup_s:g} s")
-    except (WorkerLost, OSError) as exc:
-        plan = unplanned(cfg, f"warm-up failed ({exc})")
+    except Exception as exc:  # whatever went wrong, serve with the file's values
+        log.warning("warm-up failed", exc_info=True)
+        plan = unplanned(cfg, f"warm-up failed ({type(exc).__name__}: {exc})")
     (log.info if samples is not None else log.warning)("%s", plan.line)
     b.apply_startup(plan, samples)
     b.warmup_fit = fit_summary(samples, plan) if samples is not None else {}
