@@ -192,3 +192,21 @@ def test_up_warns_when_the_warmup_did_not_plan(capsys: pytest.CaptureFixture[str
     dep.planned = {"warmup": "done", "startup": dep.plan_line}
     _announce("http://x", dep)
     assert "control: planned" in capsys.readouterr().out
+
+
+def test_the_rebalancer_starts_from_the_warmup_scenario() -> None:
+    from prfaas.router.backend import RouterBackend
+    from prfaas.router.rebalancer import make_rebalancer
+
+    async def run() -> Any:
+        backend = RouterBackend(parse_deployment(_local()))
+        assert make_rebalancer(backend).config is None  # nothing to plan on before the warm-up
+        samples = _samples({"prfaas": 0.1, "pd": 0.2})
+        backend.apply_startup(startup_plan(backend.cfg, samples), samples)
+        await backend.close()
+        return make_rebalancer(backend).config
+
+    config = asyncio.run(run())
+    assert config is not None and config.scenario.pd_prefill.provenance == "online fit"
+    slower = float(config.scenario.pd_prefill.time_s(1024))
+    assert slower == pytest.approx(2 * float(config.scenario.prfaas_prefill.time_s(1024)), rel=0.1)

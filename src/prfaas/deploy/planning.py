@@ -105,6 +105,7 @@ class StartupPlan:
     params: PolicyParams
     line: str  # what `prfaas up` prints: where each value came from
     decision: ControlDecision | None
+    scenario: Scenario | None = None  # what it was planned on (the rebalancer's starting point)
 
 
 def rescaled(params: PolicyParams, planned_t: int) -> tuple[tuple[float, int], ...]:
@@ -239,4 +240,4 @@ def startup_plan(cfg: DeploymentConfig, warmup: WarmupSamples | None = None) -> 
         f"T_remote={params.remote_service_s:.3g}s T_local={params.local_service_s:.3g}s "
         f"({describe_sources(explicit, PLANNED_KEYS)}; {_prior_note(cfg, warmup)})"
     )
-    return StartupPlan(params, line, decision)
+    return StartupPlan(params, line, decision, scn)

@@ -89,6 +89,7 @@ class RouterBackend:
         self.warmup = "pending" if warmup_wanted(cfg) else "off"
         self.warmup_samples: Any = None  # what it measured: set_policy re-plans on it
         self.warmup_fit: dict[str, Any] = {}  # ... and fitted (/internal/state)
+        self.scenario = plan.scenario  # what the plan rests on (the rebalancer starts from it)
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics
@@ -119,6 +120,7 @@ class RouterBackend:
         """A startup plan (the file's, or the warm-up pass's) and the line that explains it."""
         self.warmup_samples = warmup
         self.plan_line = plan.line
+        self.scenario = plan.scenario or self.scenario
         self.apply_params(plan.params)
 
     def apply_params(self, params: PolicyParams) -> None:
