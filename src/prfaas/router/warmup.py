@@ -29,6 +29,7 @@ REPEATS = 2  # after one unmeasured first call per node (allocator, caches, conn
 DECODE_TOKENS = 24  # one stream: 23 step intervals
 NODES_WAIT_S = 600.0  # workers load their models first; `prfaas up` has its own deadline
 POLL_S = 0.1
+MAX_NODES_PER_ROLE = 2  # a cluster role's nodes run one engine: a big deployment's pass stays short
 
 
 async def one_request(
@@ -66,7 +67,10 @@ def step_times(lines: list[tuple[float, int]]) -> list[float]:
 async def measure(b: RouterBackend) -> WarmupSamples:
     t_start = time.perf_counter()
     role = {c.name: c.role for c in b.cfg.clusters}
-    prefill_nodes = sorted(b.members.alive("prefill"), key=lambda r: (r.cluster, r.name))
+    by_role: dict[str, list[NodeRecord]] = {}
+    for r in sorted(b.members.alive("prefill"), key=lambda r: (r.cluster, r.name)):
+        by_role.setdefault(role[r.cluster], []).append(r)
+    prefill_nodes = [r for nodes in by_role.values() for r in nodes[:MAX_NODES_PER_ROLE]]
     decoders = [r for r in b.members.alive("decode") if role[r.cluster] == "pd"]
     if not prefill_nodes or not decoders:
         raise WorkerLost("warm-up", "no live prefill and decode node to measure")
