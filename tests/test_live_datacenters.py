@@ -20,7 +20,7 @@ from prfaas.transfer.netns import netns_missing
 
 ROOT = Path(__file__).parents[1]
 EXAMPLE = ROOT / "examples" / "two-dc-netns.toml"
-LONG = "the quick brown fox jumps over the lazy dog " * 12  # 528 tokens > t = 256: offloaded
+LONG = "the quick brown fox jumps over the lazy dog " * 12  # 528 tokens > t = 256 (pinned)
 
 
 def _why_not() -> str | None:
@@ -40,6 +40,8 @@ def _config(tmp: Path) -> tuple[Path, str]:
     """The example on a subnet of its own (parallel runs must not share addresses), port 0."""
     second = 100 + os.getpid() % 100
     text = EXAMPLE.read_text().replace("10.78.", f"10.{second}.").replace("port = 8000", "port = 0")
+    # t pinned (the example's is planned from the warm-up pass): LONG must cross, "hi" must not.
+    text = text.replace("[policy.params]\n", "[policy.params]\nthreshold_tokens = 256\n", 1)
     path = tmp / "two-dc.toml"
     path.write_text(text)
     return path, f"10.{second}."

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -16,18 +18,30 @@ pytest.importorskip("torch")
 
 LOCAL = Path(__file__).resolve().parents[1] / "examples" / "local.toml"
 MODEL = "qwen3.5-tiny"
-# Over the 256-token threshold of local.toml, so the prfaas policy offloads it.
+# local.toml's t is planned from the warm-up pass (machine-dependent): these tests pin t = 256,
+# as an operator would, so PROMPT is offloaded and a short follow-up turn is not (and the latency
+# rule, active once the warm-up gave it profiles, off: both sides are idle and equally fast here).
+PINNED = {"threshold_tokens": 256, "min_pull_tokens": 64, "latency_routing": False}
 PROMPT = "".join(f"line {i}: prefill as a service moves kv across datacenters. " for i in range(8))
 
 
 @pytest.fixture(scope="module")
-def dep() -> Iterator[Deployment]:
+def started() -> Iterator[tuple[Deployment, dict[str, Any]]]:
+    """The deployment and its router's state as `prfaas up` left it (before the pin)."""
     dep = Deployment(LOCAL)
     dep.start(timeout_s=120)
     try:
-        yield dep
+        planned = dep.control("GET", "/internal/state").json()
+        body = {"name": "prfaas", "params": PINNED}
+        dep.control("POST", "/internal/policy", json=body).raise_for_status()
+        yield dep, planned
     finally:
         dep.stop()
+
+
+@pytest.fixture(scope="module")
+def dep(started: tuple[Deployment, dict[str, Any]]) -> Deployment:
+    return started[0]
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +64,32 @@ def _decisions(url: str) -> list[dict[str, object]]:
     return result
 
 
+def test_the_router_serves_with_the_t_its_warmup_planned(
+    started: tuple[Deployment, dict[str, Any]],
+) -> None:
+    dep, planned = started
+    control = planned["control"]
+    assert control["warmup"] == "done" and dep.plan_line == control["startup"]
+    line = control["startup"]
+    assert re.search(r"planned from warm-up \(\d+ samples, [\d.]+ s\)", line), line
+    m = re.search(r"; t=(\d+), table=", line)
+    assert m is not None and "t=planner" in line, line
+    assert planned["threshold_tokens"] == control["threshold_tokens"] == int(m[1])
+    fit = control["warmup_fit"]
+    assert fit["prfaas_prefill_samples"] >= 3 and fit["pd_prefill_samples"] >= 3
+    assert 0 < fit["pd_prefill_ms"]["64"] < fit["pd_prefill_ms"]["2048"]
+    assert fit["decode_step_ms"] > 0
+    # The pin (an explicit t, like one written in the file) wins and the line says so.
+    pinned = dep.control("GET", "/internal/state").json()
+    assert pinned["threshold_tokens"] == 256 and "t=file" in pinned["control"]["startup"]
+    assert "planned from warm-up" in pinned["control"]["startup"]  # the rest is still planned
+    assert httpx.get(f"{dep.url}/dashboard/state").json()["threshold_tokens"] == 256
+
+
 def test_offloaded_and_local_prefill_give_the_single_process_completion(
     dep: Deployment, url: str
 ) -> None:
-    assert len(PROMPT) > 256
+    assert len(PROMPT) > PINNED["threshold_tokens"]
     offloaded = complete(url, PROMPT, max_tokens=16, model=MODEL, timeout=120)
     assert offloaded.status_code == 200, offloaded.text
     assert _decisions(url)[0]["prefill"] == "prfaas-0"

@@ -27,7 +27,8 @@ def add_parser(subparsers: Any, name: str) -> None:
     p.add_argument(
         "--scenario",
         default="paper",
-        help="built-in name (paper, paper-10gbps) or a TOML file (docs/scenario-format.md)",
+        help="built-in name (paper, paper-10gbps, kimi-conversation) or a TOML file "
+        "(docs/scenario-format.md)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON only")
     p.add_argument("--plot", metavar="DIR", type=Path, help="write Figure-5 and bandwidth PNGs")

@@ -139,7 +139,11 @@ def _announce(url: str, dep: Any) -> None:
         front = "behind HAProxy at the URL above" if "haproxy" in dep.procs else (
             f"no HAProxy: give clients every URL, e.g. prfaas bench --url {urls}")
         print(f"router replicas: {', '.join(dep.router_urls)} ({front})")
-    print(startup_plan(dep.cfg).line)  # what the router planned, and which values the file set
+    # What the router planned (after its warm-up pass on a real engine), and what the file set.
+    if dep.planned.get("warmup") == "failed":  # timed out or failed: the file's/default t
+        print(f"warning: {dep.plan_line}", file=sys.stderr)
+    else:
+        print(dep.plan_line or startup_plan(dep.cfg).line)
     if dep.pki_dir is not None:  # operator tools (prfaas link set) need both; never a secret
         print(f"operator: control {dep.control_url}, certificates in {dep.pki_dir}")
     print("Ctrl-C stops every process.", flush=True)

@@ -12,11 +12,16 @@ from prfaas.planner.fields import Table
 class ControlSettings:
     """workload: a planner scenario (built-in name or TOML path) whose [workload] is the length
     and output prior the router plans with at start, before it has observed anything.
-    plan: run the planner at start (emulated engine); explicit [policy.params] still win.
+    plan: run the planner at start (emulated engine: its profiles; transformers: a warm-up pass
+    of at most warmup_s seconds measures them, 0 = no warm-up); explicit [policy.params] win.
+    workload_scale: every prior length (input and output) times this; 0 = as written for the
+    emulated engine, fitted to the model's context for a real one (control/warmup.py).
     hysteresis, max_moves, window_periods, min_profile_samples: see prfaas.control.ControlConfig."""
 
     workload: str = "paper"
     plan: bool = True
+    warmup_s: float = 20.0
+    workload_scale: float = 0.0
     hysteresis: float = 0.10
     max_moves: int = 1
     window_periods: int = 4
@@ -36,6 +41,8 @@ def control_section(root: Table) -> ControlSettings:
     out = ControlSettings(
         workload=t.string("workload", default="paper"),
         plan=plan,
+        warmup_s=t.number("warmup_s", default=20.0),
+        workload_scale=t.number("workload_scale", default=0.0),
         hysteresis=t.number("hysteresis", default=0.10),
         max_moves=t.integer("max_moves", default=1, minimum=1),
         window_periods=t.integer("window_periods", default=4, minimum=1),

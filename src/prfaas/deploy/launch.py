@@ -262,3 +262,24 @@ def wait_healthy(dep: Deployment, deadline: float, urls: list[str] | None = None
             time.sleep(0.1)
     if pending:
         raise DeploymentError(f"{pending[0]} not healthy in time; its last health: {last}")
+
+
+def wait_planned(dep: Deployment, deadline: float) -> dict[str, Any]:
+    """Until the router's warm-up pass (a real engine's startup plan) is over; the router's
+    `control` state then (startup line, warm-up outcome). The pass has its own time limit
+    ([control] warmup_s), after which the router keeps the file's values, so this only waits
+    out a router that stopped answering."""
+    from prfaas.deploy.planning import warmup_wanted
+
+    if not warmup_wanted(dep.cfg):
+        return {}
+    control: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        for name in dep.procs:
+            dep.check_alive(name)
+        with contextlib.suppress(httpx.HTTPError, ValueError, KeyError):
+            control = dep.control("GET", "/internal/state").json()["control"]
+            if control.get("warmup") not in ("pending", "running"):
+                return control
+        time.sleep(0.2)
+    raise DeploymentError(f"the router's warm-up did not finish in time: {control}")

@@ -85,6 +85,7 @@ class Deployment:
         self.notes: list[str] = []  # what the WAN emulator built (and what it could not apply)
         self.etcd_url = etcd_url  # "": an embedded single-member etcd in the run folder
         self.etcd: Any = None
+        self.planned: dict[str, Any] = {}  # the router's plan after a warm-up pass ({}: none)
 
     # -- start -----------------------------------------------------------------------------
     def start(self, timeout_s: float = 180.0) -> str:
@@ -110,12 +111,18 @@ class Deployment:
             launch.start_routers(self, [*wan, *etcd], pki, deadline)
             self._start_workers(etcd, secret_file, pki, deadline)
             launch.wait_healthy(self, deadline)
+            self.planned = launch.wait_planned(self, deadline)  # a real engine's warm-up
             launch.start_front(self, deadline)
             self.spare_due = dict.fromkeys(self.router_names, time.monotonic() + SPARE_DELAY_S)
         except BaseException:
             self.stop()
             raise
         return self.url
+
+    @property
+    def plan_line(self) -> str:
+        """The router's startup line after its warm-up pass ("": no pass ran)."""
+        return str(self.planned.get("startup", ""))
 
     def worker_groups(self) -> dict[str, list[str]]:
         """Process name -> the nodes it runs: each node alone, or `nodes_per_process` together."""

@@ -164,6 +164,10 @@ async def run_router(
     (log.warning if waited > 1.0 else log.info)(
         "serving: the nodes' telemetry came %.2f s after joining etcd", waited)
     tasks = [asyncio.create_task(maintenance_loop(backend, cfg.router.heartbeat_s))]
+    if backend.warmup == "pending":  # a real engine: measured once its nodes are up, then planned
+        from prfaas.router.warmup import run_warmup
+
+        tasks.append(asyncio.create_task(run_warmup(backend)))
     if cfg.router.rebalance_s > 0:
         from prfaas.router.rebalancer import rebalance_loop
 

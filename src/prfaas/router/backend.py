@@ -13,7 +13,7 @@ from typing import Any
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.core.request import RequestSpec
 from prfaas.deploy.config import DeploymentConfig, PolicyConfig
-from prfaas.deploy.planning import startup_plan
+from prfaas.deploy.planning import StartupPlan, startup_plan, warmup_wanted
 from prfaas.errors import UsageError
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
@@ -84,6 +84,12 @@ class RouterBackend:
         plan = startup_plan(cfg)
         self.params: PolicyParams = plan.params
         self.plan_line = plan.line
+        # A real engine is planned after its warm-up pass (router/warmup.py): pending, running,
+        # done, failed (file/default values kept), followed (another replica's plan), off.
+        self.warmup = "pending" if warmup_wanted(cfg) else "off"
+        self.warmup_samples: Any = None  # what it measured: set_policy re-plans on it
+        self.warmup_fit: dict[str, Any] = {}  # ... and fitted (/internal/state)
+        self.scenario = plan.scenario  # what the plan rests on (the rebalancer starts from it)
         self.block_tokens = cfg.block_tokens
         self.max_context_tokens = default_context_tokens(cfg)
         self.metrics = metrics
@@ -108,8 +114,13 @@ class RouterBackend:
         explicit = params if params is not None else self.cfg.policy.params
         self.cfg = replace(self.cfg, policy=PolicyConfig(name, explicit))
         self.policy_name = name
-        plan = startup_plan(self.cfg)
+        self.apply_startup(startup_plan(self.cfg, self.warmup_samples), self.warmup_samples)
+
+    def apply_startup(self, plan: StartupPlan, warmup: Any = None) -> None:
+        """A startup plan (the file's, or the warm-up pass's) and the line that explains it."""
+        self.warmup_samples = warmup
         self.plan_line = plan.line
+        self.scenario = plan.scenario or self.scenario
         self.apply_params(plan.params)
 
     def apply_params(self, params: PolicyParams) -> None:

@@ -28,6 +28,7 @@ class PolicySync:
         self.key = policy_key(deployment)
         self.last: PolicyRecord | None = None
         self.applied = 0  # records written by another replica and applied here
+        self.joined = False  # a record existed at start: this replica joined a running deployment
         self._tasks: list[asyncio.Task[None]] = []
 
     def local(self) -> PolicyRecord:
@@ -38,6 +39,7 @@ class PolicySync:
     async def start(self) -> None:
         got = await self.client.get(self.key)
         if got is not None:
+            self.joined = True
             self._apply(got.value)  # a replica joining a running deployment follows it
             start = got.mod_revision + 1
         else:

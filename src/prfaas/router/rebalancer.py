@@ -126,6 +126,8 @@ def control_state(backend: RouterBackend) -> dict[str, Any]:
     p = backend.params
     return {
         "startup": backend.plan_line,
+        "warmup": backend.warmup,
+        "warmup_fit": backend.warmup_fit,
         "threshold_tokens": p.threshold_tokens,
         "threshold_by_gbps": [list(x) for x in p.threshold_by_gbps],
         "remote_service_s": p.remote_service_s,
@@ -134,7 +136,10 @@ def control_state(backend: RouterBackend) -> dict[str, Any]:
 
 
 def make_rebalancer(backend: RouterBackend) -> Rebalancer:
-    scn = scenario_from_deployment(backend.cfg)
+    """On the scenario the startup plan used (a real engine's: its warm-up's profiles)."""
+    scn = (
+        backend.scenario if backend.scenario is not None else scenario_from_deployment(backend.cfg)
+    )
     return Rebalancer(backend, control_config(backend.cfg, scn) if scn is not None else None)
 
 
@@ -151,12 +156,15 @@ async def change_role(backend: RouterBackend, node: str, role: str) -> None:
 async def rebalance_loop(backend: RouterBackend, period_s: float) -> None:
     """Sample the links every second; run the control step every period, on the leader replica
     only (an etcd lease election: exactly one replica re-plans at a time)."""
+    while backend.warmup in ("pending", "running"):  # a real engine's profiles come from it
+        await asyncio.sleep(SAMPLE_S / 2)
     rb = make_rebalancer(backend)
     backend.rebalancer = rb
     if rb.config is None:
         log.warning(
-            "rebalancer off: the %s engine has no hardware profile to plan with",
+            "rebalancer off: the %s engine has no profile to plan with (warm-up: %s)",
             backend.cfg.engine.kind,
+            backend.warmup,
         )
         return
     tick = min(SAMPLE_S, period_s)
