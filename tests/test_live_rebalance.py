@@ -76,7 +76,7 @@ def test_too_few_samples_change_nothing() -> None:
     assert asyncio.run(scenario()) is None
 
 
-def test_transformers_deployments_have_no_plannable_profile() -> None:
+def test_transformers_deployments_have_no_static_profile_the_warmup_pass_plans_them() -> None:
     local = Path(__file__).resolve().parents[1] / "examples" / "local.toml"
     from prfaas.deploy.config import load_deployment
 

@@ -44,7 +44,8 @@ def test_placements_in_a_row_see_each_other_without_telemetry() -> None:
     _registered(members, 1.0)
     fleet = LiveFleet(members, cfg.block_tokens, TIMEOUT)
     prefill, decode = _pick(fleet, 1.0, 500)
-    # What RouterBackend._serve and Dispatcher.prefill count when they dispatch, before any await.
+    # What RouterBackend.serve_attempt and Dispatcher.prefill count when they dispatch, before
+    # any await.
     members.nodes[decode].decode_active += 1
     members.nodes[decode].decode_pending += 1
     members.nodes[prefill].prefill_tokens += 500

@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
-from prfaas.cache.hashing import token_block_hashes
 from prfaas.core.request import RequestSpec
 from prfaas.deploy.config import DeploymentConfig, PolicyConfig
 from prfaas.deploy.planning import StartupPlan, startup_plan, warmup_wanted
@@ -28,10 +27,9 @@ from prfaas.router.live_view import held_tokens, index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
 from prfaas.router.records import Decision, decode_chunks, record_prefill
-from prfaas.router.resume import delivered, replace_sampling
+from prfaas.router.resume import recovering
 from prfaas.router.transfer_setup import pull_spec
 from prfaas.server.backend import (
-    BackendError,
     BackendUnavailable,
     CompletionRequest,
     ContextLengthExceeded,
@@ -44,7 +42,6 @@ from prfaas.worker.messages import DecodeJob, PullSpec, Sampling
 log = logging.getLogger(__name__)
 SEED_MOD = 2**63
 EMULATED_CONTEXT_TOKENS = 1 << 20
-MAX_DECODE_RECOVERIES = 4  # a stream moves at most this often (each move needs a live node)
 TRANSFORMERS_CONTEXT_TOKENS = 8192
 
 
@@ -171,41 +168,8 @@ class RouterBackend:
             stop=tuple(req.stop),
             ignore_eos=req.ignore_eos,
         )
-        async for chunk in self._recovering(req, tokens, sampling, t0):
+        async for chunk in recovering(self, req, tokens, sampling, t0):
             yield chunk
-
-    async def _recovering(
-        self, req: CompletionRequest, tokens: tuple[int, ...], sampling: Sampling,
-        t0: tuple[float, float],
-    ) -> AsyncIterator[TokenChunk]:
-        """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
-        streamed so far on another one and go on (vLLM's recompute recovery), until no decode
-        node is left. Errors name no node or address: the log has the detail."""
-        done = delivered(req)  # output token ids the client already has
-        if done:
-            self.count("resumed")
-        for attempt in range(MAX_DECODE_RECOVERIES + 1):
-            if attempt:  # a re-placement's routing time starts here, not at the request's arrival
-                t0 = (time.perf_counter(), time.thread_time())
-            ids = tokens + tuple(done)
-            resumed = replace_sampling(sampling, len(done))
-            hashes = tuple(token_block_hashes(ids, self.block_tokens))
-            try:
-                async for chunk in self._serve(req, ids, hashes, resumed, t0, attempt > 0):
-                    done.append(chunk.token_id or 0)
-                    yield chunk
-                return
-            except DecodeLost as exc:
-                log.warning("decode of %s lost after %d tokens: %s", req.request_id, len(done), exc)
-                if attempt == MAX_DECODE_RECOVERIES or not self.members.alive("decode"):
-                    raise BackendUnavailable(
-                        f"decode failed after {len(done)} tokens and no decode node is left "
-                        "to resume it"
-                    ) from None
-                self.count("recovery")
-            except WorkerLost as exc:
-                log.warning("prefill of %s failed everywhere: %s", req.request_id, exc)
-                raise BackendError("prefill failed on every node tried") from None
 
     def count(self, what: str, label: str = "") -> None:
         """Reliability counters (recovery, retry, shed, cancelled) when metrics are on."""
@@ -247,7 +211,7 @@ class RouterBackend:
             return 0  # the transformers engine ships the whole KV
         return held_tokens(self.members, p, per_node, n_tokens, self.block_tokens)
 
-    async def _serve(
+    async def serve_attempt(
         self,
         req: CompletionRequest,
         tokens: tuple[int, ...],
@@ -256,6 +220,7 @@ class RouterBackend:
         t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
         recovering: bool = False,  # our own recovery is never shed (a client's resume may be)
     ) -> AsyncIterator[TokenChunk]:
+        """One placement and its run: prefill, KV to the decode node, the tokens as they come."""
         rid = req.request_id
         resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
         placement, pull, logged, held = self._place(req, tokens, hashes, not recovering)

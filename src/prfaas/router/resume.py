@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
 import msgspec
 
-from prfaas.server.backend import CompletionRequest
+from prfaas.cache.hashing import token_block_hashes
+from prfaas.router.dispatch import DecodeLost, WorkerLost
+from prfaas.server.backend import BackendError, BackendUnavailable, CompletionRequest, TokenChunk
 from prfaas.worker.messages import Sampling
+
+if TYPE_CHECKING:
+    from prfaas.router.backend import RouterBackend
+
+log = logging.getLogger(__name__)
+MAX_DECODE_RECOVERIES = 4  # a stream moves at most this often (each move needs a live node)
 
 
 def replace_sampling(sampling: Sampling, resumed: int) -> Sampling:
@@ -23,3 +36,37 @@ def delivered(req: CompletionRequest) -> list[int]:
     max_tokens; the request goes on exactly as the router's own recovery of a lost decode node:
     prompt + these tokens re-prefilled, the continuation from output token len(them) on."""
     return list(req.resume_token_ids)
+
+
+async def recovering(
+    b: RouterBackend, req: CompletionRequest, tokens: tuple[int, ...], sampling: Sampling,
+    t0: tuple[float, float],
+) -> AsyncIterator[TokenChunk]:
+    """Serve the request; when its decode node is lost, re-prefill prompt + the tokens
+    streamed so far on another one and go on (vLLM's recompute recovery), until no decode
+    node is left. Errors name no node or address: the log has the detail."""
+    done = delivered(req)  # output token ids the client already has
+    if done:
+        b.count("resumed")
+    for attempt in range(MAX_DECODE_RECOVERIES + 1):
+        if attempt:  # a re-placement's routing time starts here, not at the request's arrival
+            t0 = (time.perf_counter(), time.thread_time())
+        ids = tokens + tuple(done)
+        resumed = replace_sampling(sampling, len(done))
+        hashes = tuple(token_block_hashes(ids, b.block_tokens))
+        try:
+            async for chunk in b.serve_attempt(req, ids, hashes, resumed, t0, attempt > 0):
+                done.append(chunk.token_id or 0)
+                yield chunk
+            return
+        except DecodeLost as exc:
+            log.warning("decode of %s lost after %d tokens: %s", req.request_id, len(done), exc)
+            if attempt == MAX_DECODE_RECOVERIES or not b.members.alive("decode"):
+                raise BackendUnavailable(
+                    f"decode failed after {len(done)} tokens and no decode node is left "
+                    "to resume it"
+                ) from None
+            b.count("recovery")
+        except WorkerLost as exc:
+            log.warning("prefill of %s failed everywhere: %s", req.request_id, exc)
+            raise BackendError("prefill failed on every node tried") from None
