@@ -4,8 +4,9 @@ the transformers engine's Scenario comes from a warm-up pass's measured profiles
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prfaas.control import ControlConfig, ControlState, NodeLoad, initial_plan
 from prfaas.control.params import describe_sources, with_overrides
@@ -47,7 +48,6 @@ def scenario_from_deployment(cfg: DeploymentConfig) -> Scenario | None:
     if cfg.engine.kind != "emulated":
         return None
     from prfaas.deploy.hardware import node_decode_profile, node_prefill_profile
-    from prfaas.planner.scenario import Scenario
     from prfaas.profiles import get_hardware, get_kv_profile
 
     remote = [n for c in cfg.clusters if c.role == "prfaas" for n in c.nodes]
@@ -61,22 +61,8 @@ def scenario_from_deployment(cfg: DeploymentConfig) -> Scenario | None:
     if pd[0].max_batch:
         decode = replace(decode, bs_max=pd[0].max_batch)
     prior, _ = workload_prior(cfg)
-    return Scenario(
-        name=cfg.name,
-        prfaas_instances=len(remote),
-        pd_instances=len(pd),
-        homogeneous_instances=len(pd),
-        prfaas_prefill=remote_prefill,
-        pd_prefill=pd_prefill,
-        decode=decode,
-        kv_size=get_kv_profile(cfg.engine.kv_profile or cfg.engine.model),
-        link_gbps=cfg.links[0].gbps if cfg.links else 0.0,
-        lengths=prior.lengths,
-        output_tokens=prior.output_tokens,
-        prfaas_hardware=get_hardware(remote[0].hardware if remote else pd[0].hardware),
-        pd_hardware=get_hardware(pd[0].hardware),
-        threshold_step_tokens=prior.threshold_step_tokens,
-    )
+    kv = get_kv_profile(cfg.engine.kv_profile or cfg.engine.model)
+    return _scenario(cfg, (remote_prefill, pd_prefill, decode), kv, prior, get_hardware)
 
 
 def control_config(cfg: DeploymentConfig, scn: Scenario) -> ControlConfig:
@@ -146,7 +132,6 @@ def scenario_from_warmup(
     """The planner's view of a real-engine deployment from a warm-up pass's measurements and the
     [control] workload prior fitted to the model's context; (None, why) when it cannot plan."""
     from prfaas.control.warmup import fit_warmup
-    from prfaas.planner.scenario import Scenario
     from prfaas.profiles import get_kv_profile
 
     remote = [n for c in cfg.clusters if c.role == "prfaas" for n in c.nodes]
@@ -163,23 +148,40 @@ def scenario_from_warmup(
     except (UsageError, ConfigError) as exc:
         return None, f"no KV size for {cfg.engine.model}: {exc}"
     prior, _ = workload_prior(cfg, samples.context_tokens)
-    scn = Scenario(
+    return _scenario(cfg, (fits.prfaas.profile, fits.pd.profile, fits.decode), kv, prior,
+                     _hardware), ""
+
+
+def _scenario(
+    cfg: DeploymentConfig,
+    profiles: tuple[Any, Any, Any],
+    kv: Any,
+    prior: Scenario,
+    hardware: Callable[[str], HardwareSpec],
+) -> Scenario:
+    """The file's clusters and link with these (PrfaaS prefill, PD prefill, decode) profiles,
+    KV size and workload prior: the one shape both the profile and the warm-up paths plan."""
+    from prfaas.planner.scenario import Scenario
+
+    remote = [n for c in cfg.clusters if c.role == "prfaas" for n in c.nodes]
+    pd = [n for c in cfg.clusters if c.role == "pd" for n in c.nodes]
+    remote_prefill, pd_prefill, decode = profiles
+    return Scenario(
         name=cfg.name,
         prfaas_instances=len(remote),
         pd_instances=len(pd),
         homogeneous_instances=len(pd),
-        prfaas_prefill=fits.prfaas.profile,
-        pd_prefill=fits.pd.profile,
-        decode=fits.decode,
+        prfaas_prefill=remote_prefill,
+        pd_prefill=pd_prefill,
+        decode=decode,
         kv_size=kv,
         link_gbps=cfg.links[0].gbps if cfg.links else 0.0,
         lengths=prior.lengths,
         output_tokens=prior.output_tokens,
-        prfaas_hardware=_hardware(remote[0].hardware if remote else pd[0].hardware),
-        pd_hardware=_hardware(pd[0].hardware),
+        prfaas_hardware=hardware(remote[0].hardware if remote else pd[0].hardware),
+        pd_hardware=hardware(pd[0].hardware),
         threshold_step_tokens=prior.threshold_step_tokens,
     )
-    return scn, ""
 
 
 def warmup_wanted(cfg: DeploymentConfig) -> bool:
