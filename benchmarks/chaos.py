@@ -6,9 +6,10 @@
 Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.toml), the paper's
 workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length; longer
 when the scenario needs a tail after its fault), the fault at --fault-at s. Every reply is checked
-token for token against the emulated engine's deterministic output. Three probes (same 8K-token
-prompt length, unique prompts) go out 3-1 s before the fault and three right after it settled
-(after the hang-ups of the storm, 8-9 s after the overload burst, after SIGCONT, 5 s after a kill).
+token for token against the emulated engine's deterministic output. Six probes (same 8K-token
+prompt length, unique prompts, 0.2 s apart) go out 2-1 s before the fault and six once it settled
+(1-2 s after the storm's last hang-up, 8-9 s after the overload burst, 1-2 s after SIGCONT, 5-6 s
+after a kill); their TTFTs are printed under the row.
 Columns: sent, ok, shed (429 from admission control), failed (any other error the server
 reported), leaky (a failure message carrying an internal address), lost (hung, cut without an
 error, or wrong text), recovery (s from the fault until every later request succeeded; '-'
@@ -55,6 +56,12 @@ def expected_text(req: PlannedRequest) -> str:
     return TOK.decode([emulated_token(seed, i) for i in range(req.max_tokens)])
 
 
+STORM_CLIENTS = 30
+STORM_SEND_S = 1.0  # the storm's clients send over this long ...
+STORM_HANG_UP_S = 1.0  # ... and each hangs up this long after sending
+STORM_S = STORM_SEND_S + STORM_HANG_UP_S  # the last hang-up: the storm's end
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -81,7 +88,7 @@ class Scenario:
     @property
     def fault_s(self) -> float:
         """How long the fault lasts."""
-        return self.hold_s + self.boost_s + (1.0 if self.name == "disconnect-storm" else 0.0)
+        return self.hold_s + self.boost_s + (STORM_S if self.name == "disconnect-storm" else 0.0)
 
 
 def _nodes(dep: Deployment, prefix: str) -> list[str]:
@@ -139,7 +146,8 @@ SCENARIOS = {
         Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
                  _signal("pd-p", signal.SIGCONT), settle_s=21.0),
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
-        Scenario("disconnect-storm", settle_s=2.0),  # probes from 1 s after the hang-ups
+        # the storm ends with its last hang-up (2 s after it began); probes from 1 s after that
+        Scenario("disconnect-storm", settle_s=STORM_S + 1.0),
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2, resume=True),
         Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
@@ -152,12 +160,18 @@ SCENARIOS = {
 
 PROBE_BLOCKS = 16  # 8K-token probes: prefilled locally (below t), a few hundred ms
 PROBE_BASE = 3_000_000_000
+# Probes per side and their spacing: the same pattern before the fault and once it settled, so
+# whatever they cost each other cancels in the ratio; three per side read 0.7-1.4 with no fault.
+PROBES = 6
+PROBE_GAP_S = 0.2
 
 
 def probes(shaping: Shaping, args: argparse.Namespace, scn: Scenario) -> list[PlannedRequest]:
-    """Three probes before the fault, three once it settled (unique prompts, equal length)."""
-    before = [max(0.2, args.fault_at - k) for k in (3.0, 2.0, 1.0)]
-    after = [args.fault_at + scn.settle_s + k for k in (0.05, 0.55, 1.05)]
+    """PROBES probes ending 1 s before the fault, PROBES from `settle_s` after it (unique
+    prompts, equal length, PROBE_GAP_S apart)."""
+    first = args.fault_at - 1.0 - (PROBES - 1) * PROBE_GAP_S
+    before = [max(0.2, first + k * PROBE_GAP_S) for k in range(PROBES)]
+    after = [args.fault_at + scn.settle_s + k * PROBE_GAP_S for k in range(PROBES)]
     block = shaping.tokens_per_block
     return [PlannedRequest(-1 - i, t, tuple(range(PROBE_BASE + i * PROBE_BLOCKS,
                                                   PROBE_BASE + (i + 1) * PROBE_BLOCKS)),
@@ -192,7 +206,8 @@ def probe_sets(plan: list[PlannedRequest], fault_at: float) -> tuple[set[int], s
 
 
 async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) -> None:
-    """30 streaming clients that hang up 1 s after sending (most before their first token)."""
+    """Streaming clients that hang up STORM_HANG_UP_S after sending (most before their first
+    token)."""
     await asyncio.sleep(at_s)
 
     async def one(req: PlannedRequest) -> None:
@@ -200,7 +215,7 @@ async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) 
                 "stream": True, "ignore_eos": True}
         async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
             try:
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(STORM_HANG_UP_S):
                     async with client.stream("POST", "/v1/completions", json=body) as resp:
                         async for _ in resp.aiter_bytes():
                             pass
@@ -226,9 +241,11 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
     side = [asyncio.create_task(inject())]
     watch = asyncio.create_task(lag.run())
     if scn.name == "disconnect-storm":
-        storm = paper_plan(rate_rps=30.0, duration_s=1.0, length_scale=1.0, arrival="uniform",
-                           seed=args.seed + 13, shaping=Shaping(output_tokens=args.output_tokens))
-        side.append(asyncio.create_task(_storm(url, model, storm[:30], args.fault_at)))
+        storm = paper_plan(rate_rps=STORM_CLIENTS / STORM_SEND_S, duration_s=STORM_SEND_S,
+                           length_scale=1.0, arrival="uniform", seed=args.seed + 13,
+                           shaping=Shaping(output_tokens=args.output_tokens))
+        side.append(asyncio.create_task(_storm(url, model, storm[:STORM_CLIENTS],
+                                               args.fault_at)))
     results, _ = await run_plan(url, plan, model=model, endpoint="completions",
                                 timeout_s=args.timeout,
                                 resume_streams=scn.resume and not args.no_resume)
@@ -339,6 +356,9 @@ def main() -> int:
             print(f"{'':<26}429 ms p50 {_num(row.shed_ms_p50, '.0f')} p99 "
                   f"{_num(row.shed_ms_p99, '.0f')} max {_num(row.shed_ms_max, '.0f')}; "
                   f"{lag.line()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        before, after = row.probe_ttfts_s
+        print(f"{'':<26}probe TTFT ms before {' '.join(f'{x * 1000:.0f}' for x in before)}; "
+              f"after {' '.join(f'{x * 1000:.0f}' for x in after)}", flush=True)
         for example in row.examples:
             print(f"{'':<26}{example}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
