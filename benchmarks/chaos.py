@@ -7,8 +7,8 @@ Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.t
 workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length; longer
 when the scenario needs a tail after its fault), the fault at --fault-at s. Every reply is checked
 token for token against the emulated engine's deterministic output. Six probes (same 8K-token
-prompt length, unique prompts, 0.2 s apart) go out 2-1 s before the fault and six once it settled
-(1-2 s after the storm's last hang-up, 8-9 s after the overload burst, 1-2 s after SIGCONT, 5-6 s
+prompt length, unique prompts, 0.4 s apart) go out 3-1 s before the fault and six once it settled
+(1-3 s after the storm's last hang-up, 8-10 s after the overload burst, 1-3 s after SIGCONT, 5-7 s
 after a kill); their TTFTs are printed under the row.
 Columns: sent, ok, shed (429 from admission control), failed (any other error the server
 reported), leaky (a failure message carrying an internal address), lost (hung, cut without an
@@ -163,7 +163,7 @@ PROBE_BASE = 3_000_000_000
 # Probes per side and their spacing: the same pattern before the fault and once it settled, so
 # whatever they cost each other cancels in the ratio; three per side read 0.7-1.4 with no fault.
 PROBES = 6
-PROBE_GAP_S = 0.2
+PROBE_GAP_S = 0.4  # about a probe's TTFT (~0.45 s): at 0.2 s every other one queued behind one
 
 
 def probes(shaping: Shaping, args: argparse.Namespace, scn: Scenario) -> list[PlannedRequest]:
