@@ -6,10 +6,10 @@
 Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.toml), the paper's
 workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length; longer
 when the scenario needs a tail after its fault), the fault at --fault-at s. Every reply is checked
-token for token against the emulated engine's deterministic output. Six probes (same 8K-token
-prompt length, unique prompts, 0.4 s apart) go out 3-1 s before the fault and six once it settled
-(1-3 s after the storm's last hang-up, 8-10 s after the overload burst, 1-3 s after SIGCONT, 5-7 s
-after a kill); their TTFTs are printed under the row.
+token for token against the emulated engine's deterministic output. Probes (same 8K-token prompt
+length, unique prompts): eight 1 s apart up to 1 s before the fault, six 0.4 s apart once it
+settled (1-3 s after the storm's clients hung up, 8-10 s after the overload burst, 1-3 s after
+SIGCONT, 5-7 s after a kill); their TTFTs are printed under the row.
 Columns: sent, ok, shed (429 from admission control), failed (any other error the server
 reported), leaky (a failure message carrying an internal address), lost (hung, cut without an
 error, or wrong text), recovery (s from the fault until every later request succeeded; '-'
@@ -56,10 +56,8 @@ def expected_text(req: PlannedRequest) -> str:
     return TOK.decode([emulated_token(seed, i) for i in range(req.max_tokens)])
 
 
-STORM_CLIENTS = 30
-STORM_SEND_S = 1.0  # the storm's clients send over this long ...
-STORM_HANG_UP_S = 1.0  # ... and each hangs up this long after sending
-STORM_S = STORM_SEND_S + STORM_HANG_UP_S  # the last hang-up: the storm's end
+STORM_CLIENTS = 30  # they send together at the fault ...
+STORM_HANG_UP_S = 1.0  # ... and hang up this long after: the storm ends then
 
 
 @dataclass(frozen=True)
@@ -88,7 +86,8 @@ class Scenario:
     @property
     def fault_s(self) -> float:
         """How long the fault lasts."""
-        return self.hold_s + self.boost_s + (STORM_S if self.name == "disconnect-storm" else 0.0)
+        storm = STORM_HANG_UP_S if self.name == "disconnect-storm" else 0.0
+        return self.hold_s + self.boost_s + storm
 
 
 def _nodes(dep: Deployment, prefix: str) -> list[str]:
@@ -146,8 +145,8 @@ SCENARIOS = {
         Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
                  _signal("pd-p", signal.SIGCONT), settle_s=21.0),
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
-        # the storm ends with its last hang-up (2 s after it began); probes from 1 s after that
-        Scenario("disconnect-storm", settle_s=STORM_S + 1.0),
+        # the storm ends with its clients' hang-up; the probes go from 1 s after that
+        Scenario("disconnect-storm", settle_s=STORM_HANG_UP_S + 1.0),
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2, resume=True),
         Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
@@ -158,25 +157,27 @@ SCENARIOS = {
 }
 
 
-PROBE_BLOCKS = 16  # 8K-token probes: prefilled locally (below t), a few hundred ms
+PROBE_BLOCKS = 16  # 8K-token probes: prefilled on a local H20 node or an idle PrfaaS H200
 PROBE_BASE = 3_000_000_000
-# Probes per side and their spacing: the same pattern before the fault and once it settled, so
-# whatever they cost each other cancels in the ratio; three per side read 0.7-1.4 with no fault.
-PROBES = 6
-PROBE_GAP_S = 0.4  # about a probe's TTFT (~0.45 s): at 0.2 s every other one queued behind one
+# Where the policy puts an 8K probe depends on the moment's load (an idle PrfaaS node serves it in
+# ~0.45 s, a local H20 node in ~0.85 s): the baseline samples that mix over 8 s, 1 s apart; the
+# probes after the fault go 0.4 s apart (about a probe's TTFT: each finds the last one done or
+# another node free) to read the deployment at one moment. Three probes per side read 0.7-1.4
+# with no fault.
+PROBES_BEFORE, BEFORE_GAP_S = 8, 1.0
+PROBES_AFTER, AFTER_GAP_S = 6, 0.4
 
 
 def probes(shaping: Shaping, args: argparse.Namespace, scn: Scenario) -> list[PlannedRequest]:
-    """PROBES probes ending 1 s before the fault, PROBES from `settle_s` after it (unique
-    prompts, equal length, PROBE_GAP_S apart)."""
-    first = args.fault_at - 1.0 - (PROBES - 1) * PROBE_GAP_S
-    before = [max(0.2, first + k * PROBE_GAP_S) for k in range(PROBES)]
-    after = [args.fault_at + scn.settle_s + k * PROBE_GAP_S for k in range(PROBES)]
+    """PROBES_BEFORE probes up to 1 s before the fault, PROBES_AFTER from `settle_s` after it
+    (unique prompts, equal length)."""
+    before = [max(0.2, args.fault_at - 1.0 - k * BEFORE_GAP_S) for k in range(PROBES_BEFORE)]
+    after = [args.fault_at + scn.settle_s + k * AFTER_GAP_S for k in range(PROBES_AFTER)]
     block = shaping.tokens_per_block
     return [PlannedRequest(-1 - i, t, tuple(range(PROBE_BASE + i * PROBE_BLOCKS,
                                                   PROBE_BASE + (i + 1) * PROBE_BLOCKS)),
                            PROBE_BLOCKS * block, 16, block)
-            for i, t in enumerate(before + after)]
+            for i, t in enumerate(sorted(before) + after)]
 
 
 def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
@@ -206,14 +207,16 @@ def probe_sets(plan: list[PlannedRequest], fault_at: float) -> tuple[set[int], s
 
 
 async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) -> None:
-    """Streaming clients that hang up STORM_HANG_UP_S after sending (most before their first
-    token)."""
-    await asyncio.sleep(at_s)
+    """Streaming clients that all send at `at_s` and hang up STORM_HANG_UP_S later (most before
+    their first token). The bodies and the client are made first: made at `at_s`, thirty
+    clients' TLS contexts and prompts took ~1 s on the shared VM, so the storm came ~1 s late."""
+    start = asyncio.get_running_loop().time()
+    bodies = [{"model": model, "prompt": r.prompt(), "max_tokens": r.max_tokens, "stream": True,
+               "ignore_eos": True} for r in plan]
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=5.0, limits=limits) as client:
 
-    async def one(req: PlannedRequest) -> None:
-        body = {"model": model, "prompt": req.prompt(), "max_tokens": req.max_tokens,
-                "stream": True, "ignore_eos": True}
-        async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+        async def one(body: dict[str, object]) -> None:
             try:
                 async with asyncio.timeout(STORM_HANG_UP_S):
                     async with client.stream("POST", "/v1/completions", json=body) as resp:
@@ -222,7 +225,8 @@ async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) 
             except (TimeoutError, httpx.HTTPError):
                 pass
 
-    await asyncio.gather(*(one(r) for r in plan))
+        await asyncio.sleep(max(0.0, at_s - (asyncio.get_running_loop().time() - start)))
+        await asyncio.gather(*(one(b) for b in bodies))
 
 
 async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
@@ -241,9 +245,9 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
     side = [asyncio.create_task(inject())]
     watch = asyncio.create_task(lag.run())
     if scn.name == "disconnect-storm":
-        storm = paper_plan(rate_rps=STORM_CLIENTS / STORM_SEND_S, duration_s=STORM_SEND_S,
-                           length_scale=1.0, arrival="uniform", seed=args.seed + 13,
-                           shaping=Shaping(output_tokens=args.output_tokens))
+        storm = paper_plan(rate_rps=STORM_CLIENTS, duration_s=1.0, length_scale=1.0,
+                           arrival="uniform", seed=args.seed + 13,
+                           shaping=Shaping(output_tokens=args.output_tokens))  # prompts only
         side.append(asyncio.create_task(_storm(url, model, storm[:STORM_CLIENTS],
                                                args.fault_at)))
     results, _ = await run_plan(url, plan, model=model, endpoint="completions",
