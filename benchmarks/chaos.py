@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import threading
@@ -73,6 +74,7 @@ class Scenario:
     settle_s: float = 5.0  # the "after" probes go out this long after the fault started
     fixed_hold: bool = False  # --hold-s does not shorten it (the issue fixes the link faults)
     resume: bool = False  # clients resume cut streams from their token ids (--resume-streams)
+    twin: bool = False  # --no-fault: the same plan and probes, no fault (no burst, no storm)
 
     def scaled(self, args: argparse.Namespace) -> Scenario:
         """--burst-s / --hold-s shorten the overload and the SIGSTOP (CI runs)."""
@@ -185,12 +187,12 @@ def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
     duration = max(args.duration, args.fault_at + scn.settle_s + 4.0)
     plan = paper_plan(rate_rps=args.rate, duration_s=duration, length_scale=1.0,
                       arrival="poisson", seed=args.seed, shaping=shaping)
-    if scn.rate_boost > 1:
+    if scn.rate_boost > 1 and not scn.twin:
         extra = paper_plan(rate_rps=args.rate * (scn.rate_boost - 1), duration_s=scn.boost_s,
                            length_scale=1.0, arrival="poisson", seed=args.seed + 7,
                            shaping=shaping)
         plan += [replace(r, send_at_s=r.send_at_s + args.fault_at) for r in extra]
-    if scn.name == "million-token-prompts":
+    if scn.name == "million-token-prompts" and not scn.twin:
         blocks = -(-1_000_000 // shaping.tokens_per_block)
         plan += [PlannedRequest(0, args.fault_at, tuple(range(2_000_000_000 + i * blocks,
                                                               2_000_000_000 + (i + 1) * blocks)),
@@ -244,7 +246,7 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
 
     side = [asyncio.create_task(inject())]
     watch = asyncio.create_task(lag.run())
-    if scn.name == "disconnect-storm":
+    if scn.name == "disconnect-storm" and not scn.twin:
         storm = paper_plan(rate_rps=STORM_CLIENTS, duration_s=1.0, length_scale=1.0,
                            arrival="uniform", seed=args.seed + 13,
                            shaping=Shaping(output_tokens=args.output_tokens))  # prompts only
@@ -281,6 +283,8 @@ class _Healing:
 def run_scenario(scn: Scenario, args: argparse.Namespace,
                  lag: LoopLag | None = None) -> ScenarioRow:
     scn = scn.scaled(args)
+    if getattr(args, "no_fault", False):
+        scn = replace(scn, fault=None, undo=None, twin=True)
     plan = build_plan(scn, args)
     by_index = {r.index: r for r in plan}
     with tempfile.TemporaryDirectory() as tmp:
@@ -322,6 +326,23 @@ def _fmt(row: ScenarioRow) -> str:
             f"{row.resumed:>7}")
 
 
+def compare_twins(fault_json: Path, twin_json: Path) -> int:
+    """Paired probe ratios: each scenario's probes after the fault over the same probes of its
+    --no-fault twin (same seed: the same load at the same moments; started together: the same
+    machine load)."""
+    twins = {r["scenario"]: r for r in json.loads(twin_json.read_text())}
+    for row in json.loads(fault_json.read_text()):
+        twin = twins.get(row["scenario"])
+        after = row["probe_ttfts_s"][1]
+        control = twin["probe_ttfts_s"][1] if twin else []
+        ratio = (statistics.median(after) / statistics.median(control)
+                 if after and control else None)
+        print(f"{row['scenario']:<24} probe x vs no-fault twin {_num(ratio, '.2f')}; after ms "
+              f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
+              f"{' '.join(f'{x * 1000:.0f}' for x in control)}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -338,7 +359,15 @@ def main() -> int:
     ap.add_argument("--no-resume", action="store_true",
                     help="kill-router: clients do not resume cut streams (the cut ones are lost)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("FAULT_JSON", "TWIN_JSON"),
+                    help="print paired probe ratios of two --json files (a run and its "
+                         "--no-fault twin) and exit")
+    ap.add_argument("--no-fault", action="store_true",
+                    help="run each scenario's plan and probes without its fault: started beside "
+                         "a run with it, its probes are the control for the same moments")
     args = ap.parse_args()
+    if args.compare:
+        return compare_twins(*args.compare)
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
