@@ -29,7 +29,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise
+from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise, twin_lines
 from prfaas.bench.client import RequestResult, normalize_url, run_plan
 from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan
 from prfaas.deploy.supervisor import Deployment
@@ -326,23 +325,6 @@ def _fmt(row: ScenarioRow) -> str:
             f"{row.resumed:>7}")
 
 
-def compare_twins(fault_json: Path, twin_json: Path) -> int:
-    """Paired probe ratios: each scenario's probes after the fault over the same probes of its
-    --no-fault twin (same seed: the same load at the same moments; started together: the same
-    machine load)."""
-    twins = {r["scenario"]: r for r in json.loads(twin_json.read_text())}
-    for row in json.loads(fault_json.read_text()):
-        twin = twins.get(row["scenario"])
-        after = row["probe_ttfts_s"][1]
-        control = twin["probe_ttfts_s"][1] if twin else []
-        ratio = (statistics.median(after) / statistics.median(control)
-                 if after and control else None)
-        print(f"{row['scenario']:<24} probe x vs no-fault twin {_num(ratio, '.2f')}; after ms "
-              f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
-              f"{' '.join(f'{x * 1000:.0f}' for x in control)}")
-    return 0
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -367,7 +349,9 @@ def main() -> int:
                          "a run with it, its probes are the control for the same moments")
     args = ap.parse_args()
     if args.compare:
-        return compare_twins(*args.compare)
+        run, twin = (json.loads(p.read_text()) for p in args.compare)
+        print("\n".join(twin_lines(run, twin)))
+        return 0
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:

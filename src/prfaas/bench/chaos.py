@@ -18,6 +18,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prfaas.bench.client import RequestResult
 
@@ -168,6 +169,25 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        probe_ratio(results, *probes), sum(1 for r in results if r.resumes),
                        quantile(shed_ms, 0.5), quantile(shed_ms, 0.99),
                        (probe_ttfts(results, probes[0]), probe_ttfts(results, probes[1])))
+
+
+def twin_lines(rows: list[dict[str, Any]], twins: list[dict[str, Any]]) -> list[str]:
+    """Paired probe ratios from two `benchmarks/chaos.py --json` files: each scenario's probes
+    after the fault over the same probes of its --no-fault twin (same seed: the same load at the
+    same moments; started together: the same machine load)."""
+    by_name = {t["scenario"]: t for t in twins}
+    lines = []
+    for row in rows:
+        after = row["probe_ttfts_s"][1]
+        twin = by_name.get(row["scenario"])
+        control = twin["probe_ttfts_s"][1] if twin else []
+        ratio = statistics.median(after) / statistics.median(control) if after and control \
+            else None
+        lines.append(f"{row['scenario']:<24} probe x vs no-fault twin "
+                     f"{'-' if ratio is None else format(ratio, '.2f')}; after ms "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in control)}")
+    return lines
 
 
 class LoopLag:
