@@ -6,9 +6,10 @@
 Per scenario: a fresh `prfaas up` of --config (default examples/paper-emulated.toml), the paper's
 workload open-loop at --rate req/s for --duration s (streaming, greedy, fixed output length; longer
 when the scenario needs a tail after its fault), the fault at --fault-at s. Every reply is checked
-token for token against the emulated engine's deterministic output. Three probes (same 8K-token
-prompt length, unique prompts) go out 3-1 s before the fault and three right after it settled
-(after the hang-ups of the storm, 8-9 s after the overload burst, after SIGCONT, 5 s after a kill).
+token for token against the emulated engine's deterministic output. Probes (same 8K-token prompt
+length, unique prompts): eight 1 s apart up to 1 s before the fault, six 0.4 s apart once it
+settled (1-3 s after the storm's clients hung up, 8-10 s after the overload burst, 1-3 s after
+SIGCONT, 5-7 s after a kill); their TTFTs are printed under the row.
 Columns: sent, ok, shed (429 from admission control), failed (any other error the server
 reported), leaky (a failure message carrying an internal address), lost (hung, cut without an
 error, or wrong text), recovery (s from the fault until every later request succeeded; '-'
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import httpx
 
-from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise
+from prfaas.bench.chaos import LoopLag, ScenarioRow, summarise, twin_lines
 from prfaas.bench.client import RequestResult, normalize_url, run_plan
 from prfaas.bench.workload import PlannedRequest, Shaping, paper_plan
 from prfaas.deploy.supervisor import Deployment
@@ -55,6 +56,10 @@ def expected_text(req: PlannedRequest) -> str:
     return TOK.decode([emulated_token(seed, i) for i in range(req.max_tokens)])
 
 
+STORM_CLIENTS = 30  # they send together at the fault ...
+STORM_HANG_UP_S = 1.0  # ... and hang up this long after: the storm ends then
+
+
 @dataclass(frozen=True)
 class Scenario:
     name: str
@@ -68,6 +73,7 @@ class Scenario:
     settle_s: float = 5.0  # the "after" probes go out this long after the fault started
     fixed_hold: bool = False  # --hold-s does not shorten it (the issue fixes the link faults)
     resume: bool = False  # clients resume cut streams from their token ids (--resume-streams)
+    twin: bool = False  # --no-fault: the same plan and probes, no fault (no burst, no storm)
 
     def scaled(self, args: argparse.Namespace) -> Scenario:
         """--burst-s / --hold-s shorten the overload and the SIGSTOP (CI runs)."""
@@ -81,7 +87,8 @@ class Scenario:
     @property
     def fault_s(self) -> float:
         """How long the fault lasts."""
-        return self.hold_s + self.boost_s + (1.0 if self.name == "disconnect-storm" else 0.0)
+        storm = STORM_HANG_UP_S if self.name == "disconnect-storm" else 0.0
+        return self.hold_s + self.boost_s + storm
 
 
 def _nodes(dep: Deployment, prefix: str) -> list[str]:
@@ -139,7 +146,8 @@ SCENARIOS = {
         Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
                  _signal("pd-p", signal.SIGCONT), settle_s=21.0),
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
-        Scenario("disconnect-storm", settle_s=2.0),  # probes from 1 s after the hang-ups
+        # the storm ends with its clients' hang-up; the probes go from 1 s after that
+        Scenario("disconnect-storm", settle_s=STORM_HANG_UP_S + 1.0),
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2, resume=True),
         Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
@@ -150,19 +158,27 @@ SCENARIOS = {
 }
 
 
-PROBE_BLOCKS = 16  # 8K-token probes: prefilled locally (below t), a few hundred ms
+PROBE_BLOCKS = 16  # 8K-token probes: prefilled on a local H20 node or an idle PrfaaS H200
 PROBE_BASE = 3_000_000_000
+# Where the policy puts an 8K probe depends on the moment's load (an idle PrfaaS node serves it in
+# ~0.45 s, a local H20 node in ~0.85 s): the baseline samples that mix over 8 s, 1 s apart; the
+# probes after the fault go 0.4 s apart (about a probe's TTFT: each finds the last one done or
+# another node free) to read the deployment at one moment. Three probes per side read 0.7-1.4
+# with no fault.
+PROBES_BEFORE, BEFORE_GAP_S = 8, 1.0
+PROBES_AFTER, AFTER_GAP_S = 6, 0.4
 
 
 def probes(shaping: Shaping, args: argparse.Namespace, scn: Scenario) -> list[PlannedRequest]:
-    """Three probes before the fault, three once it settled (unique prompts, equal length)."""
-    before = [max(0.2, args.fault_at - k) for k in (3.0, 2.0, 1.0)]
-    after = [args.fault_at + scn.settle_s + k for k in (0.05, 0.55, 1.05)]
+    """PROBES_BEFORE probes up to 1 s before the fault, PROBES_AFTER from `settle_s` after it
+    (unique prompts, equal length)."""
+    before = [max(0.2, args.fault_at - 1.0 - k * BEFORE_GAP_S) for k in range(PROBES_BEFORE)]
+    after = [args.fault_at + scn.settle_s + k * AFTER_GAP_S for k in range(PROBES_AFTER)]
     block = shaping.tokens_per_block
     return [PlannedRequest(-1 - i, t, tuple(range(PROBE_BASE + i * PROBE_BLOCKS,
                                                   PROBE_BASE + (i + 1) * PROBE_BLOCKS)),
                            PROBE_BLOCKS * block, 16, block)
-            for i, t in enumerate(before + after)]
+            for i, t in enumerate(sorted(before) + after)]
 
 
 def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
@@ -170,12 +186,12 @@ def build_plan(scn: Scenario, args: argparse.Namespace) -> list[PlannedRequest]:
     duration = max(args.duration, args.fault_at + scn.settle_s + 4.0)
     plan = paper_plan(rate_rps=args.rate, duration_s=duration, length_scale=1.0,
                       arrival="poisson", seed=args.seed, shaping=shaping)
-    if scn.rate_boost > 1:
+    if scn.rate_boost > 1 and not scn.twin:
         extra = paper_plan(rate_rps=args.rate * (scn.rate_boost - 1), duration_s=scn.boost_s,
                            length_scale=1.0, arrival="poisson", seed=args.seed + 7,
                            shaping=shaping)
         plan += [replace(r, send_at_s=r.send_at_s + args.fault_at) for r in extra]
-    if scn.name == "million-token-prompts":
+    if scn.name == "million-token-prompts" and not scn.twin:
         blocks = -(-1_000_000 // shaping.tokens_per_block)
         plan += [PlannedRequest(0, args.fault_at, tuple(range(2_000_000_000 + i * blocks,
                                                               2_000_000_000 + (i + 1) * blocks)),
@@ -192,22 +208,26 @@ def probe_sets(plan: list[PlannedRequest], fault_at: float) -> tuple[set[int], s
 
 
 async def _storm(url: str, model: str, plan: list[PlannedRequest], at_s: float) -> None:
-    """30 streaming clients that hang up 1 s after sending (most before their first token)."""
-    await asyncio.sleep(at_s)
+    """Streaming clients that all send at `at_s` and hang up STORM_HANG_UP_S later (most before
+    their first token). The bodies and the client are made first: made at `at_s`, thirty
+    clients' TLS contexts and prompts took ~1 s on the shared VM, so the storm came ~1 s late."""
+    start = asyncio.get_running_loop().time()
+    bodies = [{"model": model, "prompt": r.prompt(), "max_tokens": r.max_tokens, "stream": True,
+               "ignore_eos": True} for r in plan]
+    limits = httpx.Limits(max_connections=len(bodies), max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=5.0, limits=limits) as client:
 
-    async def one(req: PlannedRequest) -> None:
-        body = {"model": model, "prompt": req.prompt(), "max_tokens": req.max_tokens,
-                "stream": True, "ignore_eos": True}
-        async with httpx.AsyncClient(base_url=url, timeout=5.0) as client:
+        async def one(body: dict[str, object]) -> None:
             try:
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(STORM_HANG_UP_S):
                     async with client.stream("POST", "/v1/completions", json=body) as resp:
                         async for _ in resp.aiter_bytes():
                             pass
             except (TimeoutError, httpx.HTTPError):
                 pass
 
-    await asyncio.gather(*(one(r) for r in plan))
+        await asyncio.sleep(max(0.0, at_s - (asyncio.get_running_loop().time() - start)))
+        await asyncio.gather(*(one(b) for b in bodies))
 
 
 async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
@@ -225,10 +245,12 @@ async def _drive(dep: Deployment, scn: Scenario, plan: list[PlannedRequest],
 
     side = [asyncio.create_task(inject())]
     watch = asyncio.create_task(lag.run())
-    if scn.name == "disconnect-storm":
-        storm = paper_plan(rate_rps=30.0, duration_s=1.0, length_scale=1.0, arrival="uniform",
-                           seed=args.seed + 13, shaping=Shaping(output_tokens=args.output_tokens))
-        side.append(asyncio.create_task(_storm(url, model, storm[:30], args.fault_at)))
+    if scn.name == "disconnect-storm" and not scn.twin:
+        storm = paper_plan(rate_rps=STORM_CLIENTS, duration_s=1.0, length_scale=1.0,
+                           arrival="uniform", seed=args.seed + 13,
+                           shaping=Shaping(output_tokens=args.output_tokens))  # prompts only
+        side.append(asyncio.create_task(_storm(url, model, storm[:STORM_CLIENTS],
+                                               args.fault_at)))
     results, _ = await run_plan(url, plan, model=model, endpoint="completions",
                                 timeout_s=args.timeout,
                                 resume_streams=scn.resume and not args.no_resume)
@@ -260,6 +282,8 @@ class _Healing:
 def run_scenario(scn: Scenario, args: argparse.Namespace,
                  lag: LoopLag | None = None) -> ScenarioRow:
     scn = scn.scaled(args)
+    if getattr(args, "no_fault", False):
+        scn = replace(scn, fault=None, undo=None, twin=True)
     plan = build_plan(scn, args)
     by_index = {r.index: r for r in plan}
     with tempfile.TemporaryDirectory() as tmp:
@@ -317,7 +341,17 @@ def main() -> int:
     ap.add_argument("--no-resume", action="store_true",
                     help="kill-router: clients do not resume cut streams (the cut ones are lost)")
     ap.add_argument("--json", type=Path, help="also write the rows here")
+    ap.add_argument("--compare", type=Path, nargs=2, metavar=("FAULT_JSON", "TWIN_JSON"),
+                    help="print paired probe ratios of two --json files (a run and its "
+                         "--no-fault twin) and exit")
+    ap.add_argument("--no-fault", action="store_true",
+                    help="run each scenario's plan and probes without its fault: started beside "
+                         "a run with it, its probes are the control for the same moments")
     args = ap.parse_args()
+    if args.compare:
+        run, twin = (json.loads(p.read_text()) for p in args.compare)
+        print("\n".join(twin_lines(run, twin)))
+        return 0
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -339,6 +373,9 @@ def main() -> int:
             print(f"{'':<26}429 ms p50 {_num(row.shed_ms_p50, '.0f')} p99 "
                   f"{_num(row.shed_ms_p99, '.0f')} max {_num(row.shed_ms_max, '.0f')}; "
                   f"{lag.line()}; load average {os.getloadavg()[0]:.1f}", flush=True)
+        before, after = row.probe_ttfts_s
+        print(f"{'':<26}probe TTFT ms before {' '.join(f'{x * 1000:.0f}' for x in before)}; "
+              f"after {' '.join(f'{x * 1000:.0f}' for x in after)}", flush=True)
         for example in row.examples:
             print(f"{'':<26}{example}", flush=True)
     print(f"load average at end: {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)

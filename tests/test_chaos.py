@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from live_support import write_config
-from prfaas.bench.chaos import classify, quantile, recovery_s, summarise, ttft_ratio
+from prfaas.bench.chaos import (
+    classify,
+    quantile,
+    recovery_s,
+    summarise,
+    ttft_ratio,
+    twin_lines,
+)
 from prfaas.bench.client import RequestResult
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,3 +110,23 @@ def test_429_quantiles_are_nearest_rank() -> None:
     shed = [RequestResult(i, 0.0, 10, False, "http_429", e2e_s=i / 1000) for i in range(1, 11)]
     row = summarise("x", shed, 0.0, lambda r: None)
     assert (row.shed_ms_p50, row.shed_ms_p99, row.shed_ms_max) == pytest.approx((5.0, 10.0, 10.0))
+
+
+def test_probe_ratio_is_the_true_median_and_the_twin_comparison_pairs_probes() -> None:
+    """Six probes after, eight before: medians of an even count average the middle two; the
+    --compare mode divides a run's probes by its --no-fault twin's."""
+    before = [RequestResult(i, float(i), 10, True, ttft_s=0.4 + 0.1 * (i % 2)) for i in range(8)]
+    after = [RequestResult(10 + i, 20.0 + i, 10, True, ttft_s=t)
+             for i, t in enumerate((0.8, 0.9, 0.8, 0.9, 0.8, 0.9))]
+    row = summarise("x", before + after, 10.0, lambda r: None,
+                    probes=({r.index for r in before}, {r.index for r in after}))
+    assert row.probe_ratio == pytest.approx(0.85 / 0.45)
+    assert len(row.probe_ttfts_s[0]) == 8 and len(row.probe_ttfts_s[1]) == 6
+    chaos = _harness()
+    plan = chaos.build_plan(chaos.SCENARIOS["disconnect-storm"], _args(Path("x.toml")))  # type: ignore[attr-defined]
+    probes = [r for r in plan if r.hash_ids and r.hash_ids[0] >= chaos.PROBE_BASE]  # type: ignore[attr-defined]
+    assert len(probes) == 14 and len({r.hash_ids for r in probes}) == 14
+    run = [{"scenario": "s", "probe_ttfts_s": [[0.5], [0.9, 1.1]]}]
+    twin = [{"scenario": "s", "probe_ttfts_s": [[0.5], [0.8, 1.2]]}]
+    assert "probe x vs no-fault twin 1.00" in twin_lines(run, twin)[0]
+    assert "twin -" in twin_lines(run, [])[0]

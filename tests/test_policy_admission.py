@@ -14,6 +14,7 @@ from prfaas.policy.admission import (
     Bucket,
     admit,
     predicted_ttft,
+    recovery_wait_bound,
     shed_unplaced,
     take_tokens,
 )
@@ -152,6 +153,15 @@ def test_a_queue_wait_bound_sheds_before_the_slo_would() -> None:
     early = shed_unplaced(two_clusters(8000, 12_000), PARAMS, limits, 0)  # waits 9 s and 6.5 s
     assert early is not None and early.reason == "queue_wait"
     assert shed_unplaced(two_clusters(8000, 2000), PARAMS, limits, 0) is None  # 1.5 s on PrfaaS
+
+
+def test_the_recovery_bound_leaves_what_the_spare_capacity_drains_in_time() -> None:
+    """W seconds of backlog drain in W / (1 - load): the bound is recovery_s x (1 - load)."""
+    assert recovery_wait_bound(10.0, 0.6) == pytest.approx(4.0)
+    bound = recovery_wait_bound(8.0, 0.25)
+    assert bound / (1 - 0.25) == pytest.approx(8.0)
+    assert recovery_wait_bound(0.0, 0.6) == 0.0  # off
+    assert recovery_wait_bound(10.0, 0.9) < recovery_wait_bound(10.0, 0.5)
 
 
 def test_past_screen_nodes_only_the_global_queue_is_screened() -> None:

@@ -28,6 +28,20 @@ def test_security_and_limits_defaults_are_secure() -> None:
     assert cfg.limits.max_tokens == 4096 and cfg.limits.max_body_bytes == 4 << 20  # type: ignore[attr-defined]
 
 
+def test_the_queue_wait_bound_defaults_to_the_recovery_target() -> None:
+    """A 3x burst's backlog clears within recovery_s (10 s) at 60% load: a 4 s bound by default;
+    an explicit max_queue_wait_s wins; recovery_s = 0 with no max_queue_wait_s turns it off."""
+    from prfaas.router.admission import Admitter
+
+    def bound(extra: str) -> float:
+        return Admitter(_cfg(extra), 2.0, lambda *_: None).max_wait_s  # type: ignore[arg-type]
+
+    assert bound("") == pytest.approx(4.0)
+    assert bound("[limits]\nrecovery_s = 5.0\nrecovery_load = 0.5\n") == pytest.approx(2.5)
+    assert bound("[limits]\nmax_queue_wait_s = 7.0\n") == pytest.approx(7.0)
+    assert bound("[limits]\nrecovery_s = 0\n") == 0.0
+
+
 @pytest.mark.parametrize(
     ("extra", "field"),
     [('[security]\nkv_tls = "sometimes"\n', "security.kv_tls"),
@@ -37,6 +51,7 @@ def test_security_and_limits_defaults_are_secure() -> None:
       '[[security.api_keys]]\nname = "b"\nkey = "0123456789abcdefg"\n', "security.api_keys"),
      ("[limits]\nmax_tokens = 0\n", "limits.max_tokens"),
      ("[limits]\nmax_body = 5\n", "limits.max_body"),
+     ("[limits]\nrecovery_load = 1.0\n", "limits.recovery_load"),
      ('[security]\ntypo = 1\n', "security.typo")],
 )
 def test_bad_security_fields_name_the_field(extra: str, field: str) -> None:

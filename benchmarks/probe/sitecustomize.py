@@ -152,10 +152,8 @@ def _profile() -> None:
     prof.enable()
 
 
-def _start_router() -> None:
+def _noting_loop(run: Any) -> Any:
     import asyncio
-
-    run = asyncio.run
 
     def run_noting_loop(coro: Any, **kw: Any) -> Any:
         async def noted() -> Any:
@@ -164,8 +162,21 @@ def _start_router() -> None:
 
         return run(noted(), **kw)
 
-    asyncio.run = run_noting_loop  # type: ignore[assignment]
+    return run_noting_loop
+
+
+def _patch_aio() -> None:  # the router runs on prfaas.aio.run (uvloop when installed)
+    import prfaas.aio
+
+    prfaas.aio.run = _noting_loop(prfaas.aio.run)  # type: ignore[assignment]
+
+
+def _start_router() -> None:
+    import asyncio
+
+    asyncio.run = _noting_loop(asyncio.run)  # type: ignore[assignment]
     threading.Thread(target=_lag, daemon=True).start()
+    _on_import("prfaas.commands.worker", _patch_aio)
     _on_import("prfaas.router.app", _patch_router)
     _watch_gc()
     if os.environ.get("PRFAAS_PROBE_CPROFILE"):

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from prfaas.bench.client import RequestResult
 
@@ -76,10 +78,11 @@ class ScenarioRow:
     resumed: int = 0  # requests whose client resumed a cut stream (--resume-streams)
     shed_ms_p50: float | None = None  # the median 429 answer (ms)
     shed_ms_p99: float | None = None  # P99 of the 429 answers (ms)
+    probe_ttfts_s: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())  # (before, after)
 
 
 def _median(xs: list[float]) -> float | None:
-    return sorted(xs)[len(xs) // 2] if xs else None
+    return statistics.median(xs) if xs else None
 
 
 def quantile(xs: Sequence[float], q: float) -> float | None:
@@ -90,13 +93,17 @@ def quantile(xs: Sequence[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def probe_ttfts(results: Sequence[RequestResult], which: set[int]) -> tuple[float, ...]:
+    """The TTFTs of the ok probes in `which`, in send order."""
+    return tuple(r.ttft_s for r in sorted(results, key=lambda r: r.send_s)
+                 if r.index in which and r.ok and r.ttft_s is not None)
+
+
 def probe_ratio(results: Sequence[RequestResult], before: set[int],
                 after: set[int]) -> float | None:
     """Median TTFT of the `after` probes over that of the `before` ones (same prompt length)."""
-    def ttfts(which: set[int]) -> list[float]:
-        return [r.ttft_s for r in results if r.index in which and r.ok and r.ttft_s is not None]
-
-    b, a = _median(ttfts(before)), _median(ttfts(after))
+    b = _median(list(probe_ttfts(results, before)))
+    a = _median(list(probe_ttfts(results, after)))
     return a / b if a is not None and b else None
 
 
@@ -160,7 +167,27 @@ def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float
                        ttft_ratio(results, fault_at_s, probe_window), count["shed"],
                        max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
                        probe_ratio(results, *probes), sum(1 for r in results if r.resumes),
-                       quantile(shed_ms, 0.5), quantile(shed_ms, 0.99))
+                       quantile(shed_ms, 0.5), quantile(shed_ms, 0.99),
+                       (probe_ttfts(results, probes[0]), probe_ttfts(results, probes[1])))
+
+
+def twin_lines(rows: list[dict[str, Any]], twins: list[dict[str, Any]]) -> list[str]:
+    """Paired probe ratios from two `benchmarks/chaos.py --json` files: each scenario's probes
+    after the fault over the same probes of its --no-fault twin (same seed: the same load at the
+    same moments; started together: the same machine load)."""
+    by_name = {t["scenario"]: t for t in twins}
+    lines = []
+    for row in rows:
+        after = row["probe_ttfts_s"][1]
+        twin = by_name.get(row["scenario"])
+        control = twin["probe_ttfts_s"][1] if twin else []
+        ratio = statistics.median(after) / statistics.median(control) if after and control \
+            else None
+        lines.append(f"{row['scenario']:<24} probe x vs no-fault twin "
+                     f"{'-' if ratio is None else format(ratio, '.2f')}; after ms "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in control)}")
+    return lines
 
 
 class LoopLag:

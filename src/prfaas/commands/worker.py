@@ -8,11 +8,11 @@ other processes (`prfaas router` and `prfaas wan` are the documented front doors
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 from pathlib import Path
 from typing import Any
 
+from prfaas import aio
 from prfaas.errors import UsageError
 
 
@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             return 0  # dismissed: the supervisor stopped (or died) before needing it
         wan_url = args.wan_url.rstrip("/")
         etcd = _etcd(args)
-        asyncio.run(
+        aio.run(
             run_router(cfg, args.ready_file, wan_url, _port(args.url), pki, etcd, args.name,
                        args.control_port, args.host)
         )
@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     if args.wan:
         from prfaas.worker.wan_app import run_wan
 
-        asyncio.run(
+        aio.run(
             run_wan(cfg, args.ready_file, _port(args.url), pki, args.fault_hooks, args.state_file,
                     args.host)
         )
@@ -155,12 +155,12 @@ def run(args: argparse.Namespace) -> int:
         from prfaas.worker.multi import run_workers
 
         pkis = {node: _pki(args, cfg, node) for node in names}
-        asyncio.run(run_workers(cfg, names, etcd, _secret(args), args.ready_file,
-                                args.fault_hooks, pkis))
+        aio.run(run_workers(cfg, names, etcd, _secret(args), args.ready_file,
+                            args.fault_hooks, pkis))
         return 0
     from prfaas.worker.app import run_worker
 
-    asyncio.run(
+    aio.run(
         run_worker(cfg, names[0], etcd, _secret(args), args.ready_file, args.fault_hooks, pki)
     )
     return 0

@@ -156,9 +156,12 @@ class LimitsConfig:
     max_connections: int = 2048  # per listener; beyond it uvicorn answers 503
     # Admission control (policy/admission.py): beyond these a request gets 429 + Retry-After.
     ttft_slo_s: float = 10.0  # predicted TTFT (wall-clock s) above this is shed; 0 = off
-    # predicted queue wait (wall-clock s) above this is shed; 0 = off: a backlog the spare capacity
-    # clears soon after a burst (docs/reliability.md: about D x (1 - load) to recover in D s)
+    # predicted queue wait (wall-clock s) above this is shed; 0 = recovery_s x (1 - recovery_load)
     max_queue_wait_s: float = 0.0
+    # a burst's admitted backlog clears within recovery_s (wall-clock s; 0 = no bound) of its end
+    # while a steady load of up to recovery_load (of capacity) goes on: the default bound is 4 s
+    recovery_s: float = 10.0
+    recovery_load: float = 0.6
     max_queue_per_node: int = 64  # requests waiting on one prefill node; 0 = unbounded
     max_queue: int = 1024  # requests waiting for their first token, router-wide; 0 = unbounded
     tokens_per_s_per_key: float = 0.0  # prompt bytes + max_tokens per second per key; 0 = off

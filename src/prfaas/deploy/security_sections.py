@@ -89,9 +89,13 @@ def limits_section(root: Table) -> LimitsConfig:
         max_connections=t.integer("max_connections", default=d.max_connections, minimum=16),
         ttft_slo_s=t.number("ttft_slo_s", default=d.ttft_slo_s),
         max_queue_wait_s=t.number("max_queue_wait_s", default=d.max_queue_wait_s),
+        recovery_s=t.number("recovery_s", default=d.recovery_s),
+        recovery_load=t.number("recovery_load", default=d.recovery_load),
         max_queue_per_node=t.integer("max_queue_per_node", default=d.max_queue_per_node),
         max_queue=t.integer("max_queue", default=d.max_queue),
         tokens_per_s_per_key=t.number("tokens_per_s_per_key", default=d.tokens_per_s_per_key),
     )
+    if cfg.recovery_load >= 1.0:  # no spare capacity would ever drain the backlog
+        raise t.fail("recovery_load", f"must be below 1, got {cfg.recovery_load:g}")
     t.finish()
     return cfg

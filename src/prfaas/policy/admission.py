@@ -44,6 +44,14 @@ class Admission:
     predicted_ttft_s: float = 0.0
 
 
+def recovery_wait_bound(recovery_s: float, load: float) -> float:
+    """The predicted queue wait to admit at most so that a burst's backlog clears within
+    `recovery_s` of its end while the steady `load` (0 <= load < 1) goes on: the spare capacity
+    1 - load drains W seconds of backlog in W / (1 - load), so W = recovery_s (1 - load).
+    0.0 (no bound) when `recovery_s` is 0."""
+    return recovery_s * (1.0 - load) if recovery_s > 0 else 0.0
+
+
 def predicted_ttft(
     view: ClusterView, request: RequestSpec, placement: Placement, params: PolicyParams
 ) -> tuple[float, float] | None:
