@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 
@@ -43,7 +44,9 @@ def test_public_pages_name_no_internal_address(dep: Deployment) -> None:
         assert "127.0.0.1" not in text and "https://" not in text, page
         for port in [*(u.rsplit(":", 1)[1] for u in dep.node_urls.values()),
                      *map(str, dep.transfer_ports.values())]:
-            assert f":{port}" not in text, (page, port)
+            # a whole port after a colon: "maximum":4294967295 in the OpenAPI schema is no leak of
+            # port 42949 (a random port made that false alarm once)
+            assert re.search(rf":{port}(?!\d)", text) is None, (page, port)
 
 
 def test_scrubbed_errors_keep_the_message_but_not_the_address() -> None:
