@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from approx import assert_close
+from prfaas.core.arrivals import ArrivalGaps
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.policy.params import PolicyParams
@@ -53,10 +54,14 @@ def _live_route(
     params: PolicyParams,
     req: RequestSpec,
     step: dict[str, Any],
+    arrivals: ArrivalGaps,
 ) -> tuple[ClusterView, Placement]:
+    """The router's decision on the step's inputs; it counts the request's arrival itself."""
     members = [MembershipRecord(*m) for m in step["members"]]
     telemetry = [TransferTelemetry(*t) for t in step["telemetry"]]
-    return adapter.route(policy, params, req, step["now_s"], members, telemetry, step["index"])
+    arrivals.add(step["now_s"])
+    index, cv = step["index"], arrivals.cv()
+    return adapter.route(policy, params, req, step["now_s"], members, telemetry, index, cv)
 
 
 def _requests(run: dict[str, Any]) -> tuple[Any, Any, dict[str, RequestSpec]]:
@@ -79,12 +84,13 @@ def test_router_adapter_reproduces_recorded_decisions(golden: dict[str, Any]) ->
     for run in golden["runs"]:
         _, _, requests = _requests(run["run"])
         params: PolicyParams | None = None
+        arrivals = ArrivalGaps()
         for step in run["steps"]:
             if "params" in step:
                 params = _params(dict(step["params"]))
             assert params is not None
             view, placement = _live_route(
-                adapter, run["run"]["policy"], params, requests[step["request_id"]], step
+                adapter, run["run"]["policy"], params, requests[step["request_id"]], step, arrivals
             )
             assert all(n.node_id != "pd-99" for c in view.clusters for n in c.nodes)
             assert asdict(placement) == step["placement"], step["request_id"]
@@ -114,9 +120,10 @@ def test_simulator_and_router_views_and_decisions_identical(golden: dict[str, An
         setup = build_setup(prep.scenario, prep.plan, policy, cfg.options)
         seen = _simulate(setup, list(requests.values()))
         assert len(seen) == len(run["steps"])
+        arrivals = ArrivalGaps()
         for (view, spec, placement, params), step in zip(seen, run["steps"], strict=True):
             assert spec.request_id == step["request_id"]
-            live_view, live_placement = _live_route(adapter, policy, params, spec, step)
+            live_view, live_placement = _live_route(adapter, policy, params, spec, step, arrivals)
             # Telemetry floats were recorded on another machine: equal up to the last bits.
             assert_close(live_view, view)
             assert live_placement == placement

@@ -143,3 +143,16 @@ def test_self_jitter_delays_each_send_by_less_than_the_bound() -> None:
     at = {r.index: r.send_at_s for r in plan}
     assert all(0.0 <= r.send_at_s - at[r.index] < 0.005 for r in moved)
     assert [r.send_at_s for r in moved] == sorted(r.send_at_s for r in moved)
+
+
+def test_the_routers_view_counts_first_placements_into_the_arrival_cv() -> None:
+    cfg = deployment(prfaas=1, pd_prefill=2, pd_decode=2)
+    members = Membership(cfg)
+    _registered(members, 1.0)
+    fleet = LiveFleet(members, cfg.block_tokens, TIMEOUT)
+    for i in range(40):  # evenly spaced first placements, as the simulator counts arrivals
+        view = fleet.view(1.0 + 0.1 * i, [], {}, arrival=True)
+    assert view.arrival_cv is not None and view.arrival_cv < 0.01
+    for _ in range(20):  # re-placements (recovery, admission probes) are not arrivals
+        again = fleet.view(6.0, [], {})
+    assert again.arrival_cv == view.arrival_cv

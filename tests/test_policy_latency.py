@@ -53,3 +53,20 @@ def test_a_long_request_goes_local_when_that_is_faster(planned: PolicyParams) ->
 def test_without_planned_profiles_the_rule_is_off() -> None:
     p = route(view(remote=_remote(0)), req(8_000), PolicyParams(threshold_tokens=19_400))
     assert p.prefill_cluster == "pd"
+
+
+def test_smooth_arrivals_let_short_requests_use_the_last_idle_node(planned: PolicyParams) -> None:
+    # Same state as above (one PrfaaS node idle), but recent arrivals are evenly spaced.
+    smooth = replace(view(remote=_remote(3)), arrival_cv=0.2)
+    p = route(smooth, req(8_000), planned, "prfaas")
+    assert p.prefill_cluster == "prfaas" and "latency" in p.reason
+    clumped = replace(view(remote=_remote(3)), arrival_cv=3.0)
+    assert route(clumped, req(8_000), planned, "prfaas").prefill_cluster == "pd"
+    # The threshold is a knob: with it at 0 even smooth arrivals keep the reserve.
+    strict = replace(planned, latency_reserve_cv=0.0)
+    assert route(smooth, req(8_000), strict, "prfaas").prefill_cluster == "pd"
+
+
+def test_a_negative_reserve_cv_is_refused() -> None:
+    with pytest.raises(ValueError, match="latency_reserve_cv"):
+        PolicyParams(latency_reserve_cv=-1.0)

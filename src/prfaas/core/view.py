@@ -210,6 +210,8 @@ class ClusterView:
     clusters: tuple[ClusterState, ...]
     links: tuple[LinkView, ...]
     matches: tuple[CacheMatch, ...] = ()
+    # Inter-arrival CV of the driver's recent arrivals (core/arrivals.py); None: not known yet.
+    arrival_cv: float | None = None
     # Derived once: policies ask "which clusters have this role" several times per decision.
     _roles: dict[str, tuple[ClusterState, ...]] = field(
         init=False, repr=False, compare=False, default_factory=dict

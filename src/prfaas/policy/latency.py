@@ -80,6 +80,7 @@ def prefer_other_side(
     remote: SideEstimate | None,
     local: SideEstimate | None,
     util: float,
+    arrival_cv: float | None = None,
 ) -> bool:
     """Whether to override t's choice (`long`: remote) for a smaller completion time."""
     if not params.latency_routing or remote is None or local is None or util >= params.raise_util:
@@ -87,9 +88,12 @@ def prefer_other_side(
     mine, other = (remote, local) if long else (local, remote)
     if other.total_s >= mine.total_s or other.wait_s > params.latency_slack_s or not other.idle:
         return False
-    # Slack: the other side keeps idle nodes in reserve for the requests t sends it (without
-    # one, short requests on an idle PrfaaS cluster delay the long ones: the trace's P99 rises).
-    return other.idle > min(params.latency_reserve_nodes, other.nodes - 1)
+    # Slack: under bursty arrivals the other side keeps idle nodes in reserve for the requests
+    # t sends it (without one, short requests on an idle PrfaaS cluster delay the long ones that
+    # come in the same clump: the trace's P99 rises); smoother arrivals need no reserve.
+    bursty = arrival_cv is None or arrival_cv > params.latency_reserve_cv
+    reserve = params.latency_reserve_nodes if bursty else 0
+    return other.idle > min(reserve, other.nodes - 1)
 
 
 def enabled(params: PolicyParams) -> bool:
@@ -124,7 +128,7 @@ def choose_side(
         (params.local_prefill_poly, params.local_s_per_token),
         0.0,
     )
-    if not prefer_other_side(params, long, remote, local, util):
+    if not prefer_other_side(params, long, remote, local, util, view.arrival_cv):
         return long, ""
     assert remote is not None and local is not None
     return not long, f"; latency: remote {remote.total_s:.2f}s vs local {local.total_s:.2f}s"

@@ -39,6 +39,10 @@ class PolicyParams:
         latency_slack_s, more than latency_reserve_nodes of its prefill nodes are idle (kept for
         the requests t sends there) and egress is below raise_util: spare capacity is used at
         low load, and t governs once queues build near saturation.
+    latency_reserve_cv: the idle-node reserve holds only while recent arrivals are burstier than
+        this inter-arrival CV (Poisson: 1; the view's arrival_cv, unknown counts as bursty).
+        Smoother arrivals rarely bring two long requests at once, so the last idle node serves
+        short ones too (docs/results.md 7.3 measures both sides of this).
     """
 
     threshold_tokens: int = 19_400
@@ -63,6 +67,7 @@ class PolicyParams:
     latency_routing: bool = True
     latency_slack_s: float = 0.0
     latency_reserve_nodes: int = 1
+    latency_reserve_cv: float = 1.5
 
     def __post_init__(self) -> None:
         if self.threshold_tokens < 0:
@@ -74,8 +79,10 @@ class PolicyParams:
         if self.remote_service_s < 0 or self.local_service_s < 0 or self.balance_slack_s < 0:
             raise ValueError("service times and balance_slack_s must be >= 0")
         latency = (self.latency_slack_s, self.remote_s_per_token, self.local_s_per_token)
-        if self.latency_reserve_nodes < 0 or min(latency) < 0:
-            raise ValueError("latency_slack_s, latency_reserve_nodes and per-token times: >= 0")
+        if self.latency_reserve_nodes < 0 or min(*latency, self.latency_reserve_cv) < 0:
+            raise ValueError(
+                "latency_slack_s, latency_reserve_nodes, latency_reserve_cv, per-token times: >= 0"
+            )
         caps = [c for c, _ in self.threshold_by_gbps]
         if caps != sorted(caps):
             raise ValueError("threshold_by_gbps must be ascending in capacity")

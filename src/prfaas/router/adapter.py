@@ -89,6 +89,7 @@ class RouterAdapter:
         members: Iterable[MembershipRecord],
         telemetry: Iterable[TransferTelemetry],
         index_match: Mapping[str, int],
+        arrival_cv: float | None = None,
     ) -> ClusterView:
         """`index_match` is GlobalPrefixIndex.match(): usable blocks per location, where a
         location is a cluster name (a cluster-wide pool) or a node id (a node-local pool)."""
@@ -101,9 +102,8 @@ class RouterAdapter:
             cluster_of[m.node_id] = m.cluster
             nodes.setdefault(m.cluster, []).append(m.node_view())
         clusters = tuple(ClusterState(c, roles[c], tuple(nodes[c])) for c in sorted(nodes))
-        return ClusterView(
-            now_s, clusters, link_views(telemetry), self._matches(index_match, cluster_of, roles)
-        )
+        matches = self._matches(index_match, cluster_of, roles)
+        return ClusterView(now_s, clusters, link_views(telemetry), matches, arrival_cv)
 
     def _matches(
         self,
@@ -132,6 +132,7 @@ class RouterAdapter:
         members: Iterable[MembershipRecord],
         telemetry: Iterable[TransferTelemetry],
         index_match: Mapping[str, int],
+        arrival_cv: float | None = None,
     ) -> tuple[ClusterView, Placement]:
-        view = self.build_view(now_s, members, telemetry, index_match)
+        view = self.build_view(now_s, members, telemetry, index_match, arrival_cv)
         return view, get_policy(policy)(view, request, params)

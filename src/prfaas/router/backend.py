@@ -192,8 +192,9 @@ class RouterBackend:
         now = time.monotonic()
         spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
         # Over per-cluster indexes (O(log n) per decision); RouterAdapter builds the same view
-        # from scratch (tests/test_router_fleet_view.py).
-        view = self.fleet.view(now, telemetry(self.bandwidth), index_match(self.members, per_node))
+        # from scratch (tests/test_router_fleet_view.py). `shed`: the request's first placement.
+        matched = index_match(self.members, per_node)
+        view = self.fleet.view(now, telemetry(self.bandwidth), matched, arrival=shed)
         placement = get_policy(self.policy_name)(view, spec, self.params)
         if not placement.rejected and shed:
             self.admission.check(view, spec, placement, self.params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable, Mapping
 
+from prfaas.core.arrivals import ArrivalGaps
 from prfaas.core.fleet import ClusterIndex
 from prfaas.core.view import CacheMatch, ClusterRole, ClusterState, ClusterView
 from prfaas.router.adapter import TransferTelemetry, link_views
@@ -32,6 +33,7 @@ class LiveFleet:
         self.indexes = {name: ClusterIndex() for name in sorted(self.roles)}
         self._expiry: list[tuple[float, str]] = []  # (last heartbeat, node) of indexed nodes
         self._pushed: dict[str, float] = {}  # the last heartbeat time queued for expiry
+        self.arrivals = ArrivalGaps()  # requests' first placements, as the simulator counts
         members.changed.update(members.nodes)
 
     def refresh(self, now_s: float) -> None:
@@ -73,15 +75,20 @@ class LiveFleet:
         now_s: float,
         telemetry: Iterable[TransferTelemetry],
         index_match: Mapping[str, int],
+        arrival: bool = False,
     ) -> ClusterView:
-        """What RouterAdapter.build_view would build from the same state, over the indexes."""
+        """What RouterAdapter.build_view would build from the same state, over the indexes;
+        `arrival` counts a request's first placement into the view's arrival CV."""
         self.refresh(now_s)
+        if arrival:
+            self.arrivals.add(now_s)
         clusters = tuple(
             ClusterState(name, self.roles[name], index=index)
             for name, index in self.indexes.items()
             if len(index)
         )
-        return ClusterView(now_s, clusters, link_views(telemetry), self._matches(index_match))
+        matches = self._matches(index_match)
+        return ClusterView(now_s, clusters, link_views(telemetry), matches, self.arrivals.cv())
 
     def _matches(self, index_match: Mapping[str, int]) -> tuple[CacheMatch, ...]:
         out: list[CacheMatch] = []

@@ -44,4 +44,6 @@ class SimAdapter:
                     m = c.pool.peek(spec.block_hashes)
                     if m.usable_blocks:
                         matches.append(CacheMatch(c.name, m.usable_tokens))
-        return ClusterView(sim.kernel.now, clusters, links, tuple(matches))
+        return ClusterView(
+            sim.kernel.now, clusters, links, tuple(matches), sim.arrival_gaps.cv()
+        )

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from prfaas.cache.pool import HybridPrefixPool
 from prfaas.control.window import ObservationWindow, PrefillSample
+from prfaas.core.arrivals import ArrivalGaps
 from prfaas.core.lifecycle import Phase, RequestRecord
 from prfaas.core.metrics import RunSeries
 from prfaas.core.request import RequestSpec
@@ -63,6 +64,7 @@ class Simulation:
             ),
         )
         self.adapter = SimAdapter(self)
+        self.arrival_gaps = ArrivalGaps()
         self.done = 0
         self.last_done_s = 0.0
         self.tails = 0  # prefill ended, KV still on the wire
@@ -182,6 +184,7 @@ class Simulation:
             k.at(self.requests[i + 1].arrival_s, self._arrive, i + 1)
         rec = RequestRecord(spec)
         self.records.append(rec)
+        self.arrival_gaps.add(k.now)
         view = self.adapter.view(spec, keep=self.on_decision is not None)
         placement = self.route(view, spec, self.params)
         if self.on_decision is not None:
