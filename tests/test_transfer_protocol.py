@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prfaas.transfer import checksum
+from prfaas.transfer import checksum, protocol
 from prfaas.transfer import frames as fr
 from prfaas.transfer.errors import AuthError, ChecksumError, SequenceError
 from prfaas.transfer.protocol import READY, ClientConnection, ServerConnection
@@ -96,6 +96,35 @@ def test_client_preamble_announces_each_transfer_and_layer_once_per_connection()
     assert client.preamble(begin, layer) == b""
     client.forget(1)
     assert _decode(client.preamble(begin, None)) == [begin]
+
+
+def test_a_receiving_connection_keeps_only_the_newest_transfers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A sender commits on one connection; the others never hear the transfer ended. Their state
+    # must stay bounded (the soak's slow growth), and a frame for an evicted transfer is refused.
+    monkeypatch.setattr(protocol, "KEEP_TRANSFERS", 4)
+    _, server = _handshake(b"k", b"k")
+    for xid in range(1, 101):
+        server.receive(fr.Begin(xid, 1, 100, 4096, 1, f"r{xid}"))
+        server.receive(fr.Layer(xid, 0, 100))
+        server.receive(fr.Data(xid, 0, 0, 100, 0))
+    assert sorted(server._begun) == [97, 98, 99, 100]
+    assert sorted(server._layers) == [97, 98, 99, 100]
+    with pytest.raises(SequenceError, match="before its BEGIN"):
+        server.receive(fr.Layer(3, 0, 100))
+    with pytest.raises(SequenceError, match="before its LAYER"):
+        server.receive(fr.Data(3, 0, 0, 100, 0))
+    server.receive(fr.Abort(100, "gone"))  # an abort still forgets at once
+    assert 100 not in server._begun and 100 not in server._layers
+
+
+def test_a_sending_connection_forgets_a_transfer_entirely() -> None:
+    client, _ = _handshake(b"k", b"k")
+    for xid in range(1, 50):
+        client.preamble(fr.Begin(xid, 0, 0, 4096, 1, "t"), fr.Layer(xid, 0, 10))
+        client.forget(xid)
+    assert not client._begun and not client._layers
 
 
 def _tracker(total: int = 0, layers: int = 0, limit: int = 1 << 20) -> ReceiveTracker:

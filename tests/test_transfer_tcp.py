@@ -181,3 +181,24 @@ def test_connect_to_nothing_raises_and_send_needs_a_connection() -> None:
             await client.send("x", [LayerPayload(0, b"x")])
 
     asyncio.run(main())
+
+
+def test_a_client_keeps_no_state_of_committed_transfers() -> None:
+    # Every connection announced these transfers; none may remember them once committed.
+    async def main() -> None:
+        srv = TransferServer("127.0.0.1", 0, SECRET, lambda _: None)
+        await srv.start()
+        try:
+            async with TransferClient(
+                "127.0.0.1", srv.port, SECRET, connections=3, chunk_bytes=16 << 10
+            ) as client:
+                for i in range(20):
+                    result = await client.send(f"r{i}", _slowly(_layers(4, 40_000, seed=i)))
+                    assert result.verified
+                states = [c.proto for c in client._conns if c is not None]
+        finally:
+            await srv.close()
+        assert len(states) == 3
+        assert all(not p._begun and not p._layers for p in states)
+
+    asyncio.run(main())

@@ -207,7 +207,10 @@ class TransferClient(ConnectionPool):
             self._abandon(out, exc)
             raise
         finally:
-            self._active.pop(xid, None)
+            self._active.pop(xid, None)  # the writers skip its queued chunks from now on
+            for c in self._conns:
+                if c is not None:
+                    c.proto.forget(xid)  # else every transfer stays in each connection's state
         end = time.monotonic()
         return TransferResult(
             transfer_id=transfer_id,

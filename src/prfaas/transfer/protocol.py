@@ -38,6 +38,8 @@ AWAIT_AUTH_OK = "await-auth-ok"
 READY = "ready"
 CLOSED = "closed"
 
+# Transfers whose state a receiving connection keeps (above any max_active_transfers in use).
+KEEP_TRANSFERS = 1024
 ERR_AUTH = 1
 ERR_PROTOCOL = 2
 ERR_LIMIT = 3
@@ -75,8 +77,10 @@ class ServerConnection:
         self.conn_index = -1
         self._client_nonce = b""
         self._server_nonce = b""
+        # Per transfer (xid): its BEGIN and the layers announced on this connection. Insertion
+        # order is xid order, so the oldest entries go first when the window is full.
         self._begun: dict[int, fr.Begin] = {}
-        self._layers: set[tuple[int, int]] = set()
+        self._layers: dict[int, set[int]] = {}
 
     @property
     def authenticated(self) -> bool:
@@ -122,14 +126,17 @@ class ServerConnection:
             seen = self._begun.get(frame.xid)
             if seen is not None and seen != frame:
                 raise SequenceError(f"BEGIN for transfer {frame.xid} changed on this connection")
-            self._begun[frame.xid] = frame
+            if seen is None:
+                self._begun[frame.xid] = frame
+                self._layers[frame.xid] = set()
+                self._trim()
         elif isinstance(frame, fr.Layer | fr.Commit):
             if frame.xid not in self._begun:
                 raise SequenceError(f"{_name(frame)} for transfer {frame.xid} before its BEGIN")
             if isinstance(frame, fr.Layer):
-                self._layers.add((frame.xid, frame.layer))
+                self._layers[frame.xid].add(frame.layer)
         elif isinstance(frame, fr.Data):
-            if (frame.xid, frame.layer) not in self._layers:
+            if frame.layer not in self._layers.get(frame.xid, ()):
                 raise SequenceError(
                     f"DATA for transfer {frame.xid} layer {frame.layer} before its LAYER"
                 )
@@ -146,7 +153,15 @@ class ServerConnection:
     def forget(self, xid: int) -> None:
         """Drop per-connection state of a finished transfer."""
         self._begun.pop(xid, None)
-        self._layers = {key for key in self._layers if key[0] != xid}
+        self._layers.pop(xid, None)
+
+    def _trim(self) -> None:
+        """Keep the newest KEEP_TRANSFERS transfers' state. A sender commits a transfer on one
+        of its connections, so the others never learn it ended: without a bound, every transfer
+        a long-lived connection ever carried stays here (the soak's slow growth). A frame for a
+        transfer this far behind is refused like one before its BEGIN."""
+        while len(self._begun) > KEEP_TRANSFERS:
+            self.forget(next(iter(self._begun)))
 
 
 class ClientConnection:
@@ -173,7 +188,7 @@ class ClientConnection:
         self.max_chunk_bytes = 0
         self.server_instance = 0
         self._begun: set[int] = set()
-        self._layers: set[tuple[int, int]] = set()
+        self._layers: dict[int, set[int]] = {}  # xid -> layers whose LAYER frame was sent
 
     def hello(self) -> bytes:
         if self.state != AWAIT_HELLO:
@@ -222,11 +237,14 @@ class ClientConnection:
         if begin.xid not in self._begun:
             self._begun.add(begin.xid)
             out += fr.encode(begin)
-        if layer is not None and (layer.xid, layer.layer) not in self._layers:
-            self._layers.add((layer.xid, layer.layer))
-            out += fr.encode(layer)
+        if layer is not None:
+            sent = self._layers.setdefault(layer.xid, set())
+            if layer.layer not in sent:
+                sent.add(layer.layer)
+                out += fr.encode(layer)
         return out
 
     def forget(self, xid: int) -> None:
+        """Drop the state of a transfer that ended (committed or abandoned)."""
         self._begun.discard(xid)
-        self._layers = {key for key in self._layers if key[0] != xid}
+        self._layers.pop(xid, None)
