@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from prfaas.transfer import checksum, protocol
+from prfaas.transfer import checksum
 from prfaas.transfer import frames as fr
 from prfaas.transfer.errors import AuthError, ChecksumError, SequenceError
 from prfaas.transfer.protocol import READY, ClientConnection, ServerConnection
@@ -18,10 +18,12 @@ def _decode(wire: bytes) -> list[fr.Frame]:
 
 
 def _handshake(
-    client_secret: bytes, server_secret: bytes
+    client_secret: bytes, server_secret: bytes, keep_transfers: int = 512
 ) -> tuple[ClientConnection, ServerConnection]:
     client = ClientConnection(client_secret, SESSION, 0)
-    server = ServerConnection(server_secret, checksum_mask=checksum.supported())
+    server = ServerConnection(
+        server_secret, checksum_mask=checksum.supported(), keep_transfers=keep_transfers
+    )
     challenge = server.receive(_decode(client.hello())[0])
     auth = client.receive(_decode(challenge)[0])
     ok = server.receive(_decode(auth)[0])
@@ -98,13 +100,10 @@ def test_client_preamble_announces_each_transfer_and_layer_once_per_connection()
     assert _decode(client.preamble(begin, None)) == [begin]
 
 
-def test_a_receiving_connection_keeps_only_the_newest_transfers(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_receiving_connection_keeps_only_the_newest_transfers() -> None:
     # A sender commits on one connection; the others never hear the transfer ended. Their state
     # must stay bounded (the soak's slow growth), and a frame for an evicted transfer is refused.
-    monkeypatch.setattr(protocol, "KEEP_TRANSFERS", 4)
-    _, server = _handshake(b"k", b"k")
+    _, server = _handshake(b"k", b"k", keep_transfers=4)
     for xid in range(1, 101):
         server.receive(fr.Begin(xid, 1, 100, 4096, 1, f"r{xid}"))
         server.receive(fr.Layer(xid, 0, 100))

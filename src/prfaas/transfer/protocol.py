@@ -38,8 +38,9 @@ AWAIT_AUTH_OK = "await-auth-ok"
 READY = "ready"
 CLOSED = "closed"
 
-# Transfers whose state a receiving connection keeps (above any max_active_transfers in use).
-KEEP_TRANSFERS = 1024
+# Transfers whose state a receiving connection keeps by default: twice the server's default
+# max_active_transfers (the server passes twice its own).
+KEEP_TRANSFERS = 512
 ERR_AUTH = 1
 ERR_PROTOCOL = 2
 ERR_LIMIT = 3
@@ -64,10 +65,12 @@ class ServerConnection:
         max_chunk_bytes: int = fr.MAX_CHUNK_BYTES,
         instance: int = 0,
         nonce_source: Callable[[int], bytes] = os.urandom,
+        keep_transfers: int = KEEP_TRANSFERS,
     ) -> None:
         if not secret:
             raise ValueError("the cluster secret must not be empty")
         self._secret = secret
+        self._keep = keep_transfers
         self._mask = checksum_mask
         self._instance = instance
         self._max_chunk = max_chunk_bytes
@@ -156,11 +159,11 @@ class ServerConnection:
         self._layers.pop(xid, None)
 
     def _trim(self) -> None:
-        """Keep the newest KEEP_TRANSFERS transfers' state. A sender commits a transfer on one
+        """Keep the newest `keep_transfers` transfers' state. A sender commits a transfer on one
         of its connections, so the others never learn it ended: without a bound, every transfer
         a long-lived connection ever carried stays here (the soak's slow growth). A frame for a
         transfer this far behind is refused like one before its BEGIN."""
-        while len(self._begun) > KEEP_TRANSFERS:
+        while len(self._begun) > self._keep:
             self.forget(next(iter(self._begun)))
 
 

@@ -135,7 +135,10 @@ class TransferServer:
 
     async def _serve(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         conn = ServerConnection(
-            self._secret, checksum_mask=checksum.supported(), instance=self._instance
+            self._secret,
+            checksum_mask=checksum.supported(),
+            instance=self._instance,
+            keep_transfers=2 * self.max_active_transfers,  # any transfer still active stays
         )
         try:
             async with asyncio.timeout(self.handshake_timeout_s):
