@@ -150,6 +150,7 @@ class Telemetry(msgspec.Struct):
 class FaultSpec(msgspec.Struct, frozen=True):
     """Test hooks: die (os._exit) or fail a transfer at a given point, a number of times."""
 
-    kind: Name  # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode
+    # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode | evict_before_push
+    kind: Name
     count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     after_tokens: Count = 0  # die_in_decode: after emitting this many tokens
