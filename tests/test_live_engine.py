@@ -129,6 +129,10 @@ def _wan_bytes(url: str) -> float:
     return _counter(url, "prfaas_transfer_bytes_total", 'link="prfaas->pd"')
 
 
+def _held(url: str) -> float:
+    return _counter(url, "prfaas_kv_held_tokens_total", 'src_cluster="prfaas"')
+
+
 def test_only_the_missing_kv_crosses_when_the_decode_cluster_holds_the_prefix(url: str) -> None:
     """pd-p0 prefilled a short prompt; a long follow-up is offloaded and prfaas-0 leaves that
     prefix's KV out: pd-d0 takes it from pd-p0, and the completion is the single process's."""
@@ -138,11 +142,11 @@ def test_only_the_missing_kv_crosses_when_the_decode_cluster_holds_the_prefix(ur
     other = other[: len(follow)]  # the same length, no prefix held anywhere
     assert complete(url, base, max_tokens=2, model=MODEL, timeout=120).status_code == 200
     assert _decisions(url)[0]["prefill"] == "pd-p0"
-    held0, wan0 = _counter(url, "prfaas_kv_held_tokens_total", 'src_cluster="prfaas"'), _wan_bytes(url)
+    held0, wan0 = _held(url), _wan_bytes(url)
     resp = complete(url, follow, max_tokens=12, model=MODEL, timeout=120)
     assert resp.status_code == 200, resp.text
     assert _decisions(url)[0]["prefill"] == "prfaas-0"
-    held = _counter(url, "prfaas_kv_held_tokens_total", 'src_cluster="prfaas"') - held0
+    held = _held(url) - held0
     assert held == 6 * 32
     wan1 = _wan_bytes(url)
     assert complete(url, other, max_tokens=2, model=MODEL, timeout=120).status_code == 200
