@@ -190,3 +190,18 @@ def test_a_held_spec_names_one_hash_per_block() -> None:
             b'"target":{"node":"pd-d0","host":"127.0.0.1","port":1}}',
             type=HeldSpec,
         )
+
+
+def test_a_decode_node_fetches_a_held_prefix_only_for_itself() -> None:
+    from types import SimpleNamespace
+
+    from prfaas.worker.held import HeldUnavailable, fetch_held
+
+    spec = HeldSpec("pd-p0", 1, [7], Target("pd-d1", "127.0.0.1", 1))
+    node = SimpleNamespace(name="pd-d0", peers={"pd-p0": "http://x"})
+    job = DecodeJob("r", 40, SAMPLING, 1.0, spec)
+    with pytest.raises(HeldUnavailable, match="addressed to 'pd-d1'"):
+        asyncio.run(fetch_held(node, job))  # type: ignore[arg-type]
+    unknown = HeldSpec("pd-p9", 1, [7], Target("pd-d0", "127.0.0.1", 1))
+    with pytest.raises(HeldUnavailable, match="no known peer"):
+        asyncio.run(fetch_held(node, DecodeJob("r", 40, SAMPLING, 1.0, unknown)))  # type: ignore[arg-type]

@@ -49,6 +49,8 @@ async def fetch_held(node: WorkerNode, job: DecodeJob) -> list[memoryview]:
     pool or pushed by the holder named in the job; HeldUnavailable if they are gone."""
     spec = job.held
     assert spec is not None
+    if spec.target.node != node.name:  # the blocks come to this node, never elsewhere
+        raise HeldUnavailable(f"held prefix addressed to {spec.target.node!r}, not {node.name}")
     try:
         if spec.src_node == node.name:
             layers = await node.engine.export_blocks(node.pool, spec.hashes, spec.blocks)
