@@ -163,6 +163,25 @@ def test_an_evicted_prefix_is_reported_and_the_full_kv_retry_matches() -> None:
     asyncio.run(go())
 
 
+def test_a_held_prefix_that_does_not_fit_is_reported_like_a_missing_one() -> None:
+    """Blocks that do not cover what the prefill left out cannot be joined: the decode node
+    reports it as held_missing (the router then re-runs the request with the whole KV)."""
+
+    async def go() -> None:
+        fleet = Fleet(_cfg())
+        await fleet.start()
+        try:
+            blocks = await _warm_holder(fleet)
+            held = blocks * fleet.cfg.block_tokens
+            lines, _ = await fleet.run("short", fleet.held(blocks), held + 12)
+        finally:
+            await fleet.close()
+        assert len(lines) == 1 and lines[0].held_missing and not lines[0].t
+        assert "does not cover" in str(lines[0].err)
+
+    asyncio.run(go())
+
+
 def test_a_prefill_that_sent_everything_needs_no_held_prefix() -> None:
     """A prefill retried on a node of the decode cluster sends the whole KV: the decode node
     drops the prefix it was told to fetch and decodes the same tokens."""

@@ -85,7 +85,9 @@ class DecodeService:
                 line = TokenLine()
                 for item in items:
                     if isinstance(item, BaseException):
-                        yield TokenLine(err=f"decode failed on {self.name}: {item}")
+                        missing = isinstance(item, HeldUnavailable)  # no token was produced
+                        err = f"decode failed on {self.name}: {item}"
+                        yield TokenLine(err=err, held_missing=missing)
                         return
                     line.t.append(item.token_id)
                     line.d.append(item.delta)
@@ -116,6 +118,8 @@ class DecodeService:
                     self._deliver(await decoder.add(rid, inbound, sampling))
                 except Exception as exc:  # a bad cache fails its request, not the batch
                     log.exception("cannot admit %s", rid)
+                    if inbound.prefix is not None:  # the router re-runs it with the whole KV
+                        exc = HeldUnavailable(f"cannot join the held prefix: {exc}")
                     self._fail(rid, exc)
             if decoder.active:
                 try:
