@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from live_support import complete
+from live_support import arm_fault, complete
 from prfaas.deploy.supervisor import Deployment
 
 pytestmark = [pytest.mark.slow, pytest.mark.engine]
@@ -28,7 +28,7 @@ PROMPT = "".join(f"line {i}: prefill as a service moves kv across datacenters. "
 @pytest.fixture(scope="module")
 def started() -> Iterator[tuple[Deployment, dict[str, Any]]]:
     """The deployment and its router's state as `prfaas up` left it (before the pin)."""
-    dep = Deployment(LOCAL)
+    dep = Deployment(LOCAL, fault_hooks=True)
     dep.start(timeout_s=120)
     try:
         planned = dep.control("GET", "/internal/state").json()
@@ -115,6 +115,75 @@ def test_pulled_prefix_resumes_to_the_same_completion(url: str) -> None:
     assert decision["prefill"] == "pd-p0" and "pull" in str(decision["reason"])
     assert resp.json()["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
     assert resp.json()["choices"][0]["text"] == _reference(follow, 12)
+
+
+def _counter(url: str, name: str, label: str) -> float:
+    """A counter's value from the public /metrics (0 before its first increment)."""
+    for line in httpx.get(f"{url}/metrics").text.splitlines():
+        if line.startswith(f"{name}{{{label}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def _wan_bytes(url: str) -> float:
+    return _counter(url, "prfaas_transfer_bytes_total", 'link="prfaas->pd"')
+
+
+def _held(url: str) -> float:
+    return _counter(url, "prfaas_kv_held_tokens_total", 'src_cluster="prfaas"')
+
+
+def test_only_the_missing_kv_crosses_when_the_decode_cluster_holds_the_prefix(url: str) -> None:
+    """pd-p0 prefilled a short prompt; a long follow-up is offloaded and prfaas-0 leaves that
+    prefix's KV out: pd-d0 takes it from pd-p0, and the completion is the single process's."""
+    base = "system: you answer briefly and exactly. " * 5  # 200 tokens < t: pd-p0, 6 blocks
+    follow = base + "".join(f"question {i}: how many bytes cross the link? " for i in range(9))
+    other = "".join(f"another {i}: with nothing held, the whole cache crosses. " for i in range(11))
+    other = other[: len(follow)]  # the same length, no prefix held anywhere
+    assert complete(url, base, max_tokens=2, model=MODEL, timeout=120).status_code == 200
+    assert _decisions(url)[0]["prefill"] == "pd-p0"
+    held0, wan0 = _held(url), _wan_bytes(url)
+    resp = complete(url, follow, max_tokens=12, model=MODEL, timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert _decisions(url)[0]["prefill"] == "prfaas-0"
+    held = _held(url) - held0
+    assert held == 6 * 32
+    wan1 = _wan_bytes(url)
+    assert complete(url, other, max_tokens=2, model=MODEL, timeout=120).status_code == 200
+    assert _decisions(url)[0]["prefill"] == "prfaas-0"
+    saved = (_wan_bytes(url) - wan1) - (wan1 - wan0)
+    assert saved == pytest.approx(held * _attention_bytes_per_token(), rel=0.02)
+    assert resp.json()["choices"][0]["text"] == _reference(follow, 12)
+
+
+def test_a_held_prefix_evicted_before_the_decode_node_asks_costs_one_full_kv_retry(
+    dep: Deployment, url: str
+) -> None:
+    base = "system: evicted right before the ask. " * 5  # pd-p0 holds it ...
+    follow = base + "".join(f"question {i}: and still the same completion? " for i in range(9))
+    assert complete(url, base, max_tokens=2, model=MODEL, timeout=120).status_code == 200
+    assert _decisions(url)[0]["prefill"] == "pd-p0"
+    retries0 = _counter(url, "prfaas_retries_total", 'stage="held"')
+    arm_fault(dep, "pd-p0", "evict_before_push")  # ... until pd-d0 asks for it
+    resp = complete(url, follow, max_tokens=12, model=MODEL, timeout=120)
+    assert resp.status_code == 200, resp.text
+    assert _counter(url, "prfaas_retries_total", 'stage="held"') == retries0 + 1
+    assert resp.json()["choices"][0]["text"] == _reference(follow, 12)
+
+
+def _attention_bytes_per_token() -> int:
+    """KV bytes per token on the wire (local.toml: float32) of MODEL's attention layers."""
+    import math
+
+    from prfaas.model.engine.engine import Engine
+
+    engine = Engine.from_preset(MODEL, seed=0, num_threads=1)
+    return sum(
+        math.prod(t.shape) // t.shape[-2] * 4
+        for s in engine.layer_template()
+        if s.kind == "attention"
+        for t in s.tensors.values()
+    )
 
 
 def test_openai_client_completes_and_streams(url: str) -> None:

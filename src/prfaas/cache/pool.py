@@ -222,6 +222,13 @@ class HybridPrefixPool:
             self._evict(victim)
         return True
 
+    def evict_all(self) -> int:
+        """Drop every prefix block (transfer reservations stay); returns how many went."""
+        n = len(self._entries)
+        for block_hash in list(self._entries):
+            self._evict(block_hash)
+        return n
+
     def _evict(self, block_hash: int) -> None:
         entry = self._entries.pop(block_hash)
         self._used -= entry.nbytes

@@ -23,7 +23,8 @@ from prfaas.router.decision_log import DecisionLog
 from prfaas.router.dispatch import DecodeLost, Dispatcher, WorkerLost
 from prfaas.router.encoding import OnceEncoder
 from prfaas.router.fleet_view import LiveFleet
-from prfaas.router.live_view import held_tokens, index_match, telemetry
+from prfaas.router.held import Held, held_prefix
+from prfaas.router.live_view import index_match, telemetry
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rebalancer import Observations
 from prfaas.router.records import Decision, decode_chunks, record_prefill
@@ -186,8 +187,13 @@ class RouterBackend:
 
     # -- one attempt -----------------------------------------------------------------------
     def _place(
-        self, req: CompletionRequest, tokens: tuple[int, ...], hashes: tuple[int, ...], shed: bool
-    ) -> tuple[Placement, PullSpec | None, dict[str, Any], int]:
+        self,
+        req: CompletionRequest,
+        tokens: tuple[int, ...],
+        hashes: tuple[int, ...],
+        shed: bool,
+        full_kv: bool = False,
+    ) -> tuple[Placement, PullSpec | None, dict[str, Any], Held]:
         per_node = self.members.index.match(hashes) if hashes else {}
         now = time.monotonic()
         spec = RequestSpec(req.request_id, now, len(tokens), req.max_tokens, hashes)
@@ -203,14 +209,8 @@ class RouterBackend:
         )
         if placement.rejected:
             raise BackendUnavailable(f"no capacity: {placement.reason}")
-        held = self._held_tokens(placement, per_node, len(tokens))
+        held = held_prefix(self, placement, per_node, hashes, len(tokens), full_kv)
         return placement, pull_spec(self, placement, per_node), entry, held
-
-    def _held_tokens(self, p: Placement, per_node: dict[str, int], n_tokens: int) -> int:
-        """Prefix KV the decode node's cluster holds (paper §3.3: only the rest crosses)."""
-        if self.cfg.engine.kind != "emulated":
-            return 0  # the transformers engine ships the whole KV
-        return held_tokens(self.members, p, per_node, n_tokens, self.block_tokens)
 
     async def serve_attempt(
         self,
@@ -220,11 +220,12 @@ class RouterBackend:
         sampling: Sampling,
         t0: tuple[float, float],  # (wall, thread CPU) clocks when routing began
         recovering: bool = False,  # our own recovery is never shed (a client's resume may be)
+        full_kv: bool = False,  # ship the whole KV (a held prefix went missing: router/held.py)
     ) -> AsyncIterator[TokenChunk]:
         """One placement and its run: prefill, KV to the decode node, the tokens as they come."""
         rid = req.request_id
         resumed = sampling.resumed  # tokens of `tokens` that are output already streamed
-        placement, pull, logged, held = self._place(req, tokens, hashes, not recovering)
+        placement, pull, logged, held = self._place(req, tokens, hashes, not recovering, full_kv)
         self.route_s.append(time.perf_counter() - t0[0])  # tokenize, hash, match, view, policy
         self.route_cpu_s.append(time.thread_time() - t0[1])
         decode = self.members.nodes[placement.decode_node]
@@ -232,7 +233,8 @@ class RouterBackend:
         decode.decode_pending += 1
         self.admission.waiting += 1
         stage = "prefill"  # queued or running on the prefill node, KV on its way; then decode
-        job = DecodeJob(rid, len(tokens), sampling, wait_s=self.cfg.router.request_timeout_s)
+        wait_s = self.cfg.router.request_timeout_s
+        job = DecodeJob(rid, len(tokens), sampling, wait_s, held.spec)
         opening = asyncio.create_task(
             self.dispatch.watch(self.dispatch.open_decode(decode, job), decode.name)
         )
@@ -246,7 +248,7 @@ class RouterBackend:
                     decode,
                     pull,
                     placement.prefix_tokens,
-                    held,
+                    held.tokens,
                 )
             except WorkerLost as exc:
                 if not decode.alive or _failed(opening):
@@ -255,8 +257,8 @@ class RouterBackend:
             finally:
                 decode.decode_pending -= 1  # the reply comes once the KV reached the decode node
             record_prefill(self, rid, tokens, placement, pull, reply, pnode)
-            if held and self.metrics is not None and pnode == placement.prefill_node:
-                self.metrics.count_held(placement.prefill_cluster, held)
+            if held.tokens and self.metrics is not None and pnode == placement.prefill_node:
+                self.metrics.count_held(placement.prefill_cluster, held.tokens)
             self.decision_log.complete(logged, pnode, reply)
             try:
                 resp = await opening

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import httpx
 import msgspec
 
+from prfaas.router.held import HeldMissing
 from prfaas.router.membership import Membership, NodeRecord
 from prfaas.router.rpc import NodeClient, RpcError, Stream
 from prfaas.worker.messages import (
@@ -200,6 +201,8 @@ class Dispatcher:
                     continue
                 line = _LINE.decode(raw)
                 if line.err is not None:
+                    if line.held_missing:  # before any token: the router re-runs it (resume.py)
+                        raise HeldMissing(rec.name, line.err)
                     raise WorkerLost(rec.name, line.err)
                 yield line
                 if line.f is not None:

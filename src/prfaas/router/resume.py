@@ -11,6 +11,7 @@ import msgspec
 
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.router.dispatch import DecodeLost, WorkerLost
+from prfaas.router.held import HeldMissing
 from prfaas.server.backend import BackendError, BackendUnavailable, CompletionRequest, TokenChunk
 from prfaas.worker.messages import Sampling
 
@@ -48,20 +49,28 @@ async def recovering(
     done = delivered(req)  # output token ids the client already has
     if done:
         b.count("resumed")
-    for attempt in range(MAX_DECODE_RECOVERIES + 1):
+    full_kv = False  # set once a held prefix went missing: the retry ships the whole KV
+    for attempt in range(MAX_DECODE_RECOVERIES + 2):
         if attempt:  # a re-placement's routing time starts here, not at the request's arrival
             t0 = (time.perf_counter(), time.thread_time())
         ids = tokens + tuple(done)
         resumed = replace_sampling(sampling, len(done))
         hashes = tuple(token_block_hashes(ids, b.block_tokens))
         try:
-            async for chunk in b.serve_attempt(req, ids, hashes, resumed, t0, attempt > 0):
+            attempts = b.serve_attempt(req, ids, hashes, resumed, t0, attempt > 0, full_kv)
+            async for chunk in attempts:
                 done.append(chunk.token_id or 0)
                 yield chunk
             return
+        except HeldMissing as exc:  # before its first token: nothing to resume, nothing lost
+            log.warning("held prefix of %s missing (%s): whole KV next", req.request_id, exc)
+            if full_kv:
+                raise BackendError("the decode node asked for a prefix it was not sent") from None
+            full_kv = True
+            b.count("retry", "held")
         except DecodeLost as exc:
             log.warning("decode of %s lost after %d tokens: %s", req.request_id, len(done), exc)
-            if attempt == MAX_DECODE_RECOVERIES or not b.members.alive("decode"):
+            if attempt >= MAX_DECODE_RECOVERIES + full_kv or not b.members.alive("decode"):
                 raise BackendUnavailable(
                     f"decode failed after {len(done)} tokens and no decode node is left "
                     "to resume it"

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from prfaas.worker.engines import Decoder, TokenOut, WorkerEngine
+from prfaas.worker.held import HeldUnavailable, with_held
 from prfaas.worker.kvlink import Inbound, KvLink
 from prfaas.worker.messages import DecodeJob, Sampling, TokenLine
 
@@ -26,9 +27,11 @@ class DecodeService:
         max_batch: int,
         fault_point: Callable[[str], None],
         on_change: Callable[[], None],
+        fetch_held: Callable[[DecodeJob], Awaitable[list[memoryview]]] | None = None,
     ) -> None:
         self.engine, self.kv, self.name, self.max_batch = engine, kv, name, max_batch
         self._fault_point, self._on_change = fault_point, on_change
+        self._fetch_held = fetch_held  # worker/held.py: a held prefix from its holder
         self._decoder: Decoder | None = None
         self._waiting: deque[tuple[str, Inbound, Sampling]] = deque()
         self._streams: dict[str, asyncio.Queue[TokenOut | BaseException]] = {}
@@ -59,11 +62,19 @@ class DecodeService:
         stream: asyncio.Queue[TokenOut | BaseException] = asyncio.Queue()
         self._streams[rid] = stream
         finished = False
+        # The held prefix is fetched while the prefill runs (it only moves inside this cluster).
+        fetch = None
+        if job.held is not None and self._fetch_held is not None:
+            fetch = asyncio.ensure_future(self._fetch_held(job))
         try:
             try:
-                inbound = await asyncio.wait_for(fut, job.wait_s)
+                inbound = await with_held(await asyncio.wait_for(fut, job.wait_s), fetch)
             except TimeoutError:
                 yield TokenLine(err=f"no KV for {rid} reached {self.name} within {job.wait_s:g}s")
+                return
+            except HeldUnavailable as exc:
+                log.warning("decode of %s: %s", rid, exc)
+                yield TokenLine(err=f"{self.name}: {exc}", held_missing=True)
                 return
             self._waiting.append((rid, inbound, job.sampling))
             self._kick()
@@ -74,7 +85,9 @@ class DecodeService:
                 line = TokenLine()
                 for item in items:
                     if isinstance(item, BaseException):
-                        yield TokenLine(err=f"decode failed on {self.name}: {item}")
+                        missing = isinstance(item, HeldUnavailable)  # no token was produced
+                        err = f"decode failed on {self.name}: {item}"
+                        yield TokenLine(err=err, held_missing=missing)
                         return
                     line.t.append(item.token_id)
                     line.d.append(item.delta)
@@ -83,6 +96,8 @@ class DecodeService:
                         break
                 yield line
         finally:
+            if fetch is not None and not fetch.cancel() and not fetch.cancelled():
+                fetch.exception()  # retrieved: a failure it reported is no "never retrieved"
             self.kv.forget(rid)
             self._streams.pop(rid, None)
             if not finished:
@@ -103,6 +118,8 @@ class DecodeService:
                     self._deliver(await decoder.add(rid, inbound, sampling))
                 except Exception as exc:  # a bad cache fails its request, not the batch
                     log.exception("cannot admit %s", rid)
+                    if inbound.prefix is not None:  # the router re-runs it with the whole KV
+                        exc = HeldUnavailable(f"cannot join the held prefix: {exc}")
                     self._fail(rid, exc)
             if decoder.active:
                 try:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from prfaas.cache.pool import CacheEvent, HybridPrefixPool
 from prfaas.worker.engines import PrefillStats, TokenOut
+from prfaas.worker.held import left_out, tail_layer
 
 if TYPE_CHECKING:
     from prfaas.deploy.config import EngineConfig
@@ -96,9 +97,11 @@ class HfEngine:
         ids = job.token_ids
         params = sampling_params(job.sampling)
         cancelled = threading.Event()  # set when the request is cancelled: stop at the next layer
+        held = left_out(job.held_tokens, len(ids))  # KV the decode node takes from its cluster
 
         def on_layer(state: Any) -> None:
-            wire = encode_layers(self.engine, [state], len(ids), self.wire_dtype, ids)
+            part, n = tail_layer(state, held)
+            wire = encode_layers(self.engine, [part], n, self.wire_dtype, ids)
             emit(({}, wire.buffers))
 
         def run() -> tuple[Any, float]:
@@ -113,7 +116,7 @@ class HfEngine:
         except asyncio.CancelledError:
             cancelled.set()
             raise
-        emit(({"end": {"first": int(result.first_token), "tokens": len(ids)}}, []))
+        emit(({"end": {"first": int(result.first_token), "tokens": len(ids), "held": held}}, []))
         return PrefillStats(int(result.first_token), int(result.reused_tokens), compute_s)
 
     def new_decoder(self, max_batch: int) -> HfDecoder:
@@ -205,13 +208,18 @@ class HfDecoder:
         return len(self._seqs)
 
     async def add(self, request_id: str, inbound: Inbound, sampling: Sampling) -> list[TokenOut]:
+        from prfaas.model.engine.splice import splice
         from prfaas.model.engine.wire import assemble
 
         end = inbound.meta["end"]
-        messages = inbound.layers
+        messages, prefix = inbound.layers, inbound.prefix
 
         def run() -> Any:
-            cache = assemble(self.hf.engine, messages)
+            if prefix is None:
+                cache = assemble(self.hf.engine, messages)
+            else:  # the prefill left out the prefix this cluster held (worker/held.py)
+                held, n = int(end["held"]), int(end["tokens"])
+                cache = splice(self.hf.engine, prefix, messages, held, n)
             return self.batch.add(request_id, cache, int(end["first"]), sampling_params(sampling))
 
         seq = await self.hf._run(run)

@@ -39,6 +39,7 @@ class Inbound:
     meta: dict[str, Any]  # the trailer
     layers: list[memoryview]  # data layers in order
     nbytes: int  # data bytes
+    prefix: list[memoryview] | None = None  # a held prefix's KV, joined by the decode node
 
 
 @dataclass(slots=True)

@@ -66,11 +66,27 @@ class PrefillReply(msgspec.Struct):
     bytes_sent: int
 
 
+class HeldSpec(msgspec.Struct, frozen=True):
+    """The prompt's leading `blocks` blocks, which a node of the decode node's own cluster holds
+    and an offloaded prefill leaves out (paper §3.3): the decode node fetches them from
+    `src_node`, a name it resolves through membership (no address travels in the job)."""
+
+    src_node: Name
+    blocks: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)]
+    hashes: Annotated[list[int], msgspec.Meta(min_length=1, max_length=1 << 20)]
+    target: Target  # where the holder sends them: the decode node, or a relay in front of it
+
+    def __post_init__(self) -> None:
+        if len(self.hashes) != self.blocks:
+            raise msgspec.ValidationError("held: one block hash per held block")
+
+
 class DecodeJob(msgspec.Struct, frozen=True):
     request_id: Name
     prompt_tokens: Count
     sampling: Sampling
     wait_s: Annotated[float, msgspec.Meta(ge=0, le=3600)]  # wait this long for the KV
+    held: HeldSpec | None = None  # the prefix to take from its holder instead of the prefill
 
 
 class TokenLine(msgspec.Struct, omit_defaults=True):
@@ -81,6 +97,7 @@ class TokenLine(msgspec.Struct, omit_defaults=True):
     d: list[str] = []
     f: str | None = None  # finish reason: set on the last line
     err: str | None = None
+    held_missing: bool = False  # err: the held prefix could not be fetched (retry with full KV)
 
 
 class PushJob(msgspec.Struct, frozen=True):
@@ -133,6 +150,7 @@ class Telemetry(msgspec.Struct):
 class FaultSpec(msgspec.Struct, frozen=True):
     """Test hooks: die (os._exit) or fail a transfer at a given point, a number of times."""
 
-    kind: Name  # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode
+    # die_in_prefill | die_mid_prefill | fail_transfer | die_in_decode | evict_before_push
+    kind: Name
     count: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
     after_tokens: Count = 0  # die_in_decode: after emitting this many tokens

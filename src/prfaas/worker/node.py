@@ -18,6 +18,7 @@ from prfaas.worker.decoding import DecodeService
 from prfaas.worker.engines import WorkerEngine
 from prfaas.worker.errors import WorkerError
 from prfaas.worker.faults import FaultDisabled, Faults
+from prfaas.worker.held import fetch_held
 from prfaas.worker.kvlink import KvLink, Layer
 from prfaas.worker.messages import (
     DecodeJob,
@@ -66,7 +67,8 @@ class WorkerNode:
         self.max_batch = node.max_batch or engine.default_max_batch
         self.faults = Faults(fault_hooks)
         self.decoding = DecodeService(
-            engine, kv, node.name, self.max_batch, self.faults.point, self._check_idle
+            engine, kv, node.name, self.max_batch, self.faults.point, self._check_idle,
+            lambda job: fetch_held(self, job),
         )
         self.links: dict[str, LinkStats] = {}
         self._peers: dict[str, set[tuple[str, int]]] = {}

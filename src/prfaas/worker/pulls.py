@@ -54,6 +54,8 @@ async def pull_prefix(node: WorkerNode, job: PrefillJob) -> int:
 async def serve_push(node: WorkerNode, job: PushJob) -> PushReply:
     """Serve a cache pull: send the leading blocks of `hashes` to the requesting node."""
     node._check_target(job.target)
+    if node.faults.take("evict_before_push"):  # the race: evicted since the router's decision
+        await _evict_all(node)
     try:
         layers = await node.engine.export_blocks(node.pool, job.hashes, job.blocks)
     except KeyError as exc:
@@ -65,3 +67,12 @@ async def serve_push(node: WorkerNode, job: PushJob) -> PushReply:
 
     sent, _ = await node._send(job.target, job.transfer_id, gen())
     return PushReply(job.blocks, sent)
+
+
+async def _evict_all(node: WorkerNode) -> None:
+    """Empty the pool on the thread that owns it (a real engine's compute thread)."""
+    executor = getattr(node.engine, "executor", None)
+    if executor is None:
+        node.pool.evict_all()
+    else:
+        await asyncio.get_running_loop().run_in_executor(executor, node.pool.evict_all)
