@@ -112,9 +112,15 @@ def run(
     members = backend.members
     if rebuilt:
         adapter = RouterAdapter(backend.cfg.block_tokens, backend.cfg.router.dead_after_s)
-        backend.fleet.view = lambda now, tel, im: adapter.build_view(  # type: ignore[method-assign]
-            now, membership_records(members), tel, im
-        )
+        fleet = backend.fleet
+
+        def rebuilt_view(now: float, tel: Any, im: Any, arrival: bool = False) -> Any:
+            if arrival:  # the arrival CV is counted the same way on both paths
+                fleet.arrivals.add(now)
+            records = membership_records(members)
+            return adapter.build_view(now, records, tel, im, fleet.arrivals.cv())
+
+        backend.fleet.view = rebuilt_view  # type: ignore[method-assign]
     names = sorted(members.nodes)
     clock = [0.0]
     time_now = time.monotonic
