@@ -161,7 +161,7 @@ class ServerConnection:
     def _trim(self) -> None:
         """Keep the newest `keep_transfers` transfers' state. A sender commits a transfer on one
         of its connections, so the others never learn it ended: without a bound, every transfer
-        a long-lived connection ever carried stays here (the soak's slow growth). A frame for a
+        a long-lived connection ever carried would stay here. A frame for a
         transfer this far behind is refused like one before its BEGIN."""
         while len(self._begun) > self._keep:
             self.forget(next(iter(self._begun)))
