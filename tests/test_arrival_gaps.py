@@ -57,3 +57,19 @@ def test_all_simultaneous_arrivals_are_infinitely_bursty() -> None:
 def test_a_window_below_two_is_refused() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         ArrivalGaps(1)
+
+
+def test_the_running_sums_match_an_exact_pass_over_the_window() -> None:
+    rng = random.Random(3)
+    gaps = ArrivalGaps(64)
+    t, times = 0.0, []
+    for i in range(5000):  # smooth, Poisson and clumped stretches, several thousand windows
+        kind = (i // 700) % 3
+        t += 0.5 if kind == 0 else rng.expovariate(1.0) if kind == 1 else rng.choice((0.0, 4.0))
+        times.append(t)
+        gaps.add(t)
+        if i % 97 == 0 and i > 64:
+            window = [b - a for a, b in zip(times[-65:-1], times[-64:], strict=True)]
+            mean = sum(window) / 64
+            sd = (sum((g - mean) ** 2 for g in window) / 64) ** 0.5
+            assert gaps.cv() == pytest.approx(sd / mean, rel=1e-9, abs=1e-12)
