@@ -196,9 +196,39 @@ def test_a_client_keeps_no_state_of_committed_transfers() -> None:
                     result = await client.send(f"r{i}", _slowly(_layers(4, 40_000, seed=i)))
                     assert result.verified
                 states = [c.proto for c in client._conns if c is not None]
+                unacked = [len(c.inflight) for c in client._conns if c is not None]
+                in_flight = client.telemetry().in_flight_bytes
         finally:
             await srv.close()
         assert len(states) == 3
         assert all(not p._begun and not p._layers for p in states)
+        # An ack may come after the commit (acks and the commit travel on different
+        # connections): its chunk, and the payload it holds, must not stay in flight.
+        assert unacked == [0, 0, 0] and in_flight == 0
+
+    asyncio.run(main())
+
+
+def test_an_ack_that_comes_after_the_commit_frees_its_chunk() -> None:
+    # Acks and the commit travel on different connections, so a relay can deliver the commit
+    # first. The late ack's chunk must leave the in-flight set (it pins the layer's payload and
+    # counts against max_inflight_bytes), as must any chunk of a transfer that ended.
+    from prfaas.transfer import frames as fr
+    from prfaas.transfer.tracker import Chunk
+
+    async def main() -> None:
+        srv = TransferServer("127.0.0.1", 0, SECRET, lambda _: None)
+        await srv.start()
+        try:
+            async with TransferClient("127.0.0.1", srv.port, SECRET, connections=2) as client:
+                assert (await client.send("r0", _slowly(_layers(2, 10_000)))).verified
+                conn = next(c for c in client._conns if c is not None)
+                late = Chunk(0, 1, 0, memoryview(bytes(4096)))  # transfer 0 is over
+                conn.inflight[(0, 1, 0)] = late
+                client._inflight_bytes += 4096
+                client._on_frame(conn, fr.Ack(0, 1, 0, 4096))
+                assert not conn.inflight and client.telemetry().in_flight_bytes == 0
+        finally:
+            await srv.close()
 
     asyncio.run(main())

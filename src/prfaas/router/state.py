@@ -29,6 +29,7 @@ def router_state(backend: RouterBackend) -> dict[str, Any]:
             "egress_gbps": s.egress_gbps,
             "bytes_total": s.bytes_total,
             "capacity_gbps": s.capacity_gbps,
+            "in_flight_bytes": s.in_flight_bytes,  # modelled, from the senders' telemetry
         }
         for s in backend.bandwidth.links.values()
     }

@@ -139,8 +139,10 @@ class TransferClient(ConnectionPool):
 
     def _on_frame(self, conn: _Conn, frame: fr.Frame) -> None:
         out = self._active.get(getattr(frame, "xid", -1))
-        if out is None:
-            return  # a late answer about a finished or abandoned transfer
+        if out is None:  # a late answer about a finished or abandoned transfer
+            if isinstance(frame, fr.Ack | fr.Nack):  # (acks and the commit may cross)
+                self._drop_inflight(conn, frame.xid)
+            return
         if isinstance(frame, fr.Ack):
             chunk = conn.inflight.pop((frame.xid, frame.layer, frame.offset), None)
             if chunk is not None:
@@ -211,6 +213,7 @@ class TransferClient(ConnectionPool):
             for c in self._conns:
                 if c is not None:
                     c.proto.forget(xid)  # else every transfer stays in each connection's state
+                    self._drop_inflight(c, xid)  # chunks whose ack had not come back yet
         end = time.monotonic()
         return TransferResult(
             transfer_id=transfer_id,
@@ -253,6 +256,11 @@ class TransferClient(ConnectionPool):
             if out.done.done():
                 return  # failed early (receiver abort, link loss): stop pulling layers
 
+    def _drop_inflight(self, conn: _Conn, xid: int) -> None:
+        """Forget the unacknowledged chunks of a transfer that ended (they pin its payload)."""
+        for key in [k for k in conn.inflight if k[0] == xid]:
+            self._inflight_bytes -= len(conn.inflight.pop(key).view)
+
     def _abandon(self, out: _Outgoing, exc: BaseException) -> None:
         """Forget a failed or cancelled transfer here and tell the receiver (via each writer)."""
         xid = out.tracker.begin.xid
@@ -264,8 +272,7 @@ class TransferClient(ConnectionPool):
         for c in self._conns:
             if c is None or not c.alive:
                 continue
-            for key in [k for k in c.inflight if k[0] == xid]:
-                self._inflight_bytes -= len(c.inflight.pop(key).view)
+            self._drop_inflight(c, xid)
             c.control.append(abort)
             c.proto.forget(xid)
         self._wake.set()
