@@ -88,6 +88,37 @@ def test_a_gap_older_than_the_buffer_is_counted_as_lost() -> None:
     assert got == [4, 5] and lost == 4
 
 
+def test_the_replay_buffer_is_bounded_in_bytes_too() -> None:
+    # A long prompt's batch names ~100 blocks: a count bound alone let a node's buffer hold
+    # ~100 MB. The byte bound keeps the newest batches that fit (always the newest one).
+    async def run() -> tuple[list[int], int, int]:
+        ctx = zmq.asyncio.Context()
+        one = len(encode_batch([_stored(0)]))
+        pub = KvEventPublisher(ctx, "tcp://127.0.0.1:*", "tcp://127.0.0.1:*", buffer=100,
+                               buffer_bytes=3 * one + one // 2)
+        pub.start()
+        for i in range(10):
+            await pub.publish([_stored(i)])
+        held = [seq for seq, _ in pub.buffer]
+        got: list[int] = []
+        sub = KvEventSubscriber(ctx, pub.endpoint, pub.replay_endpoint,
+                                lambda seq, _p: got.append(seq))
+        await sub.fill_gap(10)
+        lost = sub.lost
+        tiny = KvEventPublisher(ctx, "tcp://127.0.0.1:*", None, buffer_bytes=1)
+        await tiny.publish([_stored(1)])
+        kept = len(tiny.buffer)
+        await sub.close()
+        await pub.close()
+        await tiny.close()
+        ctx.term()
+        return held, lost, kept
+
+    held, lost, kept = asyncio.run(run())
+    assert held == [7, 8, 9] and lost == 7
+    assert kept == 1  # a batch larger than the bound still waits for replays until the next
+
+
 def test_curve_streams_admit_registered_keys_and_a_refused_handshake_needs_a_new_socket() -> None:
     """With CURVE, only client keys the ZAP handler admits get batches (and replays). A client
     refused once is not retried by ZMQ even after its key is admitted: the router's watchdog

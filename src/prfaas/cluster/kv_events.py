@@ -89,12 +89,21 @@ def _curve_client(sock: zmq.asyncio.Socket, curve: ClientCurve | None) -> None:
         sock.curve_serverkey, sock.curve_publickey, sock.curve_secretkey = curve
 
 
+# The replay buffer's byte bound. vLLM keeps 10,000 batches; ours are one per request and a
+# long prompt's batch names ~100 blocks (~10 KB), so 10,000 held ~100 MB per node, filled over
+# hours (the soak's slow growth). A consumer that needs older batches counts them as lost: its
+# index misses those blocks (fewer cache hits), never serves a wrong one.
+REPLAY_BUFFER_BYTES = 16 << 20
+
+
 class KvEventPublisher:
-    """Binds PUB (and ROUTER for replays); `publish` numbers batches 0, 1, 2, ... per publisher.
+    """Binds PUB (and ROUTER for replays); `publish` numbers batches 0, 1, 2, ... per publisher
+    and keeps the newest `buffer` of them, at most `buffer_bytes` in all, for replays.
     With `curve_secret` both sockets speak CURVE (encrypted; clients admitted by ZAP)."""
 
     def __init__(self, ctx: zmq.asyncio.Context, endpoint: str, replay_endpoint: str | None,
-                 topic: str = "", buffer: int = 10_000, curve_secret: bytes | None = None) -> None:
+                 topic: str = "", buffer: int = 10_000, curve_secret: bytes | None = None,
+                 buffer_bytes: int = REPLAY_BUFFER_BYTES) -> None:
         self.topic = topic.encode()
         self.pub = ctx.socket(zmq.PUB)
         _curve_server(self.pub, curve_secret)
@@ -108,6 +117,8 @@ class KvEventPublisher:
             self.replay.bind(replay_endpoint)
             self.replay_endpoint = self.replay.getsockopt_string(zmq.LAST_ENDPOINT)
         self.buffer: deque[tuple[int, bytes]] = deque(maxlen=buffer)
+        self.buffer_bytes = buffer_bytes
+        self._buffered = 0  # payload bytes in the buffer
         self.next_seq = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -118,9 +129,18 @@ class KvEventPublisher:
     async def publish(self, events: Sequence[KvEvent]) -> int:
         seq, self.next_seq = self.next_seq, self.next_seq + 1
         payload = encode_batch(events)
-        self.buffer.append((seq, payload))
+        self._keep(seq, payload)
         await self.pub.send_multipart((self.topic, seq.to_bytes(8, "big"), payload))
         return seq
+
+    def _keep(self, seq: int, payload: bytes) -> None:
+        buf = self.buffer
+        if len(buf) == buf.maxlen:
+            self._buffered -= len(buf[0][1])
+        buf.append((seq, payload))
+        self._buffered += len(payload)
+        while self._buffered > self.buffer_bytes and len(buf) > 1:  # the newest always stays
+            self._buffered -= len(buf.popleft()[1])
 
     async def send_other(self, topic: bytes, payload: bytes) -> None:
         """A message under another topic (telemetry): not numbered, not replayed."""
