@@ -9,17 +9,16 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 import httpx
-import msgspec
 
 from prfaas.worker.errors import WorkerError
 from prfaas.worker.kvlink import Inbound
-from prfaas.worker.messages import DecodeJob, PushJob
+from prfaas.worker.messages import DecodeJob
+from prfaas.worker.pulls import request_push
 
 if TYPE_CHECKING:
     from prfaas.worker.node import WorkerNode
 
 log = logging.getLogger("prfaas.worker.node")
-FETCH_TIMEOUT_S = 60.0
 
 
 class HeldUnavailable(Exception):
@@ -63,22 +62,8 @@ async def fetch_held(node: WorkerNode, job: DecodeJob) -> list[memoryview]:
 async def _pushed(node: WorkerNode, job: DecodeJob) -> list[memoryview]:
     spec = job.held
     assert spec is not None
-    src_url = node.peers.get(spec.src_node)
-    if src_url is None:  # not a live member: never dial an address from the job itself
-        raise HeldUnavailable(f"{spec.src_node!r} is no known peer")
     key = f"held:{job.request_id}:{secrets.token_hex(4)}"
-    fut = node.kv.expect(key)
-    try:
-        push = PushJob(key, spec.hashes, spec.blocks, spec.target)
-        resp = await node.http.post(
-            f"{src_url}/push",
-            content=msgspec.json.encode(push),
-            extensions={"sni_hostname": spec.src_node},  # it must prove that name
-        )
-        resp.raise_for_status()
-        inbound = await asyncio.wait_for(fut, FETCH_TIMEOUT_S)
-    finally:
-        node.kv.forget(key)
+    inbound = await request_push(node, spec.src_node, key, spec.hashes, spec.target)
     if int(inbound.meta.get("blocks", -1)) != spec.blocks:
         raise HeldUnavailable(f"{spec.src_node} sent {inbound.meta.get('blocks')} blocks")
     return inbound.layers

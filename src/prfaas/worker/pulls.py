@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import httpx
@@ -12,8 +12,8 @@ import msgspec
 
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.worker.errors import WorkerError
-from prfaas.worker.kvlink import Layer
-from prfaas.worker.messages import PrefillJob, PushJob, PushReply
+from prfaas.worker.kvlink import Inbound, Layer
+from prfaas.worker.messages import PrefillJob, PushJob, PushReply, Target
 
 if TYPE_CHECKING:
     from prfaas.worker.node import WorkerNode
@@ -28,27 +28,36 @@ async def pull_prefix(node: WorkerNode, job: PrefillJob) -> int:
     hashes = token_block_hashes(job.token_ids, node.engine.block_tokens)[: job.pull.blocks]
     if not hashes or node.pool.peek(hashes).usable_blocks >= len(hashes):
         return 0
-    src_url = node.peers.get(job.pull.src_node)
-    if src_url is None:  # not a live member: never dial an address from the job itself
-        log.warning("cache pull for %s: %r is no known peer", job.request_id, job.pull.src_node)
-        return 0
     key = f"pull:{job.request_id}:{job.attempt}"
-    fut = node.kv.expect(key)
-    push = PushJob(key, hashes, len(hashes), job.pull.target)
     try:
-        resp = await node.http.post(
-            f"{src_url}/push",
-            content=msgspec.json.encode(push),
-            extensions={"sni_hostname": job.pull.src_node},  # it must prove that name
-        )
-        resp.raise_for_status()
-        inbound = await asyncio.wait_for(fut, PULL_TIMEOUT_S)
+        inbound = await request_push(node, job.pull.src_node, key, hashes, job.pull.target)
         kept = await node.engine.import_blocks(node.pool, hashes, inbound)
     except (httpx.HTTPError, TimeoutError, ValueError, KeyError) as exc:
         log.warning("cache pull for %s from %s failed: %s", job.request_id, job.pull.src_node, exc)
-        node.kv.forget(key)
         return 0
     return kept * node.engine.block_tokens
+
+
+async def request_push(
+    node: WorkerNode, src_node: str, key: str, hashes: Sequence[int], target: Target
+) -> Inbound:
+    """Ask `src_node` to push the leading blocks `hashes` to `target` (this node, or a relay in
+    front of it) as transfer `key`; the blocks as they arrive. The holder is a live member found
+    by name: an address never comes from a job. KeyError: no such peer."""
+    src_url = node.peers.get(src_node)
+    if src_url is None:
+        raise KeyError(f"{src_node!r} is no known peer")
+    fut = node.kv.expect(key)
+    try:
+        resp = await node.http.post(
+            f"{src_url}/push",
+            content=msgspec.json.encode(PushJob(key, list(hashes), len(hashes), target)),
+            extensions={"sni_hostname": src_node},  # it must prove that name
+        )
+        resp.raise_for_status()
+        return await asyncio.wait_for(fut, PULL_TIMEOUT_S)
+    finally:
+        node.kv.forget(key)
 
 
 async def serve_push(node: WorkerNode, job: PushJob) -> PushReply:

@@ -15,7 +15,7 @@ import torch
 
 from prfaas.model.engine.cache_ops import ATTENTION, LayerState
 from prfaas.model.engine.errors import WireFormatError
-from prfaas.model.engine.wire import decode_layers
+from prfaas.model.engine.wire import collect_layers, decode_layers
 
 if TYPE_CHECKING:
     from prfaas.model.engine.engine import Engine, RequestCache
@@ -32,7 +32,7 @@ def splice(
         raise WireFormatError(f"held prefix of {held} tokens for a {num_tokens}-token prompt")
     _, prefix_layers = decode_layers(engine, prefix)
     head = {s.index: s for s in prefix_layers if s.kind == ATTENTION}
-    layers = _tail_layers(engine, tail)
+    layers, _ = collect_layers(engine, tail)  # lengths checked per layer below
     out = []
     for i, state in enumerate(layers):
         want = num_tokens - held if state.kind == ATTENTION else num_tokens
@@ -51,17 +51,3 @@ def splice(
         out.append(LayerState(i, ATTENTION, num_tokens, kv, state.conv_kernel_size))
     return RequestCache(tuple(out), num_tokens, None)
 
-
-def _tail_layers(engine: Engine, messages: Iterable[Any]) -> list[LayerState]:
-    """The prefill's layer messages (any order), each layer exactly once."""
-    by_index: dict[int, LayerState] = {}
-    for message in messages:
-        for state in decode_layers(engine, message)[1]:
-            if state.index in by_index:
-                raise WireFormatError(f"layer {state.index} arrived twice")
-            by_index[state.index] = state
-    if len(by_index) != len(engine.layer_kinds):
-        raise WireFormatError(
-            f"incomplete cache: {len(by_index)} of {len(engine.layer_kinds)} layers"
-        )
-    return [by_index[i] for i in range(len(by_index))]

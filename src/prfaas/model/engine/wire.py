@@ -193,29 +193,38 @@ def decode_cache(engine: Engine, data: Any, expect_tokens: Sequence[int] | None)
     return assemble(engine, [data], expect_tokens)
 
 
+def collect_layers(
+    engine: Engine, messages: Iterable[Any], expect_tokens: Sequence[int] | None = None
+) -> tuple[list[LayerState], set[int]]:
+    """Every layer of a cache's messages (any order), each exactly once, in layer order, and the
+    token counts the messages declare (one, unless a held prefix was left out: splice.py)."""
+    by_index: dict[int, LayerState] = {}
+    counts: set[int] = set()
+    for message in messages:
+        header, layers = decode_layers(engine, message, expect_tokens)
+        counts.add(header["num_tokens"])
+        for state in layers:
+            if state.index in by_index:
+                raise WireFormatError(f"layer {state.index} arrived twice")
+            by_index[state.index] = state
+    if len(by_index) != len(engine.layer_kinds):
+        raise WireFormatError(
+            f"incomplete cache: {len(by_index)} of {len(engine.layer_kinds)} layers"
+        )
+    return [by_index[i] for i in range(len(by_index))], counts
+
+
 def assemble(
     engine: Engine, messages: Iterable[Any], expect_tokens: Sequence[int] | None = None
 ) -> RequestCache:
     """Join messages (a whole cache, or one per layer in any order) into one RequestCache."""
     from prfaas.model.engine.engine import RequestCache
 
-    by_index: dict[int, LayerState] = {}
-    num_tokens = None
-    for message in messages:
-        header, layers = decode_layers(engine, message, expect_tokens)
-        if num_tokens is not None and header["num_tokens"] != num_tokens:
-            raise WireFormatError("messages of one cache disagree on its token count")
-        num_tokens = header["num_tokens"]
-        for state in layers:
-            if state.index in by_index:
-                raise WireFormatError(f"layer {state.index} arrived twice")
-            by_index[state.index] = state
-    if num_tokens is None or len(by_index) != len(engine.layer_kinds):
-        raise WireFormatError(
-            f"incomplete cache: {len(by_index)} of {len(engine.layer_kinds)} layers"
-        )
+    layers, counts = collect_layers(engine, messages, expect_tokens)
+    if len(counts) != 1:
+        raise WireFormatError("messages of one cache disagree on its token count")
     ids = tuple(expect_tokens) if expect_tokens is not None else None
-    return RequestCache(tuple(by_index[i] for i in range(len(by_index))), num_tokens, ids)
+    return RequestCache(tuple(layers), counts.pop(), ids)
 
 
 def _contiguous(data: Any) -> memoryview:
