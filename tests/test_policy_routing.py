@@ -252,3 +252,17 @@ def test_static_offload_is_monotone_in_length(tokens: int, extra: int) -> None:
     a = route(view(), req(tokens), P, "prfaas-static")
     b = route(view(), req(tokens + extra), P, "prfaas-static")
     assert not (a.offloaded and not b.offloaded)
+
+
+def test_placement_records_the_planned_t_apart_from_the_triggers() -> None:
+    """The planned t is the threshold search's t for the link the view shows (what the control
+    loop sets); the effective t is that scaled by the per-request queue / egress triggers."""
+    params = replace(P, local_service_s=2.0, remote_service_s=2.0)
+    busy_pd = (prefill("pd-00", 6, 60_000), prefill("pd-01", 6, 60_000), decode("pd-02"))
+    slow = route(view(gbps=10.0, local=busy_pd), req(25_000), params, "prfaas")
+    assert slow.planned_threshold_tokens == 30_000  # the table's t at 10 Gbps
+    assert slow.threshold_tokens < 30_000  # PD-P backed up: lowered for this request only
+    calm = route(view(gbps=100.0), req(25_000), params, "prfaas")
+    assert calm.planned_threshold_tokens == calm.threshold_tokens == 20_000
+    static = route(view(gbps=10.0), req(25_000), params, "prfaas-static")
+    assert static.planned_threshold_tokens == static.threshold_tokens == 20_000

@@ -26,6 +26,7 @@ from prfaas.deploy.config import DeploymentConfig
 from prfaas.errors import UsageError
 from prfaas.policy.placement import Placement
 from prfaas.router.decision_log import view_summary
+from prfaas.sim.admission import SHED_PREFIX
 from prfaas.sim.engine import Simulation
 from prfaas.sim.from_deployment import (
     emulated_s,
@@ -53,6 +54,7 @@ class Decided:
     ttft_s: float | None
     view: dict[str, Any]
     detail: dict[str, Any]  # where it ran, reused tokens, queue/compute seconds (emulated)
+    planned_threshold_tokens: int = 0  # the threshold search's t (before per-request triggers)
 
 
 def declump(plan: Sequence[PlannedRequest], min_gap_s: float) -> list[PlannedRequest]:
@@ -109,6 +111,8 @@ def simulate(
     }
     out: dict[int, Decided] = {}
     for rec in result.records:
+        if rec.reason.startswith(SHED_PREFIX):
+            continue  # shed (429): the live router logs no decision for it either
         p, view = seen[rec.spec.request_id]
         index = int(rec.spec.request_id[1:])
         done = rec.phase == Phase.FINISHED
@@ -134,6 +138,7 @@ def simulate(
             ttft,
             view,
             detail,
+            p.planned_threshold_tokens,
         )
     return out, summary
 
@@ -160,8 +165,10 @@ def run_live(
         answer = dep.control("GET", "/internal/decisions", timeout=30).json()
         log = answer["decisions"]
         if answer["count"] > len(log) and log and log[0]["seq"] > 1:
-            raise UsageError(f"the router kept only its last {len(log)} of {answer['count']} "
-                             "decisions: send fewer requests per run")
+            raise UsageError(
+                f"the router kept only its last {len(log)} of {answer['count']} "
+                "decisions: send fewer requests per run"
+            )
     finally:
         dep.stop()
     ttft = {r.index: r.ttft_s for r in results if r.ok}
@@ -183,6 +190,7 @@ def run_live(
             e["view"],
             {k: e[k] for k in ("ran_on", "reused_tokens", "queue_s", "compute_s", "transfer_s")}
             | {"routed_at_s": e["routed_s"]},  # router clock (monotonic): see replayed()
+            e.get("planned_threshold_tokens", 0),
         )
     return out
 

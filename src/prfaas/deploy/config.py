@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from prfaas.deploy.control_section import ControlSettings, control_section
 from prfaas.errors import ConfigError
 from prfaas.planner.fields import Table
+from prfaas.policy.admission import AdmissionLimits, recovery_wait_bound
 
 if TYPE_CHECKING:
     from prfaas.deploy.datacenters import DatacentersConfig
@@ -165,6 +166,19 @@ class LimitsConfig:
     max_queue_per_node: int = 64  # requests waiting on one prefill node; 0 = unbounded
     max_queue: int = 1024  # requests waiting for their first token, router-wide; 0 = unbounded
     tokens_per_s_per_key: float = 0.0  # prompt bytes + max_tokens per second per key; 0 = off
+
+    def queue_wait_bound_s(self) -> float:
+        """The predicted queue wait (wall-clock s) above which a request is shed; 0 = none."""
+        return self.max_queue_wait_s or recovery_wait_bound(self.recovery_s, self.recovery_load)
+
+    def admission_limits(self, time_scale: float) -> AdmissionLimits:
+        """The admission bounds in the policy's modelled seconds (wall-clock x time_scale)."""
+        return AdmissionLimits(
+            self.ttft_slo_s * time_scale,
+            self.max_queue_per_node,
+            self.max_queue,
+            self.queue_wait_bound_s() * time_scale,
+        )
 
 
 @dataclass(frozen=True, slots=True)

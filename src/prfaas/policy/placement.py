@@ -27,6 +27,9 @@ class Placement:
     prefix_tokens: int = 0  # prefix the prefill node is expected to reuse
     threshold_tokens: int = 0  # the effective threshold t the decision used (0 if none)
     offloaded: bool = False  # prefill runs in a PrfaaS cluster
+    # The threshold search's t for the link as the view shows it, before the per-request
+    # egress / queue triggers scale it (what the control loop sets; 0 if none).
+    planned_threshold_tokens: int = 0
 
     @classmethod
     def reject(cls, reason: str) -> Placement:

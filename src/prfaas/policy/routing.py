@@ -19,6 +19,7 @@ def _place(
     why: str,
     *,
     threshold: int = 0,
+    planned: int = 0,
 ) -> Placement:
     """Pick nodes in the given prefill clusters and a decode node; decode stays local to PD-P."""
     chosen = best_prefill(view, prefill_clusters, request)
@@ -38,6 +39,7 @@ def _place(
         prefill_cluster=cluster.name,
         prefix_tokens=prefix,
         threshold_tokens=threshold,
+        planned_threshold_tokens=planned,
         offloaded=offloaded,
     )
 
@@ -52,13 +54,16 @@ def route_naive(view: ClusterView, request: RequestSpec, params: PolicyParams) -
     return _place(view, request, view.by_role("prfaas"), "all prefill remote (naive)")
 
 
-def _split(view: ClusterView, request: RequestSpec, long: bool, t: int, why: str) -> Placement:
-    """Send to PrfaaS if `long`, else PD-P; fall back to the other side if one has no nodes."""
+def _split(
+    view: ClusterView, request: RequestSpec, long: bool, t: tuple[int, int], why: str
+) -> Placement:
+    """Send to PrfaaS if `long`, else PD-P; fall back to the other side if one has no nodes.
+    `t`: (effective, planned) threshold, recorded on the placement."""
     remote, local = view.by_role("prfaas"), view.by_role("pd")
     first, second = (remote, local) if long else (local, remote)
-    placement = _place(view, request, first, why, threshold=t)
+    placement = _place(view, request, first, why, threshold=t[0], planned=t[1])
     if placement.rejected:
-        placement = _place(view, request, second, why + "; fallback", threshold=t)
+        placement = _place(view, request, second, why + "; fallback", threshold=t[0], planned=t[1])
     return placement
 
 
@@ -79,7 +84,7 @@ def route_prfaas_static(view: ClusterView, request: RequestSpec, params: PolicyP
     inc = request.input_tokens - l_pd
     long = inc > t
     why = f"inc {inc} {'>' if long else '<='} t {t} (static)"
-    return _split(view, request, long, t, why)
+    return _split(view, request, long, (t, t), why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +125,15 @@ def _bandwidth_threshold(params: PolicyParams, capacity_gbps: float) -> int:
     return t_bw
 
 
+def planned_threshold(params: PolicyParams, capacity_gbps: float) -> int:
+    """The threshold search's t for this link capacity: the planner's table entry where it
+    raises the base t (the control loop's t, before any per-request trigger scales it)."""
+    t = params.threshold_tokens
+    if params.threshold_by_gbps:
+        t = max(t, _bandwidth_threshold(params, capacity_gbps))
+    return t
+
+
 def effective_threshold(params: PolicyParams, p: Pressure) -> tuple[int, str]:
     """t after the bandwidth re-search and the egress / queue triggers, with a short why."""
     remote = p.drain_s + p.prfaas_queue * params.remote_service_s
@@ -158,6 +172,7 @@ def route_prfaas(view: ClusterView, request: RequestSpec, params: PolicyParams) 
     """Paper §3.4.3: bandwidth- and cache-aware threshold routing with congestion triggers."""
     p = assess(view)
     t, why = effective_threshold(params, p)
+    ts = (t, planned_threshold(params, p.capacity_gbps))
     scarce = _scarce(params, p)
     l_pd, pd_name = _local_prefix(view, "pd")
     l_remote, remote_name = _local_prefix(view, "prfaas")
@@ -168,7 +183,7 @@ def route_prfaas(view: ClusterView, request: RequestSpec, params: PolicyParams) 
         long, why_lat = choose_side(view, request, params, long, inc, link)
         why += why_lat
         tag = f"inc {inc} {'>' if inc > t else '<='} t {t}; bw scarce u={p.util:.2f}{why}"
-        return _split(view, request, long, t, tag)
+        return _split(view, request, long, ts, tag)
     l_prefix = max(l_pd, l_remote)
     inc = request.input_tokens - l_prefix
     long = inc > t
@@ -176,7 +191,7 @@ def route_prfaas(view: ClusterView, request: RequestSpec, params: PolicyParams) 
     why += why_lat
     holder = remote_name if l_remote > l_pd else pd_name
     tag = f"inc {inc} {'>' if inc > t else '<='} t {t}; bw ok u={p.util:.2f}{why}"
-    placement = _split(view, request, long, t, tag)
+    placement = _split(view, request, long, ts, tag)
     if placement.rejected or holder == placement.prefill_cluster:
         return placement
     have = view.prefix_tokens(placement.prefill_cluster)

@@ -9,13 +9,7 @@ from typing import Any
 from prfaas.core.request import RequestSpec
 from prfaas.core.view import ClusterView
 from prfaas.deploy.config import DeploymentConfig
-from prfaas.policy.admission import (
-    Admission,
-    AdmissionLimits,
-    admit,
-    recovery_wait_bound,
-    shed_unplaced,
-)
+from prfaas.policy.admission import Admission, admit, shed_unplaced
 from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.server.backend import Overloaded
@@ -37,13 +31,8 @@ class Admitter:
         lim = cfg.limits
         self.time_scale = time_scale  # the policy's seconds are modelled ones
         self.slo_s = lim.ttft_slo_s
-        self.max_wait_s = lim.max_queue_wait_s or recovery_wait_bound(
-            lim.recovery_s, lim.recovery_load
-        )
-        self.limits = AdmissionLimits(
-            lim.ttft_slo_s * time_scale, lim.max_queue_per_node, lim.max_queue,
-            self.max_wait_s * time_scale,
-        )
+        self.max_wait_s = lim.queue_wait_bound_s()
+        self.limits = lim.admission_limits(time_scale)
         self.count = count
         self.waiting = 0
 

@@ -80,6 +80,7 @@ class DecisionLog:
             "offloaded": placement.offloaded,
             "prefix_tokens": placement.prefix_tokens,
             "threshold_tokens": placement.threshold_tokens,
+            "planned_threshold_tokens": placement.planned_threshold_tokens,
             "cache_pull": None if pull is None else [pull.src_cluster, pull.tokens],
             "reason": placement.reason,
             "view": view_summary(view, (placement.prefill_node, placement.decode_node)),

@@ -17,6 +17,7 @@ from prfaas.policy.params import PolicyParams
 from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
 from prfaas.sim.adapter import SimAdapter
+from prfaas.sim.admission import SimAdmission
 from prfaas.sim.decode_node import DecodeNode
 from prfaas.sim.fastprofile import kv_bytes_fn, kv_split
 from prfaas.sim.kernel import Kernel
@@ -65,6 +66,7 @@ class Simulation:
         )
         self.adapter = SimAdapter(self)
         self.arrival_gaps = ArrivalGaps()
+        self.admission = SimAdmission(setup.admission) if setup.admission else None
         self.done = 0
         self.last_done_s = 0.0
         self.tails = 0  # prefill ended, KV still on the wire
@@ -193,6 +195,10 @@ class Simulation:
         if placement.rejected:
             self._reject(rec, placement.reason)
             return
+        shed = self.admission.check(view, spec, placement, self.params) if self.admission else ""
+        if shed:
+            self._reject(rec, shed)
+            return
         prefill = self.nodes[placement.prefill_node]
         decode = self.nodes[placement.decode_node]
         assert isinstance(prefill, PrefillNode) and isinstance(decode, DecodeNode)
@@ -294,6 +300,8 @@ class Simulation:
     # -- decode ---------------------------------------------------------------------------
     def decode_admitted(self, job: Job, t_admit: float) -> None:
         job.record.advance(Phase.DECODING, t_admit)
+        if self.admission is not None:
+            self.admission.first_token()
 
     def decode_finished(self, job: Job) -> None:
         job.record.advance(Phase.FINISHED, self.kernel.now)

@@ -128,6 +128,7 @@ def setup_from_deployment(
         decode_free_in_view=not mirror_live,
         routed_queue_tokens=mirror_live,
         node_pools=mirror_live,
+        admission=cfg.limits.admission_limits(scale) if mirror_live else None,
         bandwidth=BandwidthSchedule(
             tuple((a * scale, b * scale, f) for a, b, f in cfg.control.bandwidth_schedule)
         ),

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from prfaas.core.metrics import SloSpec
 from prfaas.core.view import ClusterRole
+from prfaas.policy.admission import AdmissionLimits
 from prfaas.policy.params import PolicyParams
 from prfaas.profiles import DecodeProfile, KvSizeProfile, PrefillProfile
 from prfaas.sim.bandwidth import BandwidthSchedule
@@ -84,3 +85,6 @@ class SimSetup:
     decode_free_in_view: bool = True
     routed_queue_tokens: bool = False
     node_pools: bool = False
+    # admission: shed placed requests as the live router's admission control does (its [limits]
+    #   in modelled seconds); None admits everything (the simulator's own runs).
+    admission: AdmissionLimits | None = None
