@@ -24,6 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from prfaas.bench.linkwatch import LinkSample, egress_series, longest_over
 from prfaas.bench.run import BenchSettings
 from prfaas.bench.simlive import Decided, jittered, run_live, simulate
 from prfaas.deploy.config import load_deployment
@@ -61,6 +62,11 @@ def clear_of_sends(edge: float, sends: list[float]) -> float:
 def agreement(a: list[int], b: list[int], step: int) -> float:
     """Share of samples within one grid step of each other."""
     return sum(abs(x - y) <= step for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def within(a: float, b: float, rel: float) -> bool:
+    """|a - b| within `rel` of a (the simulator's value); two zeros agree."""
+    return abs(a - b) <= rel * abs(a) if a else b == 0
 
 
 def windows(
@@ -114,8 +120,9 @@ def main() -> int:
         path.write_text(text)
         cfg = load_deployment(path)
         send = {r.index: r.send_at_s for r in plan}
+        links: list[LinkSample] = []
         sim, _ = simulate(cfg, "prfaas", plan)
-        live = sim if args.sim_only else run_live(path, "prfaas", plan)
+        live = sim if args.sim_only else run_live(path, "prfaas", plan, links=links)
         moved = [
             simulate(cfg, "prfaas", jittered(plan, args.self_jitter_ms / 1e3, seed))[0]
             for seed in ((1, 2, 3) if args.self_jitter_ms > 0 else ())
@@ -148,10 +155,32 @@ def main() -> int:
     )
     kv = get_kv_profile(cfg.engine.kv_profile or cfg.engine.model)
     print("10 s windows: offload sim / live, egress GB (modelled) sim / live")
-    rows = zip(windows(sim, send, kv, 10), windows(live, send, kv, 10), strict=False)
+    rows = list(zip(windows(sim, send, kv, 10), windows(live, send, kv, 10), strict=False))
     for k, (a, b) in enumerate(rows):
-        print(f"  {10 * k:4d} s  {a[0]:.2f} / {b[0]:.2f}   {a[1]:7.1f} / {b[1]:7.1f}")
+        print(f"  {10 * k:4d} s  {a[0]:.3f} / {b[0]:.3f}   {a[1]:7.2f} / {b[1]:7.2f}")
+    off = sum(within(a[0], b[0], 0.05) for a, b in rows)
+    gb = sum(within(a[1], b[1], 0.05) for a, b in rows)
+    print(f"within 5% (relative): offload {off} of {len(rows)} windows, egress {gb} of {len(rows)}")
+    if links:
+        report_egress(links)
     return 0
+
+
+def report_egress(links: list[LinkSample]) -> None:
+    """Live egress of the PrfaaS -> PD link per second against its capacity then."""
+    names = sorted({s.link for s in links if s.link.startswith("prfaas")})
+    for name in names:
+        series = egress_series(links, name)
+        if not series:
+            continue
+        worst = max((e / c for _, e, c in series if c > 0), default=0.0)
+        print(f"live egress {name}, per second (wall), Gbit/s modelled, egress / capacity:")
+        for t, e, c in series[::5]:
+            print(f"  {t:5.1f} s  {e:7.2f} / {c:6.1f}")
+        print(
+            f"{name}: longest stretch above capacity + 10%: {longest_over(series, 0.10):.1f} s; "
+            f"highest egress / capacity in one second: {worst:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ to modelled time with the deployment's time_scale. Times reported here are emula
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from prfaas.bench.client import run_plan
+from prfaas.bench.linkwatch import LinkSample, LinkWatch
 from prfaas.bench.workload import PlannedRequest
 from prfaas.cache.hashing import token_block_hashes
 from prfaas.core.lifecycle import Phase
@@ -144,24 +146,33 @@ def simulate(
 
 
 def run_live(
-    config_path: Path, policy: str, plan: Sequence[PlannedRequest], timeout_s: float = 300.0
+    config_path: Path,
+    policy: str,
+    plan: Sequence[PlannedRequest],
+    timeout_s: float = 300.0,
+    links: list[LinkSample] | None = None,
 ) -> dict[int, Decided]:
-    """Start the deployment for `policy`, send the plan tagged, read the router's decision log."""
+    """Start the deployment for `policy`, send the plan tagged, read the router's decision log.
+    `links`: also poll the router's link counters once a second during the run, into this list."""
     from prfaas.deploy.supervisor import Deployment
 
     dep = Deployment(config_path, policy)
     url = dep.start()
     try:
-        results, _ = asyncio.run(
-            run_plan(
-                url,
-                plan,
-                model=dep.cfg.engine.model,
-                endpoint="completions",
-                timeout_s=timeout_s,
-                tag=True,
+        watch = LinkWatch(dep) if links is not None else None
+        with watch or contextlib.nullcontext():
+            results, _ = asyncio.run(
+                run_plan(
+                    url,
+                    plan,
+                    model=dep.cfg.engine.model,
+                    endpoint="completions",
+                    timeout_s=timeout_s,
+                    tag=True,
+                )
             )
-        )
+        if links is not None and watch is not None:
+            links.extend(watch.samples)
         answer = dep.control("GET", "/internal/decisions", timeout=30).json()
         log = answer["decisions"]
         if answer["count"] > len(log) and log and log[0]["seq"] > 1:
