@@ -95,16 +95,12 @@ def quantile(xs: Sequence[float], q: float) -> float | None:
 
 def probe_ttfts(results: Sequence[RequestResult], which: set[int]) -> tuple[float, ...]:
     """The TTFTs of the ok probes in `which`, in send order."""
-    return tuple(
-        r.ttft_s
-        for r in sorted(results, key=lambda r: r.send_s)
-        if r.index in which and r.ok and r.ttft_s is not None
-    )
+    return tuple(r.ttft_s for r in sorted(results, key=lambda r: r.send_s)
+                 if r.index in which and r.ok and r.ttft_s is not None)
 
 
-def probe_ratio(
-    results: Sequence[RequestResult], before: set[int], after: set[int]
-) -> float | None:
+def probe_ratio(results: Sequence[RequestResult], before: set[int],
+                after: set[int]) -> float | None:
     """Median TTFT of the `after` probes over that of the `before` ones (same prompt length)."""
     b = _median(list(probe_ttfts(results, before)))
     a = _median(list(probe_ttfts(results, after)))
@@ -113,17 +109,13 @@ def probe_ratio(
 
 def fault_p99_ttft(results: Sequence[RequestResult], window: tuple[float, float]) -> float | None:
     """P99 TTFT of ok requests sent within `window` (s into the run)."""
-    xs = sorted(
-        r.ttft_s
-        for r in results
-        if r.ok and r.ttft_s is not None and window[0] <= r.send_s < window[1]
-    )
+    xs = sorted(r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                and window[0] <= r.send_s < window[1])
     return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else None
 
 
-def recovery_s(
-    results: Sequence[RequestResult], verdicts: Sequence[Verdict], fault_at_s: float
-) -> float | None:
+def recovery_s(results: Sequence[RequestResult], verdicts: Sequence[Verdict],
+               fault_at_s: float) -> float | None:
     """Seconds from the fault until the first request after which every later one succeeded.
 
     Requests are taken in send order; 0.0 when nothing sent after the fault failed.
@@ -139,66 +131,44 @@ def recovery_s(
     return (later[0] - fault_at_s) if later else None
 
 
-def ttft_ratio(
-    results: Sequence[RequestResult], fault_at_s: float, after: tuple[float, float]
-) -> float | None:
+def ttft_ratio(results: Sequence[RequestResult], fault_at_s: float,
+               after: tuple[float, float]) -> float | None:
     """p50 TTFT of ok requests sent in [fault + after[0], fault + after[1]) over the p50 before."""
-
     def p50(xs: list[float]) -> float | None:
         return sorted(xs)[len(xs) // 2] if xs else None
 
-    before = p50(
-        [r.ttft_s for r in results if r.ok and r.ttft_s is not None and r.send_s < fault_at_s]
-    )
+    before = p50([r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                  and r.send_s < fault_at_s])
     lo, hi = fault_at_s + after[0], fault_at_s + after[1]
-    late = p50([r.ttft_s for r in results if r.ok and r.ttft_s is not None and lo <= r.send_s < hi])
+    late = p50([r.ttft_s for r in results if r.ok and r.ttft_s is not None
+                and lo <= r.send_s < hi])
     return late / before if before and late is not None else None
 
 
-def summarise(
-    scenario: str,
-    results: Sequence[RequestResult],
-    fault_at_s: float,
-    expected: Callable[[RequestResult], str | None],
-    probe_window: tuple[float, float] = (1.0, 6.0),
-    fault_window: tuple[float, float] | None = None,
-    probes: tuple[set[int], set[int]] = (set(), set()),
-) -> ScenarioRow:
+def summarise(scenario: str, results: Sequence[RequestResult], fault_at_s: float,
+              expected: Callable[[RequestResult], str | None],
+              probe_window: tuple[float, float] = (1.0, 6.0),
+              fault_window: tuple[float, float] | None = None,
+              probes: tuple[set[int], set[int]] = (set(), set())) -> ScenarioRow:
     """The table row for one scenario's results; `expected` gives each request's exact text.
     `fault_window`: when the fault lasted (s into the run); `probes`: indices of the probe
     requests sent before and after it."""
     verdicts = [classify(r, expected(r)) for r in results]
-    count = {
-        k: sum(1 for v in verdicts if v.outcome == k) for k in ("ok", "failed", "lost", "shed")
-    }
-    examples = tuple(
-        dict.fromkeys(v.why[:100] for v in verdicts if v.outcome in ("failed", "lost"))
-    )[:3]
-    shed_ms = [
-        r.e2e_s * 1000
-        for r, v in zip(results, verdicts, strict=True)
-        if v.outcome == "shed" and r.e2e_s is not None
-    ]
+    count = {k: sum(1 for v in verdicts if v.outcome == k)
+             for k in ("ok", "failed", "lost", "shed")}
+    examples = tuple(dict.fromkeys(v.why[:100] for v in verdicts
+                                   if v.outcome in ("failed", "lost")))[:3]
+    shed_ms = [r.e2e_s * 1000 for r, v in zip(results, verdicts, strict=True)
+               if v.outcome == "shed" and r.e2e_s is not None]
     window = fault_window or (fault_at_s, fault_at_s)
-    return ScenarioRow(
-        scenario,
-        len(results),
-        count["ok"],
-        count["failed"],
-        sum(1 for v in verdicts if v.leaky),
-        count["lost"],
-        recovery_s(results, verdicts, fault_at_s),
-        examples,
-        ttft_ratio(results, fault_at_s, probe_window),
-        count["shed"],
-        max(shed_ms) if shed_ms else None,
-        fault_p99_ttft(results, window),
-        probe_ratio(results, *probes),
-        sum(1 for r in results if r.resumes),
-        quantile(shed_ms, 0.5),
-        quantile(shed_ms, 0.99),
-        (probe_ttfts(results, probes[0]), probe_ttfts(results, probes[1])),
-    )
+    return ScenarioRow(scenario, len(results), count["ok"], count["failed"],
+                       sum(1 for v in verdicts if v.leaky), count["lost"],
+                       recovery_s(results, verdicts, fault_at_s), examples,
+                       ttft_ratio(results, fault_at_s, probe_window), count["shed"],
+                       max(shed_ms) if shed_ms else None, fault_p99_ttft(results, window),
+                       probe_ratio(results, *probes), sum(1 for r in results if r.resumes),
+                       quantile(shed_ms, 0.5), quantile(shed_ms, 0.99),
+                       (probe_ttfts(results, probes[0]), probe_ttfts(results, probes[1])))
 
 
 def twin_lines(rows: list[dict[str, Any]], twins: list[dict[str, Any]]) -> list[str]:
@@ -211,13 +181,12 @@ def twin_lines(rows: list[dict[str, Any]], twins: list[dict[str, Any]]) -> list[
         after = row["probe_ttfts_s"][1]
         twin = by_name.get(row["scenario"])
         control = twin["probe_ttfts_s"][1] if twin else []
-        ratio = statistics.median(after) / statistics.median(control) if after and control else None
-        lines.append(
-            f"{row['scenario']:<24} probe x vs no-fault twin "
-            f"{'-' if ratio is None else format(ratio, '.2f')}; after ms "
-            f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
-            f"{' '.join(f'{x * 1000:.0f}' for x in control)}"
-        )
+        ratio = statistics.median(after) / statistics.median(control) if after and control \
+            else None
+        lines.append(f"{row['scenario']:<24} probe x vs no-fault twin "
+                     f"{'-' if ratio is None else format(ratio, '.2f')}; after ms "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in after)}; twin "
+                     f"{' '.join(f'{x * 1000:.0f}' for x in control)}")
     return lines
 
 

@@ -54,7 +54,6 @@ def _kill(prefix: str, count: int | None = None) -> Callable[[Deployment], None]
     def fault(dep: Deployment) -> None:
         for name in _nodes(dep, prefix)[:count]:
             dep.kill(name, signal.SIGKILL)
-
     return fault
 
 
@@ -62,7 +61,6 @@ def _signal(prefix: str, sig: int) -> Callable[[Deployment], None]:
     def fault(dep: Deployment) -> None:
         for name in _nodes(dep, prefix)[:1]:
             dep.kill(name, sig)
-
     return fault
 
 
@@ -73,12 +71,10 @@ def _kill_router(dep: Deployment) -> None:
 def _link_rate(fraction: float) -> Callable[[Deployment], None]:
     """Set every inter-cluster link to `fraction` of its configured rate, live, as the operator
     does (`prfaas link set`: the WAN emulator's shaper and the router's capacity)."""
-
     def fault(dep: Deployment) -> None:
         for link in dep.cfg.links:
             body = {"gbps": link.gbps * fraction, "src": link.src, "dst": link.dst}
             dep.control("POST", "/internal/link", json=body).raise_for_status()
-
     return fault
 
 
@@ -88,11 +84,8 @@ LINK_CUT = 1e-6  # the shaper takes no zero rate: 100 Gbit/s -> 100 kbit/s carri
 def with_replicas(config: Path, n: int, folder: Path) -> Path:
     """A copy of the deployment file with `[router] replicas = n`."""
     text = config.read_text()
-    text = (
-        text.replace("[router]\n", f"[router]\nreplicas = {n}\n", 1)
-        if "[router]\n" in text
-        else text + f"\n[router]\nreplicas = {n}\n"
-    )
+    text = (text.replace("[router]\n", f"[router]\nreplicas = {n}\n", 1) if "[router]\n" in text
+            else text + f"\n[router]\nreplicas = {n}\n")
     path = folder / f"{config.stem}-{n}-routers.toml"
     path.write_text(text)
     return path
@@ -105,33 +98,16 @@ SCENARIOS = {
         Scenario("kill-prfaas-node", _kill("prfaas", 1)),
         Scenario("kill-all-prfaas", _kill("prfaas")),
         Scenario("kill-decode", _kill("pd-d", 1)),
-        Scenario(
-            "sigstop-prefill-20s",
-            _signal("pd-p", signal.SIGSTOP),
-            20.0,
-            _signal("pd-p", signal.SIGCONT),
-            settle_s=21.0,
-        ),
+        Scenario("sigstop-prefill-20s", _signal("pd-p", signal.SIGSTOP), 20.0,
+                 _signal("pd-p", signal.SIGCONT), settle_s=21.0),
         Scenario("overload-3x", rate_boost=3.0, boost_s=30.0, settle_s=38.0),
         # the storm ends with its clients' hang-up; the probes go from 1 s after that
         Scenario("disconnect-storm", settle_s=STORM_HANG_UP_S + 1.0),
         Scenario("million-token-prompts"),
         Scenario("kill-router", _kill_router, replicas=2, resume=True),
-        Scenario(
-            "link-cut-10s",
-            _link_rate(LINK_CUT),
-            10.0,
-            _link_rate(1.0),
-            settle_s=11.0,
-            fixed_hold=True,
-        ),
-        Scenario(
-            "bandwidth-5pct-60s",
-            _link_rate(0.05),
-            60.0,
-            _link_rate(1.0),
-            settle_s=61.0,
-            fixed_hold=True,
-        ),
+        Scenario("link-cut-10s", _link_rate(LINK_CUT), 10.0, _link_rate(1.0), settle_s=11.0,
+                 fixed_hold=True),
+        Scenario("bandwidth-5pct-60s", _link_rate(0.05), 60.0, _link_rate(1.0), settle_s=61.0,
+                 fixed_hold=True),
     )
 }

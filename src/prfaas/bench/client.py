@@ -94,24 +94,13 @@ def _choice_text(choice: dict[str, Any]) -> str:
     return choice.get("text") or ""
 
 
-def payload(
-    req: PlannedRequest,
-    model: str,
-    endpoint: str,
-    ignore_eos: bool,
-    tag: bool = False,
-    token_ids: bool = False,
-) -> dict[str, Any]:
+def payload(req: PlannedRequest, model: str, endpoint: str, ignore_eos: bool,
+            tag: bool = False, token_ids: bool = False) -> dict[str, Any]:
     """The request body. `tag` sends the plan index as `seed`: with temperature 0 it changes no
     token, and the router's decision log records it, so decisions join to plan (trace) rows.
     `token_ids` asks for each chunk's token ids (what --resume-streams sends back)."""
-    body: dict[str, Any] = {
-        "model": model,
-        "max_tokens": req.max_tokens,
-        "temperature": 0.0,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-    }
+    body: dict[str, Any] = {"model": model, "max_tokens": req.max_tokens, "temperature": 0.0,
+                            "stream": True, "stream_options": {"include_usage": True}}
     if token_ids:
         body["return_token_ids"] = True
     if ignore_eos:
@@ -142,9 +131,8 @@ async def _stream_into(pool: AnyPool, path: str, body: bytes, st: _Stream) -> tu
         resp.release()
 
 
-async def _send_honouring_429(
-    pool: AnyPool, path: str, body: bytes, st: _Stream, retry_429: bool
-) -> tuple[int, str, int]:
+async def _send_honouring_429(pool: AnyPool, path: str, body: bytes, st: _Stream,
+                              retry_429: bool) -> tuple[int, str, int]:
     """(status, error body, 429s seen); with `retry_429`, wait out each 429's Retry-After and send
     again (the caller's timeout bounds it all)."""
     answers = 0
@@ -160,37 +148,18 @@ async def _send_honouring_429(
         st.start_s = time.perf_counter()  # TTFT counts from the accepted attempt
 
 
-async def send_one(
-    pool: AnyPool,
-    req: PlannedRequest,
-    t0: float,
-    model: str,
-    endpoint: str,
-    ignore_eos: bool,
-    timeout_s: float,
-    tag: bool = False,
-    retry_429: bool = False,
-    resume: bool = False,
-) -> RequestResult:
+async def send_one(pool: AnyPool, req: PlannedRequest, t0: float, model: str, endpoint: str,
+                   ignore_eos: bool, timeout_s: float, tag: bool = False,
+                   retry_429: bool = False, resume: bool = False) -> RequestResult:
     body = payload(req, model, endpoint, ignore_eos, tag, resume)
     path = ENDPOINTS[endpoint]
     start = time.perf_counter()
     answers = resumes = 0
 
     def fail(kind: str, detail: str | None) -> RequestResult:
-        return RequestResult(
-            req.index,
-            start - t0,
-            req.input_tokens,
-            False,
-            kind,
-            detail,
-            e2e_s=time.perf_counter() - st.start_s,
-            output_tokens=st.chunks,
-            text="".join(st.pieces),
-            answers_429=answers,
-            resumes=resumes,
-        )
+        return RequestResult(req.index, start - t0, req.input_tokens, False, kind, detail,
+                             e2e_s=time.perf_counter() - st.start_s, output_tokens=st.chunks,
+                             text="".join(st.pieces), answers_429=answers, resumes=resumes)
 
     def first(data: bytes) -> Any:
         return _send_honouring_429(pool, path, data, st, retry_429)
@@ -216,19 +185,10 @@ async def send_one(
     if st.error is not None or not st.done:
         return fail("stream_error" if st.error is not None else "incomplete", st.error)
     n_out = st.usage_tokens if st.usage_tokens is not None else st.chunks
-    return RequestResult(
-        req.index,
-        start - t0,
-        req.input_tokens,
-        True,
-        ttft_s=(st.first_s or end) - st.start_s,
-        e2e_s=end - st.start_s,
-        output_tokens=n_out,
-        itl_s=tuple(st.gaps),
-        text="".join(st.pieces),
-        answers_429=answers,
-        resumes=resumes,
-    )
+    return RequestResult(req.index, start - t0, req.input_tokens, True,
+                         ttft_s=(st.first_s or end) - st.start_s, e2e_s=end - st.start_s,
+                         output_tokens=n_out, itl_s=tuple(st.gaps), text="".join(st.pieces),
+                         answers_429=answers, resumes=resumes)
 
 
 def normalize_url(url: str) -> str:
@@ -261,28 +221,19 @@ async def discover_model(url: str, timeout_s: float = 5.0) -> str:
     except httpx.HTTPError as exc:
         raise UsageError(f"cannot reach {url} ({type(exc).__name__}: {exc or 'no reply'})") from exc
     if resp.status_code != 200:
-        raise UsageError(
-            f"{url} is not an OpenAI-compatible server (GET /v1/models -> HTTP {resp.status_code})"
-        )
+        raise UsageError(f"{url} is not an OpenAI-compatible server (GET /v1/models -> "
+                         f"HTTP {resp.status_code})")
     try:
         return str(resp.json()["data"][0]["id"])
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise UsageError(f"{url}: GET /v1/models returned no model list") from exc
 
 
-async def run_plan(
-    url: str,
-    plan: Sequence[PlannedRequest],
-    *,
-    model: str,
-    endpoint: str,
-    timeout_s: float,
-    ignore_eos: bool = True,
-    on_done: Callable[[RequestResult], None] | None = None,
-    tag: bool = False,
-    retry_429: bool = False,
-    resume_streams: bool = False,
-) -> tuple[list[RequestResult], float]:
+async def run_plan(url: str, plan: Sequence[PlannedRequest], *, model: str, endpoint: str,
+                   timeout_s: float, ignore_eos: bool = True,
+                   on_done: Callable[[RequestResult], None] | None = None,
+                   tag: bool = False, retry_429: bool = False, resume_streams: bool = False,
+                   ) -> tuple[list[RequestResult], float]:
     """Send `plan` open-loop; returns the results (plan order) and the run's wall time (s).
     `retry_429`: honour Retry-After and resend a shed request (else a 429 is its outcome).
     `resume_streams`: a stream cut after its first token is resumed from its token ids."""
@@ -290,9 +241,8 @@ async def run_plan(
     t0 = time.perf_counter()
 
     async def one(req: PlannedRequest) -> RequestResult:
-        result = await send_one(
-            pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag, retry_429, resume_streams
-        )
+        result = await send_one(pool, req, t0, model, endpoint, ignore_eos, timeout_s, tag,
+                                retry_429, resume_streams)
         if on_done is not None:
             on_done(result)
         return result

@@ -29,16 +29,10 @@ def parse_policies(text: str) -> list[str]:
     return policies
 
 
-def run_compare(
-    policies: Sequence[str],
-    config_path: Path,
-    start_deployment: StartDeployment,
-    settings: BenchSettings,
-    *,
-    console: Console | None = None,
-    plot_path: Path | None = None,
-    progress: bool = True,
-) -> list[tuple[str, dict[str, Any]]]:
+def run_compare(policies: Sequence[str], config_path: Path, start_deployment: StartDeployment,
+                settings: BenchSettings, *, console: Console | None = None,
+                plot_path: Path | None = None, progress: bool = True,
+                ) -> list[tuple[str, dict[str, Any]]]:
     """Bench each policy on its own deployment (always stopped, even on error); print one table."""
     console = console or Console(stderr=True)
     rows: list[tuple[str, dict[str, Any]]] = []

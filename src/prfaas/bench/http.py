@@ -68,9 +68,8 @@ class Response:
 
     def release(self) -> None:
         """Give the connection back (or close it if the body was not read to its end)."""
-        keep = (
-            self._done and self._reusable and self.headers.get("connection", "").lower() != "close"
-        )
+        keep = self._done and self._reusable and \
+            self.headers.get("connection", "").lower() != "close"
         self._pool.put(self._conn, keep)
 
 
@@ -109,11 +108,9 @@ class Pool:
         A kept-alive connection the server closed meanwhile fails before any reply byte; the
         request then goes once more on a fresh connection (the usual keep-alive race).
         """
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
+        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n").encode()
         while True:
             conn, reused = await self._get()
             try:

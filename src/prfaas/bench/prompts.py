@@ -43,9 +43,8 @@ def scaled_length(trace_tokens: int, tokens_per_block: int) -> int:
     return max(1, round(trace_tokens * tokens_per_block / TRACE_TOKENS_PER_BLOCK))
 
 
-def synthesize_prompt(
-    hash_ids: Sequence[int], input_tokens: int, tokens_per_block: int, filler_id: int | None = None
-) -> str:
+def synthesize_prompt(hash_ids: Sequence[int], input_tokens: int, tokens_per_block: int,
+                      filler_id: int | None = None) -> str:
     """The prompt of `input_tokens` bytes built from the blocks of `hash_ids`.
 
     If the blocks are too few (a malformed trace line), the rest comes from blocks of `filler_id`

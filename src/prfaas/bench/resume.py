@@ -33,9 +33,8 @@ def _wait_s(st: _Stream, tries: int) -> float:
     return float(BACKOFF_S * 2 ** min(tries, 4))
 
 
-async def send_resuming(
-    pool: AnyPool, path: str, body: dict[str, Any], st: _Stream, first: First
-) -> tuple[int, str, int, int]:
+async def send_resuming(pool: AnyPool, path: str, body: dict[str, Any], st: _Stream,
+                        first: First) -> tuple[int, str, int, int]:
     """(status, error body, 429s of the first send, resumes). `first` sends the original request;
     each resend carries every token id received so far (the server continues after them) and
     `st` keeps accumulating text, ids and gaps, so the result is the stitched stream."""

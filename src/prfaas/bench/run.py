@@ -42,44 +42,24 @@ class BenchSettings:
         if self.duration_s <= 0:
             raise UsageError(f"--duration must be > 0, got {self.duration_s}")
         if self.trace is not None:
-            return trace_plan(
-                self.trace,
-                speedup=self.speedup,
-                duration_s=self.duration_s,
-                limit=self.limit,
-                shaping=self.shaping,
-            )
+            return trace_plan(self.trace, speedup=self.speedup, duration_s=self.duration_s,
+                              limit=self.limit, shaping=self.shaping)
         if self.workload == "paper":
             if self.rate_rps is None:
                 raise UsageError("--workload paper needs --rate")
-            return paper_plan(
-                rate_rps=self.rate_rps,
-                duration_s=self.duration_s,
-                length_scale=self.length_scale,
-                arrival=self.arrival,
-                seed=self.seed,
-                shaping=self.shaping,
-            )
+            return paper_plan(rate_rps=self.rate_rps, duration_s=self.duration_s,
+                              length_scale=self.length_scale, arrival=self.arrival,
+                              seed=self.seed, shaping=self.shaping)
         raise UsageError("give a workload: --trace FILE or --workload paper --rate R")
 
     def describe(self) -> dict[str, Any]:
         """The workload block of the JSON report."""
         common = {"duration_s": self.duration_s, **asdict(self.shaping)}
         if self.trace is not None:
-            return {
-                "kind": "trace",
-                "trace": str(self.trace),
-                "speedup": self.speedup,
-                "limit": self.limit,
-                **common,
-            }
-        return {
-            "kind": self.workload,
-            "rate_rps": self.rate_rps,
-            "arrival": self.arrival,
-            "length_scale": self.length_scale,
-            **common,
-        }
+            return {"kind": "trace", "trace": str(self.trace), "speedup": self.speedup,
+                    "limit": self.limit, **common}
+        return {"kind": self.workload, "rate_rps": self.rate_rps, "arrival": self.arrival,
+                "length_scale": self.length_scale, **common}
 
 
 def _send_window_s(plan: list[PlannedRequest], duration_s: float) -> float:
@@ -90,14 +70,9 @@ def _send_window_s(plan: list[PlannedRequest], duration_s: float) -> float:
     return min(duration_s, span * len(plan) / (len(plan) - 1)) if span > 0 else duration_s
 
 
-def run_bench(
-    url: str,
-    settings: BenchSettings,
-    *,
-    console: Console | None = None,
-    progress: bool = True,
-    keep: list[RequestResult] | None = None,
-) -> dict[str, Any]:
+def run_bench(url: str, settings: BenchSettings, *, console: Console | None = None,
+              progress: bool = True,
+              keep: list[RequestResult] | None = None) -> dict[str, Any]:
     """Run the plan against `url` and return the report (see stats.py for its keys); per-request
     results are appended to `keep` when given (for --save-result)."""
     url = normalize_url(url)
@@ -108,35 +83,18 @@ def run_bench(
     return asyncio.run(_run(url, settings, plan, console, progress, keep))
 
 
-async def _run(
-    url: str,
-    settings: BenchSettings,
-    plan: list[PlannedRequest],
-    console: Console,
-    progress: bool,
-    keep: list[RequestResult] | None = None,
-) -> dict[str, Any]:
+async def _run(url: str, settings: BenchSettings, plan: list[PlannedRequest], console: Console,
+               progress: bool, keep: list[RequestResult] | None = None) -> dict[str, Any]:
     model = settings.model or await discover_model(url)
     with BenchProgress(len(plan), console, enabled=progress) as bar:
-        results, wall_s = await run_plan(
-            url,
-            plan,
-            model=model,
-            endpoint=settings.endpoint,
-            timeout_s=settings.timeout_s,
-            ignore_eos=settings.ignore_eos,
-            on_done=bar.done,
-            tag=settings.tag_requests,
-            retry_429=settings.retry_429,
-            resume_streams=settings.resume_streams,
-        )
+        results, wall_s = await run_plan(url, plan, model=model, endpoint=settings.endpoint,
+                                         timeout_s=settings.timeout_s,
+                                         ignore_eos=settings.ignore_eos, on_done=bar.done,
+                                         tag=settings.tag_requests,
+                                         retry_429=settings.retry_429,
+                                         resume_streams=settings.resume_streams)
     if keep is not None:
         keep.extend(results)
-    info = RunInfo(
-        url=url,
-        model=model,
-        endpoint=settings.endpoint,
-        workload=settings.describe(),
-        seed=settings.seed,
-    )
+    info = RunInfo(url=url, model=model, endpoint=settings.endpoint,
+                   workload=settings.describe(), seed=settings.seed)
     return build_report(info, results, wall_s, _send_window_s(plan, settings.duration_s))

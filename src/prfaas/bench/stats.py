@@ -70,23 +70,16 @@ class RunInfo:
     seed: int
 
 
-def build_report(
-    info: RunInfo, results: Sequence[RequestResult], duration_s: float, send_window_s: float
-) -> dict[str, Any]:
+def build_report(info: RunInfo, results: Sequence[RequestResult], duration_s: float,
+                 send_window_s: float) -> dict[str, Any]:
     ok = [r for r in results if r.ok]
     dur = max(duration_s, 1e-9)
     n_in = sum(r.input_tokens for r in ok)
     n_out = sum(r.output_tokens for r in ok)
     return {
-        "schema": SCHEMA,
-        "url": info.url,
-        "model": info.model,
-        "endpoint": info.endpoint,
-        "workload": info.workload,
-        "seed": info.seed,
-        "num_requests": len(results),
-        "num_ok": len(ok),
-        "num_errors": len(results) - len(ok),
+        "schema": SCHEMA, "url": info.url, "model": info.model, "endpoint": info.endpoint,
+        "workload": info.workload, "seed": info.seed,
+        "num_requests": len(results), "num_ok": len(ok), "num_errors": len(results) - len(ok),
         "errors": dict(sorted(Counter(r.error for r in results if not r.ok and r.error).items())),
         # shed by admission control: refused with 429 in the end / 429 answers seen in all
         "num_shed": sum(1 for r in results if r.error == "http_429"),
@@ -95,8 +88,7 @@ def build_report(
         "duration_s": duration_s,
         "offered_rps": len(results) / send_window_s if send_window_s > 0 else None,
         "throughput_rps": len(ok) / dur,
-        "input_tokens_per_s": n_in / dur,
-        "output_tokens_per_s": n_out / dur,
+        "input_tokens_per_s": n_in / dur, "output_tokens_per_s": n_out / dur,
         "mean_input_tokens": n_in / len(ok) if ok else None,
         "mean_output_tokens": n_out / len(ok) if ok else None,
         "ttft_s": latency_summary(r.ttft_s for r in ok if r.ttft_s is not None),

@@ -27,9 +27,8 @@ def _metric(out: dict[str, Any], name: str, vals_ms: Sequence[float]) -> None:
         out[f"p{q}_{name}_ms"] = percentile(vals_ms, q) if vals_ms else 0.0
 
 
-def vllm_result(
-    report: dict[str, Any], results: Sequence[RequestResult], label: str = "prfaas"
-) -> dict[str, Any]:
+def vllm_result(report: dict[str, Any], results: Sequence[RequestResult],
+                label: str = "prfaas") -> dict[str, Any]:
     """Keys as vLLM's bench serve writes them (throughput, TTFT/TPOT/ITL/E2E percentiles)."""
     ok = [r for r in results if r.ok]
     dur = max(float(report["duration_s"]), 1e-9)
@@ -37,22 +36,13 @@ def vllm_result(
     n_out = sum(r.output_tokens for r in ok)
     out: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y%m%d-%H%M%S"),
-        "backend": "openai",
-        "label": label,
-        "model_id": report["model"],
-        "tokenizer_id": report["model"],
-        "num_prompts": len(results),
-        "request_rate": report.get("offered_rps") or "inf",
-        "burstiness": 1.0,
-        "max_concurrency": None,
-        "duration": dur,
-        "completed": len(ok),
-        "failed": len(results) - len(ok),
-        "total_input_tokens": n_in,
-        "total_output_tokens": n_out,
-        "request_throughput": len(ok) / dur,
-        "request_goodput": None,
-        "output_throughput": n_out / dur,
+        "backend": "openai", "label": label, "model_id": report["model"],
+        "tokenizer_id": report["model"], "num_prompts": len(results),
+        "request_rate": report.get("offered_rps") or "inf", "burstiness": 1.0,
+        "max_concurrency": None, "duration": dur, "completed": len(ok),
+        "failed": len(results) - len(ok), "total_input_tokens": n_in,
+        "total_output_tokens": n_out, "request_throughput": len(ok) / dur,
+        "request_goodput": None, "output_throughput": n_out / dur,
         "total_token_throughput": (n_in + n_out) / dur,
         "input_lens": [r.input_tokens for r in results],
         "output_lens": [r.output_tokens for r in results],

@@ -28,9 +28,8 @@ class PlannedRequest:
     tokens_per_block: int
 
     def prompt(self) -> str:
-        return synthesize_prompt(
-            self.hash_ids, self.input_tokens, self.tokens_per_block, filler_id=self.index + 1
-        )
+        return synthesize_prompt(self.hash_ids, self.input_tokens, self.tokens_per_block,
+                                 filler_id=self.index + 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +50,8 @@ class Shaping:
         return min(n, self.max_output_tokens) if self.max_output_tokens else n
 
 
-def trace_plan(
-    path: Path, *, speedup: float, duration_s: float, limit: int | None, shaping: Shaping
-) -> list[PlannedRequest]:
+def trace_plan(path: Path, *, speedup: float, duration_s: float, limit: int | None,
+               shaping: Shaping) -> list[PlannedRequest]:
     """The trace's requests sent at timestamp / speedup, those arriving within duration_s."""
     if not path.is_file():
         raise UsageError(f"trace file not found: {path}")
@@ -70,16 +68,9 @@ def trace_plan(
         send_at = (row.timestamp_s - t0) / speedup
         if send_at >= duration_s:
             break
-        plan.append(
-            PlannedRequest(
-                i,
-                send_at,
-                tuple(row.hash_ids),
-                shaping.input_len(row.input_length),
-                shaping.output_len(row.output_length),
-                shaping.tokens_per_block,
-            )
-        )
+        plan.append(PlannedRequest(
+            i, send_at, tuple(row.hash_ids), shaping.input_len(row.input_length),
+            shaping.output_len(row.output_length), shaping.tokens_per_block))
     return plan
 
 
@@ -97,15 +88,8 @@ def arrival_times(rate_rps: float, duration_s: float, arrival: str, seed: int) -
     return [float(t) for t in times if t < duration_s]
 
 
-def paper_plan(
-    *,
-    rate_rps: float,
-    duration_s: float,
-    length_scale: float,
-    arrival: str,
-    seed: int,
-    shaping: Shaping,
-) -> list[PlannedRequest]:
+def paper_plan(*, rate_rps: float, duration_s: float, length_scale: float, arrival: str,
+               seed: int, shaping: Shaping) -> list[PlannedRequest]:
     """The paper's workload: log-normal inputs, 1024 outputs, both times length_scale.
 
     Prompts are unique (no prefix sharing); tokens_per_block only sets the synthesis block size.
