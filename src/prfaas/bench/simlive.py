@@ -92,11 +92,12 @@ def run_sim(
 
 
 def simulate(
-    cfg: DeploymentConfig, policy: str, plan: Sequence[PlannedRequest]
+    cfg: DeploymentConfig, policy: str, plan: Sequence[PlannedRequest], pipeline_s: float = 0.0
 ) -> tuple[dict[int, Decided], dict[str, float]]:
     """Per-request decisions and the run's summary (emulated units, the bench's definitions:
-    throughput = finished requests / (first arrival -> last finish))."""
-    setup = setup_from_deployment(cfg, policy)
+    throughput = finished requests / (first arrival -> last finish)). `pipeline_s`: the live
+    pipeline's latency outside the modelled stages (emulated s; see pipeline_latency_s)."""
+    setup = replace(setup_from_deployment(cfg, policy), pipeline_s=pipeline_s * time_scale(cfg))
     seen: dict[str, tuple[Placement, dict[str, Any]]] = {}
 
     def hook(view: ClusterView, spec: RequestSpec, placement: Placement) -> None:
@@ -200,10 +201,30 @@ def run_live(
             ttft.get(index),
             e["view"],
             {k: e[k] for k in ("ran_on", "reused_tokens", "queue_s", "compute_s", "transfer_s")}
-            | {"routed_at_s": e["routed_s"]},  # router clock (monotonic): see replayed()
+            | {"routed_at_s": e["routed_s"], "first_token_at_s": e.get("first_token_s")},
             e.get("planned_threshold_tokens", 0),
         )
     return out
+
+
+def pipeline_latency_s(live: dict[int, Decided], sim: dict[int, Decided]) -> float:
+    """The live pipeline's latency outside the stages the simulator models, median over requests
+    both sides put on the same decode node (emulated s): router-timed routing -> first token,
+    less the worker-timed queue, prefill and KV transfer, less the decode admission wait the
+    simulator computes for that request (dispatch, the KV's hand-over, the token's way back)."""
+    gaps = sorted(
+        float(d.detail["first_token_at_s"])
+        - float(d.detail["routed_at_s"])
+        - float(d.detail["queue_s"])
+        - float(d.detail["transfer_s"])
+        - float(sim[i].detail["admit_s"])
+        for i, d in live.items()
+        if d.detail.get("first_token_at_s") is not None
+        and d.detail.get("transfer_s") is not None
+        and i in sim
+        and sim[i].decode_node == d.decode_node
+    )
+    return gaps[len(gaps) // 2] if gaps else 0.0
 
 
 def replayed(plan: Sequence[PlannedRequest], live: dict[int, Decided]) -> list[PlannedRequest]:

@@ -269,6 +269,7 @@ class RouterBackend:
                 if stage == "prefill":
                     stage = "decode"
                     self.admission.waiting -= 1
+                    logged["first_token_s"] = time.monotonic()
                 if chunk.finish_reason is not None:
                     # The node freed the slot with its last token (as the simulator counts it),
                     # not when the edge is done writing; the close that follows is no cancel.

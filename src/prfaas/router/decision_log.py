@@ -91,6 +91,7 @@ class DecisionLog:
             "compute_s": None,
             "transfer_s": None,
             "replied_s": None,
+            "first_token_s": None,  # when the router saw the first token (its clock)
         }
         self.entries.append(entry)
         return entry

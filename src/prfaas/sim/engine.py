@@ -6,7 +6,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 
-from prfaas.cache.pool import HybridPrefixPool
 from prfaas.control.window import ObservationWindow, PrefillSample
 from prfaas.core.arrivals import ArrivalGaps
 from prfaas.core.lifecycle import Phase, RequestRecord
@@ -18,10 +17,10 @@ from prfaas.policy.placement import Placement
 from prfaas.policy.registry import get_policy
 from prfaas.sim.adapter import SimAdapter
 from prfaas.sim.admission import SimAdmission
+from prfaas.sim.build import build_cluster, build_links
 from prfaas.sim.decode_node import DecodeNode
 from prfaas.sim.fastprofile import kv_bytes_fn, kv_split
 from prfaas.sim.kernel import Kernel
-from prfaas.sim.link import FluidLink
 from prfaas.sim.node_pools import counted_blocks, hold, node_pool
 from prfaas.sim.nodes import Job, PrefillNode
 from prfaas.sim.pulls import start_pull
@@ -54,10 +53,10 @@ class Simulation:
         self.kv_fn = kv_bytes_fn(setup.kv)
         self.state_bytes, self.kv_per_token = kv_split(setup.kv)
         self.rdma_bytes_per_s = setup.rdma_gbps * 1e9 / 8
-        self.clusters = [self._build_cluster(spec) for spec in sorted(setup.clusters, key=_name)]
+        self.clusters = [build_cluster(self, spec) for spec in sorted(setup.clusters, key=_name)]
         self.by_name = {c.name: c for c in self.clusters}
         self.nodes: dict[str, Node] = {n.node_id: n for c in self.clusters for n in c.nodes}
-        self.links = self._build_links()
+        self.links = build_links(self)
         self.series = RunSeries(
             interval_s=setup.sample_s,
             egress_links=tuple(
@@ -78,27 +77,6 @@ class Simulation:
         self._alpha = 1.0 - math.exp(-setup.sample_s / setup.ewma_tau_s)
 
     # -- construction ---------------------------------------------------------------------
-    def _build_cluster(self, spec: ClusterSpec) -> SimCluster:
-        pool = None
-        if spec.cache_bytes > 0:
-            pool = HybridPrefixPool(
-                spec.cache_bytes,
-                self.setup.block_tokens,
-                int(self.kv_per_token),
-                int(self.state_bytes),
-            )
-        cluster = SimCluster(spec, pool)
-        count = spec.prefill_nodes + spec.decode_nodes
-        if spec.node_ids and len(spec.node_ids) != count:
-            raise ValueError(f"cluster {spec.name}: {len(spec.node_ids)} ids for {count} nodes")
-        for i in range(count):
-            node_id = spec.node_ids[i] if spec.node_ids else f"{spec.name}-{i:02d}"
-            if i < spec.prefill_nodes:
-                cluster.add(self.make_prefill_node(node_id, cluster))
-            else:
-                cluster.add(self.make_decode_node(node_id, spec.name))
-        return cluster
-
     def make_prefill_node(self, node_id: str, cluster: SimCluster) -> PrefillNode:
         node = PrefillNode(self, node_id, cluster.name, cluster.time_fn, self.setup.chunk_tokens)
         node.pool = node_pool(self, cluster)
@@ -117,16 +95,6 @@ class Simulation:
             chunk_steps=s.decode_chunk_steps,
             report_free=s.decode_free_in_view,
         )
-
-    def _build_links(self) -> dict[tuple[str, str], FluidLink]:
-        links: dict[tuple[str, str], FluidLink] = {}
-        for a in self.clusters:
-            for b in self.clusters:
-                if a is not b:
-                    links[(a.name, b.name)] = FluidLink(
-                        self.kernel, a.name, b.name, self.setup.link_gbps, self.setup.rtt_ms
-                    )
-        return links
 
     # -- running --------------------------------------------------------------------------
     def run(self) -> SimResult:
@@ -281,11 +249,17 @@ class Simulation:
             pool.insert(job.hashes, state_payloads={len(job.hashes) - 1: None})
         hold(job.prefill.pool, job.hashes, len(job.hashes))
         if job.kv_ready:
-            self.kv_arrived(job)
+            self._kv_landed(job)  # its pipeline delay, if any, has passed
         else:
             self.tails += 1
 
     def kv_arrived(self, job: Job) -> None:
+        if self.setup.pipeline_s > 0:
+            self.kernel.at(self.kernel.now + self.setup.pipeline_s, self._kv_landed, job)
+        else:
+            self._kv_landed(job)
+
+    def _kv_landed(self, job: Job) -> None:
         rec = job.record
         if rec.phase == Phase.PREFILLING:
             job.kv_ready = True  # the last bytes beat the prefill-end event at the same instant

@@ -88,3 +88,7 @@ class SimSetup:
     # admission: shed placed requests as the live router's admission control does (its [limits]
     #   in modelled seconds); None admits everything (the simulator's own runs).
     admission: AdmissionLimits | None = None
+    # pipeline_s: the live pipeline's latency outside the modelled stages (dispatch, the KV's
+    #   hand-over to the decode, the stream back to the router), applied when a request's KV
+    #   reaches its decode node; measured from a live run (bench.simlive.pipeline_latency_s).
+    pipeline_s: float = 0.0
