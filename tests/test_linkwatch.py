@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from approx import assert_close
 from prfaas.bench.linkwatch import LinkSample, egress_series, longest_over
 
@@ -27,6 +29,6 @@ def test_longest_stretch_counts_only_consecutive_seconds_beyond_the_tolerance() 
     #          over  over  ok(+5%) over over over ok   over
     gbps = [12.0, 11.5, 10.5, 12.0, 13.0, 11.2, 9.0, 20.0]
     series = egress_series(_samples(gbps, caps), "prfaas->pd")
-    assert longest_over(series, 0.10) == 3.0
-    assert longest_over(series, 1.0) == 0.0
-    assert longest_over([], 0.10) == 0.0
+    assert longest_over(series, 0.10) == pytest.approx(3.0)
+    assert longest_over(series, 1.0) == pytest.approx(0.0)
+    assert longest_over([], 0.10) == pytest.approx(0.0)

@@ -134,8 +134,11 @@ def planned_threshold(params: PolicyParams, capacity_gbps: float) -> int:
     return t
 
 
-def effective_threshold(params: PolicyParams, p: Pressure) -> tuple[int, str]:
-    """t after the bandwidth re-search and the egress / queue triggers, with a short why."""
+def effective_threshold(
+    params: PolicyParams, p: Pressure, planned: int | None = None
+) -> tuple[int, str]:
+    """t after the bandwidth re-search and the egress / queue triggers, with a short why.
+    `planned`: planned_threshold(params, p.capacity_gbps), when the caller has it already."""
     remote = p.drain_s + p.prfaas_queue * params.remote_service_s
     local = p.pd_queue * params.local_service_s
     gap = remote - local
@@ -145,7 +148,7 @@ def effective_threshold(params: PolicyParams, p: Pressure) -> tuple[int, str]:
     if params.threshold_by_gbps and (gap >= -slack or not params.gate_bandwidth_raise):
         # Less link capacity: the planner's t for it, unless PD-P is already the worse side
         # (then moving long requests onto it only relocates the backlog).
-        t_bw = _bandwidth_threshold(params, p.capacity_gbps)
+        t_bw = planned_threshold(params, p.capacity_gbps) if planned is None else planned
         if t_bw > t:
             t, why = t_bw, f"; link {p.capacity_gbps:.3g}G: t {t_bw}"
     factor = 1.0
@@ -171,8 +174,9 @@ def _scarce(params: PolicyParams, p: Pressure) -> bool:
 def route_prfaas(view: ClusterView, request: RequestSpec, params: PolicyParams) -> Placement:
     """Paper §3.4.3: bandwidth- and cache-aware threshold routing with congestion triggers."""
     p = assess(view)
-    t, why = effective_threshold(params, p)
-    ts = (t, planned_threshold(params, p.capacity_gbps))
+    planned = planned_threshold(params, p.capacity_gbps)
+    t, why = effective_threshold(params, p, planned)
+    ts = (t, planned)
     scarce = _scarce(params, p)
     l_pd, pd_name = _local_prefix(view, "pd")
     l_remote, remote_name = _local_prefix(view, "prfaas")
