@@ -20,8 +20,10 @@ of the deployment.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 from prfaas.bench.linkwatch import LinkSample, egress_series, longest_over
@@ -29,6 +31,7 @@ from prfaas.bench.run import BenchSettings
 from prfaas.bench.simlive import Decided, jittered, run_live, simulate
 from prfaas.deploy.config import load_deployment
 from prfaas.profiles import get_kv_profile
+from prfaas.sim.from_deployment import time_scale
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,6 +102,9 @@ def main() -> int:
         help="also print the simulator's t agreement with itself on sends delayed by up to this "
         "much (3 seeds): the ceiling that timing noise of that size leaves (diagnostic)",
     )
+    ap.add_argument(
+        "--json", type=Path, help="also write both sides' decisions (with their views) here"
+    )
     args = ap.parse_args()
     start, end, factor = (float(x) for x in args.drop.split(","))
     plan = BenchSettings(args.duration, workload="paper", rate_rps=args.rate).plan()
@@ -162,15 +168,24 @@ def main() -> int:
     gb = sum(within(a[1], b[1], 0.05) for a, b in rows)
     print(f"within 5% (relative): offload {off} of {len(rows)} windows, egress {gb} of {len(rows)}")
     if links:
-        report_egress(links)
+        report_egress(links, time_scale(cfg))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        dump = {
+            "send": send,
+            "sim": {i: asdict(d) for i, d in sim.items()},
+            "live": {i: asdict(d) for i, d in live.items()},
+            "links": [asdict(x) for x in links],
+        }
+        args.json.write_text(json.dumps(dump, indent=1))
     return 0
 
 
-def report_egress(links: list[LinkSample]) -> None:
+def report_egress(links: list[LinkSample], scale: float) -> None:
     """Live egress of the PrfaaS -> PD link per second against its capacity then."""
     names = sorted({s.link for s in links if s.link.startswith("prfaas")})
     for name in names:
-        series = egress_series(links, name)
+        series = egress_series(links, name, scale)
         if not series:
             continue
         worst = max((e / c for _, e, c in series if c > 0), default=0.0)

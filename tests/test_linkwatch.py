@@ -24,6 +24,12 @@ def test_egress_per_interval_against_the_capacity_then() -> None:
     assert [c for _, _, c in series] == [100.0, 10.0, 10.0]
 
 
+def test_an_emulated_wall_second_is_time_scale_modelled_seconds() -> None:
+    """Counters are modelled bytes: 20 Gbit of them in a wall second of a 2x engine is 10 Gbit/s."""
+    series = egress_series(_samples([20.0], [10.0]), "prfaas->pd", time_scale=2.0)
+    assert_close([e for _, e, _ in series], [10.0], rel=1e-6)
+
+
 def test_longest_stretch_counts_only_consecutive_seconds_beyond_the_tolerance() -> None:
     caps = [10.0] * 8
     #          over  over  ok(+5%) over over over ok   over

@@ -55,14 +55,19 @@ class LinkWatch:
             self._stop.wait(self.period_s)
 
 
-def egress_series(samples: list[LinkSample], link: str) -> list[tuple[float, float, float]]:
-    """(t_s, egress Gbit/s over the interval ending at t_s, capacity at t_s) for one link."""
+def egress_series(
+    samples: list[LinkSample], link: str, time_scale: float = 1.0
+) -> list[tuple[float, float, float]]:
+    """(t_s, egress Gbit/s over the interval ending at t_s, capacity at t_s) for one link, in
+    modelled units: the counters are modelled bytes, and a wall second of an emulated engine
+    running `time_scale` x faster is `time_scale` modelled seconds."""
     points = [s for s in samples if s.link == link]
     out = []
     for a, b in itertools.pairwise(points):
         dt = b.t_s - a.t_s
         if dt > 0:
-            out.append((b.t_s, (b.bytes_total - a.bytes_total) * 8 / 1e9 / dt, b.capacity_gbps))
+            gbps = (b.bytes_total - a.bytes_total) * 8 / 1e9 / (dt * time_scale)
+            out.append((b.t_s, gbps, b.capacity_gbps))
     return out
 
 

@@ -1,8 +1,10 @@
 """The bandwidth monitor: per inter-cluster link egress (EWMA), in-flight bytes, RTT, retransmits.
 
-Fed by the transfer counters every sender reports in its heartbeats. Rates are converted back to
-the modelled deployment's units (the emulated engine moves payload_scale x the bytes, time_scale x
-faster), so the policy compares them with the link capacity written in the deployment file.
+Fed by the transfer counters every sender reports in its heartbeats. Everything is converted back
+to the modelled deployment's units, so the policy compares it with the link capacity written in
+the deployment file: the emulated engine moves payload_scale x the bytes (bytes are divided by
+it) and runs time_scale x faster (a wall second is time_scale modelled seconds; rates are divided
+by both, quantities of bytes, such as those in flight, by payload_scale only).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ class LinkState:
 
 class BandwidthMonitor:
     def __init__(self, cfg: DeploymentConfig) -> None:
-        self.scale = cfg.engine.link_scale
+        emulated = cfg.engine.kind == "emulated"
+        self.payload_scale = cfg.engine.payload_scale if emulated else 1.0
+        self.time_scale = cfg.engine.time_scale if emulated else 1.0
         self.links: dict[tuple[str, str], LinkState] = {}
         for link in cfg.links:
             for a, b in ((link.src, link.dst), (link.dst, link.src)):
@@ -63,14 +67,14 @@ class BandwidthMonitor:
             link._per_sender[node] = s
             self._add(link, max(delta, 0), now)
             link.in_flight_bytes = int(
-                sum(p.in_flight_bytes for p in link._per_sender.values()) / self.scale
+                sum(p.in_flight_bytes for p in link._per_sender.values()) / self.payload_scale
             )
             link.retransmit_rate = max(p.retransmit_rate for p in link._per_sender.values())
             if s.rtt_ms > 0:
                 link.rtt_ms = s.rtt_ms
 
     def _add(self, link: LinkState, delta_bytes: int, now: float) -> None:
-        modelled = delta_bytes / self.scale
+        modelled = delta_bytes / self.payload_scale
         link.bytes_total += int(modelled)
         if link.last_update == 0.0:
             link.last_update = now
@@ -78,10 +82,10 @@ class BandwidthMonitor:
         dt = now - link.last_update
         if dt <= 0:
             # Several senders report at once: fold their bytes into the current estimate.
-            link.egress_gbps += modelled * 8 / 1e9 / max(EWMA_TAU_S, 1e-3)
+            link.egress_gbps += modelled * 8 / 1e9 / (EWMA_TAU_S * self.time_scale)
             return
         alpha = 1.0 - math.exp(-dt / EWMA_TAU_S)
-        rate = modelled * 8 / 1e9 / dt
+        rate = modelled * 8 / 1e9 / (dt * self.time_scale)
         link.egress_gbps += alpha * (rate - link.egress_gbps)
         link.last_update = now
 

@@ -23,10 +23,12 @@ SUMMARY_NODES = 64  # larger views log only the chosen nodes: O(1) per decision,
 
 
 def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What the decision saw, compactly: queued prefill tokens and decode [running, waiting] per
-    node, the prefix each cluster holds for this request, and link utilisation. Past
+    """What the decision saw, compactly: queued prefill tokens and waiting requests, and decode
+    [running, waiting] per node, the prefix each cluster holds for this request, and link
+    utilisation and drain time (in-flight bytes at the capacity, seconds). Past
     SUMMARY_NODES nodes only the `chosen` ones are listed, and `nodes` gives the count."""
     prefill: dict[str, int] = {}
+    waiting: dict[str, int] = {}
     decode: dict[str, list[int]] = {}
     size = sum(c.size() for c in view.clusters)
     for c in view.clusters:
@@ -37,13 +39,22 @@ def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, A
         for n in nodes:
             if n.role == "prefill":
                 prefill[n.node_id] = n.queued_tokens
+                waiting[n.node_id] = n.queue_len
             else:
                 decode[n.node_id] = [n.running, n.queue_len]  # queue: KV not arrived, or no slot
     prefix: dict[str, int] = {}
     for m in view.matches:
         prefix[m.cluster] = max(prefix.get(m.cluster, 0), m.tokens)
     links = {f"{lk.src}->{lk.dst}": round(lk.utilisation, 4) for lk in view.links}
-    out = {"prefill_queued": prefill, "decode_load": decode, "prefix": prefix, "util": links}
+    drain = {f"{lk.src}->{lk.dst}": round(lk.drain_s, 4) for lk in view.links}
+    out = {
+        "prefill_queued": prefill,
+        "prefill_waiting": waiting,
+        "decode_load": decode,
+        "prefix": prefix,
+        "util": links,
+        "drain_s": drain,
+    }
     if size > SUMMARY_NODES:
         out["nodes"] = size
     return out

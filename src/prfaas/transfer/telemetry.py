@@ -54,6 +54,7 @@ class LinkTelemetry:
     capacity_gbps: float  # configured capacity; when unknown, the best goodput seen so far
     egress_gbps: float  # goodput EWMA of acknowledged bytes
     in_flight_bytes: int  # sent, not yet acknowledged
+    delivered_bytes: int  # acknowledged by the receiver, since the client started
     queue_depth: int  # chunks waiting for a connection
     queued_bytes: int
     rtt_ms: float  # mean smoothed TCP RTT of live connections (handshake RTT before any)
@@ -93,12 +94,14 @@ class LinkMonitor:
         self._peak_gbps = 0.0
         self._win_start = time.monotonic()
         self._win_bytes = 0
+        self.delivered_bytes = 0  # cumulative acknowledged bytes: what crossed the link
         self._retired_retrans = 0
         self._retired_segs = 0
 
     def on_acked(self, nbytes: int, now: float | None = None) -> None:
         self._roll(time.monotonic() if now is None else now)
         self._win_bytes += nbytes
+        self.delivered_bytes += nbytes
 
     def on_busy(self, now: float) -> None:
         """Data started flowing; before the first sample, the first window starts here."""
@@ -154,6 +157,7 @@ class LinkMonitor:
             capacity_gbps=capacity,
             egress_gbps=egress,
             in_flight_bytes=in_flight_bytes,
+            delivered_bytes=self.delivered_bytes,
             queue_depth=queue_depth,
             queued_bytes=queued_bytes,
             rtt_ms=rtt,

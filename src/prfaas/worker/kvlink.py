@@ -68,6 +68,7 @@ class KvLink:
         self._pending: dict[str, _Pending] = {}
         self._clients: dict[_Peer, TransferClient] = {}
         self._connecting: dict[_Peer, asyncio.Lock] = {}
+        self._retired: dict[tuple[str, int], int] = {}  # delivered bytes of replaced clients
         self.fail_next_sends = 0  # fault hook: the next N sends break after their first layer
 
     async def start(self, port: int = 0) -> int:
@@ -144,6 +145,7 @@ class KvLink:
             client = self._clients.get(key)
             if client is None or not client.live_connections:
                 if client is not None:
+                    self._retire(key, client)
                     await client.close()
                 client = TransferClient(
                     host,
@@ -165,10 +167,27 @@ class KvLink:
                 self._clients[key] = client
             return client
 
+    def _retire(self, key: _Peer, client: TransferClient) -> None:
+        """Keep what a client being replaced delivered in the totals."""
+        self._retired[key[:2]] = self._retired.get(key[:2], 0) + client.monitor.delivered_bytes
+        self._clients.pop(key, None)
+
     def in_flight_bytes(self, peers: set[tuple[str, int]]) -> int:
-        """Bytes sent to `peers` and not yet acknowledged (transfer-client telemetry)."""
-        return sum(
-            c.telemetry().in_flight_bytes for k, c in self._clients.items() if k[:2] in peers
+        """Bytes accepted for `peers` and not yet acknowledged: on the wire or waiting for a
+        connection (transfer-client telemetry)."""
+        total = 0
+        for k, c in self._clients.items():
+            if k[:2] in peers:
+                tel = c.telemetry()
+                total += tel.in_flight_bytes + tel.queued_bytes
+        return total
+
+    def delivered_bytes(self, peers: set[tuple[str, int]]) -> int:
+        """Bytes `peers` acknowledged since this link started, as they arrive (not per finished
+        transfer: a transfer of several seconds then shows as a steady rate, not one lump)."""
+        gone = sum(n for k, n in self._retired.items() if k in peers)
+        return gone + sum(
+            c.monitor.delivered_bytes for k, c in self._clients.items() if k[:2] in peers
         )
 
     async def send(
@@ -209,11 +228,11 @@ class KvLink:
             await client.send(key, payloads())
         except (TransferError, OSError, TransferFailed) as exc:
             stats.failures += 1
-            self._clients.pop((host, port, tls_peer), None)
+            if self._clients.get((host, port, tls_peer)) is client:
+                self._retire((host, port, tls_peer), client)
             with contextlib.suppress(Exception):
                 await client.close()
             raise TransferFailed(f"transfer {key} to {host}:{port} failed: {exc}") from None
-        stats.bytes_sent += sent
         stats.transfers += 1
         stats.busy_s += time.monotonic() - t0
         tel = client.telemetry()

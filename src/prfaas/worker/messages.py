@@ -117,7 +117,7 @@ class PushReply(msgspec.Struct):
 class LinkStats(msgspec.Struct):
     """Cumulative transfer counters of one sender toward one destination cluster."""
 
-    bytes_sent: int = 0
+    bytes_sent: int = 0  # acknowledged by the receivers, as chunks arrive
     transfers: int = 0
     failures: int = 0
     in_flight_bytes: int = 0

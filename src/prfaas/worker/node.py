@@ -280,12 +280,16 @@ class WorkerNode:
             pool_used_bytes=self.pool.used_bytes,
             pool_hit_tokens=stats.hit_tokens,
             pool_query_tokens=stats.query_tokens,
-            links={
-                k: msgspec.structs.replace(
-                    v, in_flight_bytes=self.kv.in_flight_bytes(self._peers.get(k, set()))
-                )
-                for k, v in self.links.items()
-            },
+            links={k: self._link_stats(k, v) for k, v in self.links.items()},
+        )
+
+    def _link_stats(self, dst_cluster: str, stats: LinkStats) -> LinkStats:
+        """The cumulative counters toward `dst_cluster`, bytes as acknowledged by now."""
+        peers = self._peers.get(dst_cluster, set())
+        return msgspec.structs.replace(
+            stats,
+            bytes_sent=self.kv.delivered_bytes(peers),
+            in_flight_bytes=self.kv.in_flight_bytes(peers),
         )
 
     async def close(self) -> None:
