@@ -101,6 +101,7 @@ def test_link_monitor_goodput_ewma_tracks_acknowledged_bytes() -> None:
     assert snap.egress_gbps == pytest.approx(1.0, rel=0.02)
     assert snap.capacity_gbps == pytest.approx(snap.egress_gbps, rel=0.05)
     assert (snap.in_flight_bytes, snap.queue_depth) == (7, 3)
+    assert snap.delivered_bytes == 20 * 6_250_000  # counted as acknowledged, not per transfer
     idle = mon.snapshot([], now=5.0)
     assert idle.egress_gbps < 0.01  # decays when the link goes idle
     assert idle.capacity_gbps == pytest.approx(1.0, rel=0.05)  # the best seen is remembered
