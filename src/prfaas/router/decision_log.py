@@ -23,12 +23,11 @@ SUMMARY_NODES = 64  # larger views log only the chosen nodes: O(1) per decision,
 
 
 def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """What the decision saw, compactly: queued prefill tokens and waiting requests, and decode
-    [running, waiting] per node, the prefix each cluster holds for this request, and link
-    utilisation and drain time (in-flight bytes at the capacity, seconds). Past
+    """What the decision saw, compactly: queued prefill tokens and decode [running, waiting] per
+    node, the prefix each cluster holds for this request, and link utilisation and drain time
+    (in-flight bytes at the capacity, seconds). Past
     SUMMARY_NODES nodes only the `chosen` ones are listed, and `nodes` gives the count."""
     prefill: dict[str, int] = {}
-    waiting: dict[str, int] = {}
     decode: dict[str, list[int]] = {}
     size = sum(c.size() for c in view.clusters)
     for c in view.clusters:
@@ -39,7 +38,6 @@ def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, A
         for n in nodes:
             if n.role == "prefill":
                 prefill[n.node_id] = n.queued_tokens
-                waiting[n.node_id] = n.queue_len
             else:
                 decode[n.node_id] = [n.running, n.queue_len]  # queue: KV not arrived, or no slot
     prefix: dict[str, int] = {}
@@ -49,7 +47,6 @@ def view_summary(view: ClusterView, chosen: tuple[str, ...] = ()) -> dict[str, A
     drain = {f"{lk.src}->{lk.dst}": round(lk.drain_s, 4) for lk in view.links}
     out = {
         "prefill_queued": prefill,
-        "prefill_waiting": waiting,
         "decode_load": decode,
         "prefix": prefix,
         "util": links,
