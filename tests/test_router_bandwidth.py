@@ -21,13 +21,13 @@ def test_bytes_in_flight_are_a_quantity_and_egress_a_rate() -> None:
     mon = BandwidthMonitor(cfg)
     link = mon.links[("prfaas", "pd")]
     mon.report("prfaas-p0", "prfaas", {"pd": LinkStats(bytes_sent=0, in_flight_bytes=1_000)}, 10.0)
-    assert link.in_flight_bytes == 1_000_000
+    assert_close(link.in_flight_bytes, 1_000_000, rel=1e-9)
     # Many short intervals at a steady rate: the EWMA converges to it.
     sent = 0
     for k in range(1, 201):
         sent += 100_000  # 0.1 MB emulated per 0.1 wall s = 1 MB per wall second
         stats = {"pd": LinkStats(bytes_sent=sent, in_flight_bytes=0)}
         mon.report("prfaas-p0", "prfaas", stats, 10.0 + 0.1 * k)
-    assert link.bytes_total == 20_000_000_000  # 20 MB emulated = 20 GB modelled
+    assert_close(link.bytes_total, 20_000_000_000, rel=1e-9)  # 20 MB emulated = 20 GB modelled
     assert_close(link.egress_gbps, 4.0, rel=0.01)
     assert link.in_flight_bytes == 0

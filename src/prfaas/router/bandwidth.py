@@ -66,7 +66,7 @@ class BandwidthMonitor:
             delta = s.bytes_sent - prev.bytes_sent if prev is not None else s.bytes_sent
             link._per_sender[node] = s
             self._add(link, max(delta, 0), now)
-            link.in_flight_bytes = int(
+            link.in_flight_bytes = round(
                 sum(p.in_flight_bytes for p in link._per_sender.values()) / self.payload_scale
             )
             link.retransmit_rate = max(p.retransmit_rate for p in link._per_sender.values())
@@ -75,7 +75,7 @@ class BandwidthMonitor:
 
     def _add(self, link: LinkState, delta_bytes: int, now: float) -> None:
         modelled = delta_bytes / self.payload_scale
-        link.bytes_total += int(modelled)
+        link.bytes_total += round(modelled)
         if link.last_update == 0.0:
             link.last_update = now
             return
